@@ -1,0 +1,98 @@
+//! The operator CLI. Every command works directly on the database; failures print one line
+//! (`error: …`) on stderr and exit with a non-zero status.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Settings;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "Enterprise SSO and SCIM in front of any web app"
+)]
+pub struct Cli {
+    /// Optional TOML configuration file (environment variables override it).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Start the server (the default command).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Configuration commands.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Print the effective configuration with secrets masked.
+    Check,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The whole cause chain on one line.
+fn one_line(e: &anyhow::Error) -> String {
+    format!("{e:#}").replace('\n', " ")
+}
+
+fn load_settings(cli: &Cli) -> anyhow::Result<Settings> {
+    let (settings, warnings) = Settings::load(cli.config.as_deref())?;
+    for w in warnings {
+        eprintln!("{w}");
+    }
+    Ok(settings)
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = load_settings(&cli)?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings),
+        Command::Migrate => {
+            crate::telemetry::init(settings.log_format, &settings.log);
+            let (db, _) = crate::startup::prepare(&settings)?;
+            println!("migrations applied ({})", db.backend().name());
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Check) => {
+            print!("{}", settings.render_masked());
+            Ok(())
+        }
+    }
+}
+
+fn serve(settings: Settings) -> anyhow::Result<()> {
+    crate::telemetry::init(settings.log_format, &settings.log);
+    actix_web::rt::System::new().block_on(async move {
+        let started = std::time::Instant::now();
+        let public_url = settings.public_url.clone();
+        let app = crate::startup::Application::build(settings).await?;
+        tracing::info!(
+            port = app.port(),
+            public_url = %public_url,
+            startup_ms = started.elapsed().as_millis() as u64,
+            "gatehouse ready"
+        );
+        app.run_until_stopped().await?;
+        Ok(())
+    })
+}

@@ -1,0 +1,534 @@
+//! Typed configuration: defaults → optional `gatehouse.toml` (`--config FILE`) → `GATEHOUSE_*`
+//! environment variables (the environment wins). Unknown keys in the file are refused; unknown
+//! `GATEHOUSE_*` variables are reported as warnings (a typo must not pass silently).
+//!
+//! | variable | file key | default |
+//! | --- | --- | --- |
+//! | `GATEHOUSE_LISTEN` | `listen` | `127.0.0.1:8080` |
+//! | `GATEHOUSE_PUBLIC_URL` | `public_url` | `http://` + listen |
+//! | `GATEHOUSE_DATA_DIR` | `data_dir` | `./data` |
+//! | `GATEHOUSE_DATABASE_URL` | `database_url` | `sqlite://<data_dir>/gatehouse.db` |
+//! | `GATEHOUSE_SECRET_KEY` | `secret_key` | generated once into `<data_dir>/secret.key` |
+//! | `GATEHOUSE_TLS_CERT`, `GATEHOUSE_TLS_KEY` | `tls_cert`, `tls_key` | unset (plain HTTP) |
+//! | `GATEHOUSE_LOG_FORMAT` | `log_format` | `text` (`text`/`json`) |
+//! | `GATEHOUSE_LOG` | `log` | `info` |
+//! | `GATEHOUSE_TRUSTED_PROXIES` | `trusted_proxies` | none (comma-separated CIDRs) |
+//! | `GATEHOUSE_METRICS_LISTEN` | `metrics_listen` | unset |
+//! | `GATEHOUSE_DB_POOL_SIZE` | `db_pool_size` | 8 |
+//! | `GATEHOUSE_DB_CONNECT_TIMEOUT_SECS` | `db_connect_timeout_secs` | 5 |
+//! | `GATEHOUSE_SQLITE_SYNCHRONOUS` | `sqlite_synchronous` | `normal` (`normal`/`full`) |
+//! | `GATEHOUSE_AUDIT_RETENTION_DAYS` | `audit_retention_days` | 90 |
+//! | `GATEHOUSE_PASSWORD_HASH_CONCURRENCY` | `password_hash_concurrency` | 2 |
+//! | `GATEHOUSE_OUTBOUND_ALLOW_PRIVATE` | `outbound_allow_private` | false |
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// Why configuration could not be loaded. Each variant reads as one line for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSynchronous {
+    Normal,
+    Full,
+}
+
+impl SqliteSynchronous {
+    pub fn pragma_value(self) -> &'static str {
+        match self {
+            SqliteSynchronous::Normal => "NORMAL",
+            SqliteSynchronous::Full => "FULL",
+        }
+    }
+}
+
+/// The file's shape: every key optional, nothing unknown accepted.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    public_url: Option<String>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    secret_key: Option<SecretString>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    log_format: Option<LogFormat>,
+    log: Option<String>,
+    trusted_proxies: Option<Vec<IpNet>>,
+    metrics_listen: Option<SocketAddr>,
+    db_pool_size: Option<u32>,
+    db_connect_timeout_secs: Option<u64>,
+    sqlite_synchronous: Option<SqliteSynchronous>,
+    audit_retention_days: Option<u32>,
+    password_hash_concurrency: Option<usize>,
+    outbound_allow_private: Option<bool>,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub public_url: Url,
+    /// True when `public_url` was derived from `listen` (then a port-0 listen is fixed up
+    /// once the real port is known).
+    pub public_url_derived: bool,
+    pub data_dir: PathBuf,
+    pub database_url: SecretString,
+    /// `None` until [`crate::startup::load_secret_key`] resolves it (env, file, or generated).
+    pub secret_key: Option<SecretString>,
+    pub tls: Option<TlsFiles>,
+    pub log_format: LogFormat,
+    pub log: String,
+    pub trusted_proxies: Vec<IpNet>,
+    pub metrics_listen: Option<SocketAddr>,
+    pub db_pool_size: u32,
+    pub db_connect_timeout_secs: u64,
+    pub sqlite_synchronous: SqliteSynchronous,
+    pub audit_retention_days: u32,
+    pub password_hash_concurrency: usize,
+    pub outbound_allow_private: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Every environment variable we read, so a misspelt one can be reported.
+const KNOWN_ENV: &[&str] = &[
+    "GATEHOUSE_LISTEN",
+    "GATEHOUSE_PUBLIC_URL",
+    "GATEHOUSE_DATA_DIR",
+    "GATEHOUSE_DATABASE_URL",
+    "GATEHOUSE_SECRET_KEY",
+    "GATEHOUSE_TLS_CERT",
+    "GATEHOUSE_TLS_KEY",
+    "GATEHOUSE_LOG_FORMAT",
+    "GATEHOUSE_LOG",
+    "GATEHOUSE_TRUSTED_PROXIES",
+    "GATEHOUSE_METRICS_LISTEN",
+    "GATEHOUSE_DB_POOL_SIZE",
+    "GATEHOUSE_DB_CONNECT_TIMEOUT_SECS",
+    "GATEHOUSE_SQLITE_SYNCHRONOUS",
+    "GATEHOUSE_AUDIT_RETENTION_DAYS",
+    "GATEHOUSE_PASSWORD_HASH_CONCURRENCY",
+    "GATEHOUSE_OUTBOUND_ALLOW_PRIVATE",
+];
+
+impl Settings {
+    /// Loads from the process environment and an optional file.
+    pub fn load(file: Option<&Path>) -> Result<(Settings, Vec<String>), ConfigError> {
+        let env: BTreeMap<String, String> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("GATEHOUSE_"))
+            .collect();
+        Settings::from_sources(file, &env)
+    }
+
+    /// Pure loader (testable): returns the settings and warnings to print.
+    pub fn from_sources(
+        file: Option<&Path>,
+        env: &BTreeMap<String, String>,
+    ) -> Result<(Settings, Vec<String>), ConfigError> {
+        let fc = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::File {
+                    path: path.to_owned(),
+                    message: e.message().to_string(),
+                })?
+            }
+            None => FileConfig::default(),
+        };
+        let warnings = env
+            .keys()
+            // Test harness variables are ours but not configuration.
+            .filter(|k| !KNOWN_ENV.contains(&k.as_str()) && !k.starts_with("GATEHOUSE_TEST_"))
+            .map(|k| format!("warning: unknown environment variable {k} is ignored"))
+            .collect();
+
+        let listen = env_parse(env, "GATEHOUSE_LISTEN")?
+            .or(fc.listen)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let data_dir = env_parse::<PathBuf>(env, "GATEHOUSE_DATA_DIR")?
+            .or(fc.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./data"));
+        let configured_public_url = env.get("GATEHOUSE_PUBLIC_URL").cloned().or(fc.public_url);
+        let public_url_derived = configured_public_url.is_none();
+        let public_url_text = configured_public_url.unwrap_or_else(|| format!("http://{listen}"));
+        let public_url = parse_public_url(&public_url_text)?;
+        let database_url = env
+            .get("GATEHOUSE_DATABASE_URL")
+            .cloned()
+            .or(fc.database_url)
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("gatehouse.db").display()));
+        crate::db::Backend::from_url(&database_url)
+            .map_err(|e| ConfigError::Invalid(format!("database_url: {e}")))?;
+        let secret_key = env
+            .get("GATEHOUSE_SECRET_KEY")
+            .map(|s| SecretString::from(s.clone()))
+            .or(fc.secret_key);
+        let tls_cert = env_parse::<PathBuf>(env, "GATEHOUSE_TLS_CERT")?.or(fc.tls_cert);
+        let tls_key = env_parse::<PathBuf>(env, "GATEHOUSE_TLS_KEY")?.or(fc.tls_key);
+        let tls = match (tls_cert, tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::Invalid(
+                    "TLS needs both GATEHOUSE_TLS_CERT and GATEHOUSE_TLS_KEY (only one is set)"
+                        .into(),
+                ))
+            }
+        };
+        let log_format = match env.get("GATEHOUSE_LOG_FORMAT") {
+            Some(v) => match v.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => {
+                    return Err(env_err(
+                        "GATEHOUSE_LOG_FORMAT",
+                        format!("expected `text` or `json`, got `{other}`"),
+                    ))
+                }
+            },
+            None => fc.log_format.unwrap_or(LogFormat::Text),
+        };
+        let sqlite_synchronous = match env.get("GATEHOUSE_SQLITE_SYNCHRONOUS") {
+            Some(v) => match v.to_ascii_lowercase().as_str() {
+                "normal" => SqliteSynchronous::Normal,
+                "full" => SqliteSynchronous::Full,
+                other => {
+                    return Err(env_err(
+                        "GATEHOUSE_SQLITE_SYNCHRONOUS",
+                        format!("expected `normal` or `full`, got `{other}`"),
+                    ))
+                }
+            },
+            None => fc.sqlite_synchronous.unwrap_or(SqliteSynchronous::Normal),
+        };
+        let trusted_proxies = match env.get("GATEHOUSE_TRUSTED_PROXIES") {
+            Some(list) => parse_cidrs(list)?,
+            None => fc.trusted_proxies.unwrap_or_default(),
+        };
+        let settings = Settings {
+            listen,
+            public_url,
+            public_url_derived,
+            data_dir,
+            database_url: SecretString::from(database_url),
+            secret_key,
+            tls,
+            log_format,
+            log: env
+                .get("GATEHOUSE_LOG")
+                .cloned()
+                .or(fc.log)
+                .unwrap_or_else(|| "info".into()),
+            trusted_proxies,
+            metrics_listen: env_parse(env, "GATEHOUSE_METRICS_LISTEN")?.or(fc.metrics_listen),
+            db_pool_size: env_parse(env, "GATEHOUSE_DB_POOL_SIZE")?
+                .or(fc.db_pool_size)
+                .unwrap_or(8),
+            db_connect_timeout_secs: env_parse(env, "GATEHOUSE_DB_CONNECT_TIMEOUT_SECS")?
+                .or(fc.db_connect_timeout_secs)
+                .unwrap_or(5),
+            sqlite_synchronous,
+            audit_retention_days: env_parse(env, "GATEHOUSE_AUDIT_RETENTION_DAYS")?
+                .or(fc.audit_retention_days)
+                .unwrap_or(90),
+            password_hash_concurrency: env_parse(env, "GATEHOUSE_PASSWORD_HASH_CONCURRENCY")?
+                .or(fc.password_hash_concurrency)
+                .unwrap_or(2),
+            outbound_allow_private: env_parse(env, "GATEHOUSE_OUTBOUND_ALLOW_PRIVATE")?
+                .or(fc.outbound_allow_private)
+                .unwrap_or(false),
+        };
+        settings.validate()?;
+        Ok((settings, warnings))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.db_pool_size == 0 {
+            return Err(ConfigError::Invalid(
+                "db_pool_size must be at least 1".into(),
+            ));
+        }
+        if self.db_connect_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "db_connect_timeout_secs must be at least 1".into(),
+            ));
+        }
+        if self.password_hash_concurrency == 0 {
+            return Err(ConfigError::Invalid(
+                "password_hash_concurrency must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether cookies get `Secure` and the `__Host-` prefix: decided by the public URL only.
+    pub fn is_https(&self) -> bool {
+        self.public_url.scheme() == "https"
+    }
+
+    /// A URL under the public base, e.g. `url_for("/sso/login")`.
+    pub fn url_for(&self, path: &str) -> String {
+        let base = self.public_url.as_str().trim_end_matches('/');
+        format!("{base}{path}")
+    }
+
+    /// The effective configuration as `key = value` lines, secrets masked.
+    pub fn render_masked(&self) -> String {
+        let masked_db = mask_url_password(self.database_url.expose_secret());
+        let secret = match &self.secret_key {
+            Some(_) => "******** (set)".to_string(),
+            None => format!(
+                "(from {} or generated there on first start)",
+                self.data_dir.join("secret.key").display()
+            ),
+        };
+        let proxies: Vec<String> = self.trusted_proxies.iter().map(|p| p.to_string()).collect();
+        let lines = [
+            ("listen", self.listen.to_string()),
+            ("public_url", self.public_url.to_string()),
+            ("data_dir", self.data_dir.display().to_string()),
+            ("database_url", masked_db),
+            ("secret_key", secret),
+            (
+                "tls_cert",
+                self.tls
+                    .as_ref()
+                    .map(|t| t.cert.display().to_string())
+                    .unwrap_or_else(|| "(unset: plain HTTP)".into()),
+            ),
+            (
+                "tls_key",
+                self.tls
+                    .as_ref()
+                    .map(|t| t.key.display().to_string())
+                    .unwrap_or_else(|| "(unset)".into()),
+            ),
+            (
+                "log_format",
+                format!("{:?}", self.log_format).to_lowercase(),
+            ),
+            ("log", self.log.clone()),
+            ("trusted_proxies", format!("[{}]", proxies.join(", "))),
+            (
+                "metrics_listen",
+                self.metrics_listen
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|| "(unset: /metrics on the main listener)".into()),
+            ),
+            ("db_pool_size", self.db_pool_size.to_string()),
+            (
+                "db_connect_timeout_secs",
+                self.db_connect_timeout_secs.to_string(),
+            ),
+            (
+                "sqlite_synchronous",
+                self.sqlite_synchronous.pragma_value().to_lowercase(),
+            ),
+            (
+                "audit_retention_days",
+                self.audit_retention_days.to_string(),
+            ),
+            (
+                "password_hash_concurrency",
+                self.password_hash_concurrency.to_string(),
+            ),
+            (
+                "outbound_allow_private",
+                self.outbound_allow_private.to_string(),
+            ),
+        ];
+        lines.iter().map(|(k, v)| format!("{k} = {v}\n")).collect()
+    }
+}
+
+fn env_err(var: &str, message: String) -> ConfigError {
+    ConfigError::Env {
+        var: var.into(),
+        message,
+    }
+}
+
+fn env_parse<T: std::str::FromStr>(
+    env: &BTreeMap<String, String>,
+    var: &str,
+) -> Result<Option<T>, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match env.get(var) {
+        None => Ok(None),
+        Some(v) => v
+            .trim()
+            .parse::<T>()
+            .map(Some)
+            .map_err(|e| env_err(var, format!("cannot parse `{v}`: {e}"))),
+    }
+}
+
+fn parse_cidrs(list: &str) -> Result<Vec<IpNet>, ConfigError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    env_err(
+                        "GATEHOUSE_TRUSTED_PROXIES",
+                        format!("`{s}` is not an IP address or CIDR"),
+                    )
+                })
+        })
+        .collect()
+}
+
+fn parse_public_url(text: &str) -> Result<Url, ConfigError> {
+    let url =
+        Url::parse(text).map_err(|e| ConfigError::Invalid(format!("public_url `{text}`: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(ConfigError::Invalid(format!(
+            "public_url `{text}` must start with http:// or https://"
+        )));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ConfigError::Invalid(format!(
+            "public_url `{text}` must not carry a query or fragment"
+        )));
+    }
+    if url.path() != "/" {
+        return Err(ConfigError::Invalid(format!(
+            "public_url `{text}` must be an origin (gatehouse serves /sso/ and /scim/v2/ at its root)"
+        )));
+    }
+    Ok(url)
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+pub fn mask_url_password(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_derive_public_url_from_listen() {
+        let (s, w) = Settings::from_sources(None, &env(&[])).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.public_url.as_str(), "http://127.0.0.1:8080/");
+        assert!(s.database_url.expose_secret().ends_with("gatehouse.db"));
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn env_overrides_file_and_unknown_file_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\nlog_format = \"json\"\n",
+        )
+        .unwrap();
+        let (s, _) =
+            Settings::from_sources(Some(&path), &env(&[("GATEHOUSE_LISTEN", "0.0.0.0:7000")]))
+                .unwrap();
+        assert_eq!(s.listen.to_string(), "0.0.0.0:7000");
+        assert_eq!(s.log_format, LogFormat::Json);
+
+        std::fs::write(&path, "listn = \"127.0.0.1:9000\"\n").unwrap();
+        let err = Settings::from_sources(Some(&path), &env(&[])).unwrap_err();
+        assert!(err.to_string().contains("unknown field `listn`"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_say_which_variable() {
+        let err = Settings::from_sources(None, &env(&[("GATEHOUSE_LISTEN", "nope")])).unwrap_err();
+        assert!(err
+            .to_string()
+            .starts_with("environment variable GATEHOUSE_LISTEN"));
+        let err =
+            Settings::from_sources(None, &env(&[("GATEHOUSE_PUBLIC_URL", "ftp://x")])).unwrap_err();
+        assert!(err.to_string().contains("http:// or https://"));
+        let err =
+            Settings::from_sources(None, &env(&[("GATEHOUSE_TLS_CERT", "/x.pem")])).unwrap_err();
+        assert!(err.to_string().contains("both"));
+        let (_, w) = Settings::from_sources(None, &env(&[("GATEHOUSE_LISTN", "x")])).unwrap();
+        assert_eq!(w.len(), 1);
+    }
+
+    #[test]
+    fn trusted_proxies_accept_addresses_and_cidrs() {
+        let (s, _) = Settings::from_sources(
+            None,
+            &env(&[("GATEHOUSE_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1")]),
+        )
+        .unwrap();
+        assert_eq!(s.trusted_proxies.len(), 2);
+    }
+
+    #[test]
+    fn masked_rendering_hides_passwords() {
+        let (s, _) = Settings::from_sources(
+            None,
+            &env(&[
+                ("GATEHOUSE_DATABASE_URL", "postgres://u:hunter2@db/x"),
+                ("GATEHOUSE_SECRET_KEY", "c2VjcmV0"),
+            ]),
+        )
+        .unwrap();
+        let out = s.render_masked();
+        assert!(!out.contains("hunter2"));
+        assert!(!out.contains("c2VjcmV0"));
+        assert!(out.contains("postgres://u:***@db/x"));
+    }
+}

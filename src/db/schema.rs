@@ -1,0 +1,135 @@
+//! Table definitions, written by hand to match `migrations/` (one set for both backends).
+
+diesel::table! {
+    organizations (id) {
+        id -> Text,
+        slug -> Text,
+        name -> Text,
+        enforcement -> Text,
+        jit_enabled -> Bool,
+        default_role -> Nullable<Text>,
+        session_idle_minutes -> Integer,
+        session_max_minutes -> Integer,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    domains (id) {
+        id -> Text,
+        org_id -> Text,
+        domain -> Text,
+        verified -> Bool,
+        enforce -> Bool,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> Text,
+        org_id -> Text,
+        user_name -> Text,
+        user_name_folded -> Text,
+        external_id -> Nullable<Text>,
+        email -> Nullable<Text>,
+        email_folded -> Nullable<Text>,
+        given_name -> Nullable<Text>,
+        family_name -> Nullable<Text>,
+        display_name -> Nullable<Text>,
+        active -> Bool,
+        app_role -> Nullable<Text>,
+        is_org_admin -> Bool,
+        is_break_glass -> Bool,
+        source -> Text,
+        password_hash -> Nullable<Text>,
+        version -> BigInt,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    user_groups (id) {
+        id -> Text,
+        org_id -> Text,
+        display_name -> Text,
+        display_name_folded -> Text,
+        external_id -> Nullable<Text>,
+        version -> BigInt,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    memberships (group_id, user_id) {
+        group_id -> Text,
+        user_id -> Text,
+        org_id -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    audit_events (id) {
+        id -> Text,
+        chain -> Text,
+        org_id -> Nullable<Text>,
+        seq -> BigInt,
+        occurred_at -> BigInt,
+        actor -> Text,
+        action -> Text,
+        outcome -> Text,
+        request_id -> Nullable<Text>,
+        payload -> Nullable<Text>,
+        prev_hash -> Text,
+        hash -> Text,
+    }
+}
+
+diesel::table! {
+    instance_admins (id) {
+        id -> Text,
+        email -> Text,
+        email_folded -> Text,
+        password_hash -> Text,
+        totp_secret_enc -> Text,
+        totp_last_step -> Nullable<BigInt>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    sessions (id_hash) {
+        id_hash -> Text,
+        org_id -> Nullable<Text>,
+        user_id -> Nullable<Text>,
+        admin_id -> Nullable<Text>,
+        auth_method -> Text,
+        csrf_token -> Text,
+        created_at -> BigInt,
+        last_seen_at -> BigInt,
+        idle_timeout_secs -> BigInt,
+        expires_at -> BigInt,
+        revoked_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::joinable!(domains -> organizations (org_id));
+diesel::joinable!(users -> organizations (org_id));
+diesel::joinable!(user_groups -> organizations (org_id));
+diesel::joinable!(memberships -> user_groups (group_id));
+diesel::joinable!(memberships -> users (user_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    organizations,
+    domains,
+    users,
+    user_groups,
+    memberships,
+    audit_events,
+    instance_admins,
+    sessions,
+);

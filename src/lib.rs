@@ -1,0 +1,13 @@
+//! gatehouse: enterprise sign-in (SAML, OIDC) and SCIM provisioning in front of any web app.
+//!
+//! Layout: `config` (typed settings), `db` (one diesel connection type over SQLite and
+//! PostgreSQL), `http` (middleware, errors, health), `startup` (the actix `App`), `cli`
+//! (the operator commands), `telemetry` (tracing).
+
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod http;
+pub mod startup;
+pub mod telemetry;

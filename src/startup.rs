@@ -1,0 +1,220 @@
+//! Builds the application: state, middleware, route groups, listeners (HTTP or rustls).
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+
+use crate::config::Settings;
+use crate::crypto::{KeySource, SecretKey};
+use crate::db::Db;
+use crate::http::{context, errors, health, metrics, pages};
+
+/// Everything a handler may need, shared by all workers.
+pub struct AppState {
+    pub settings: Settings,
+    pub db: Db,
+    pub key: SecretKey,
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    metrics_server: Option<Server>,
+}
+
+/// Opens the database, runs migrations, resolves the secret key. Blocking: call it from
+/// `spawn_blocking` or a synchronous context.
+pub fn prepare(settings: &Settings) -> anyhow::Result<(Db, SecretKey)> {
+    let (key, source) = SecretKey::load_or_generate(settings)?;
+    if let KeySource::Generated(path) = source {
+        eprintln!(
+            "note: generated a new secret key in {}. Back it up with the database. \
+             Replicas must all use the same key: set GATEHOUSE_SECRET_KEY to its contents.",
+            path.display()
+        );
+    }
+    let db = Db::connect(settings)?;
+    let applied = db.migrate()?;
+    if !applied.is_empty() {
+        tracing::info!(migrations = ?applied, "applied migrations");
+    }
+    Ok((db, key))
+}
+
+impl Application {
+    /// Binds the listener(s) and builds the server; does not start serving until awaited.
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let prepared_settings = settings.clone();
+        let (db, key) = tokio::task::spawn_blocking(move || prepare(&prepared_settings))
+            .await
+            .context("start-up task failed")??;
+        Application::build_with(settings, db, key)
+    }
+
+    pub fn build_with(
+        mut settings: Settings,
+        db: Db,
+        key: SecretKey,
+    ) -> anyhow::Result<Application> {
+        let listener = TcpListener::bind(settings.listen)
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let port = listener.local_addr()?.port();
+        if settings.public_url_derived && settings.listen.port() == 0 {
+            let _ = settings.public_url.set_port(Some(port));
+        }
+        let metrics = web::Data::new(metrics::Metrics::new()?);
+        let metrics_listener = match settings.metrics_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .with_context(|| format!("cannot listen on {addr} (metrics)"))?,
+            ),
+            None => None,
+        };
+        let tls = match &settings.tls {
+            Some(files) => Some(load_tls(&files.cert, &files.key)?),
+            None => None,
+        };
+        let state = web::Data::new(AppState {
+            settings,
+            db: db.clone(),
+            key,
+        });
+        let db_data = web::Data::new(db);
+        let app_metrics = metrics.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(from_fn(context::request_context))
+                .app_data(state.clone())
+                .app_data(db_data.clone())
+                .app_data(app_metrics.clone())
+                .app_data(body_limits::json())
+                .app_data(body_limits::form())
+                .app_data(body_limits::query())
+                .configure(routes)
+                .default_service(web::to(errors::not_found))
+        });
+        let server = match tls {
+            Some(config) => server.listen_rustls_0_23(listener, config)?,
+            None => server.listen(listener)?,
+        }
+        .run();
+        let metrics_server = match metrics_listener {
+            Some(listener) => Some(
+                HttpServer::new(move || {
+                    App::new()
+                        .app_data(metrics.clone())
+                        .route("/metrics", web::get().to(metrics::metrics))
+                })
+                .workers(1)
+                .listen(listener)?
+                .run(),
+            ),
+            None => None,
+        };
+        Ok(Application {
+            port,
+            server,
+            metrics_server,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        if let Some(metrics_server) = self.metrics_server {
+            tokio::spawn(metrics_server);
+        }
+        self.server.await
+    }
+}
+
+/// Every route group, each module adding its own scope.
+fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .route("/metrics", web::get().to(metrics::metrics))
+        .route(
+            "/sso/static/gatehouse.css",
+            web::get().to(pages::stylesheet),
+        );
+}
+
+fn load_tls(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<rustls::ServerConfig> {
+    let cert_pem = std::fs::read(cert)
+        .with_context(|| format!("cannot read TLS certificate {}", cert.display()))?;
+    let key_pem =
+        std::fs::read(key).with_context(|| format!("cannot read TLS key {}", key.display()))?;
+    let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("{} is not a PEM certificate chain", cert.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!("{} holds no certificate", cert.display());
+    }
+    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+        .with_context(|| format!("{} is not a PEM private key", key.display()))?
+        .with_context(|| format!("{} holds no private key", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("TLS certificate and key do not match")?;
+    Ok(config)
+}
+
+/// Body and query limits with clean error answers (never the extractor's internal text).
+mod body_limits {
+    use actix_web::error::{JsonPayloadError, QueryPayloadError, UrlencodedError};
+    use actix_web::web;
+
+    use crate::http::errors::AppError;
+
+    pub const JSON_LIMIT: usize = 256 * 1024;
+    pub const FORM_LIMIT: usize = 64 * 1024;
+
+    pub fn json() -> web::JsonConfig {
+        web::JsonConfig::default()
+            .limit(JSON_LIMIT)
+            .error_handler(|err, _req| {
+                match err {
+                    JsonPayloadError::OverflowKnownLength { .. }
+                    | JsonPayloadError::Overflow { .. } => AppError::TooLarge,
+                    JsonPayloadError::ContentType => AppError::BadRequest(
+                        "expected a JSON body (Content-Type: application/json)".into(),
+                    ),
+                    JsonPayloadError::Deserialize(e) => {
+                        AppError::BadRequest(format!("malformed JSON: {e}"))
+                    }
+                    _ => AppError::BadRequest("unreadable request body".into()),
+                }
+                .into()
+            })
+    }
+
+    pub fn form() -> web::FormConfig {
+        web::FormConfig::default()
+            .limit(FORM_LIMIT)
+            .error_handler(|err, _req| {
+                match err {
+                    UrlencodedError::Overflow { .. } => AppError::TooLarge,
+                    _ => AppError::BadRequest("malformed form submission".into()),
+                }
+                .into()
+            })
+    }
+
+    pub fn query() -> web::QueryConfig {
+        web::QueryConfig::default().error_handler(|err, _req| {
+            let QueryPayloadError::Deserialize(e) = err else {
+                return AppError::BadRequest("malformed query string".into()).into();
+            };
+            AppError::BadRequest(format!("malformed query string: {e}")).into()
+        })
+    }
+}

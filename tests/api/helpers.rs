@@ -1,0 +1,266 @@
+//! `spawn_app()` and friends: hermetic servers and CLI runs for the tests.
+#![allow(dead_code)] // helpers are shared by every test module; not each uses all
+
+use std::collections::BTreeMap;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use diesel::{Connection, RunQueryDsl};
+use gatehouse::config::Settings;
+use gatehouse::startup::Application;
+
+/// A fixed test key (base64 of 32 bytes); real deployments generate their own.
+pub const TEST_SECRET_KEY: &str = "dGVzdC1zZWNyZXQta2V5LTMyLWJ5dGVzLWxvbmchISE=";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub client: reqwest::Client,
+    pub env: BTreeMap<String, String>,
+    pub data_dir: tempfile::TempDir,
+    pub database_url: String,
+}
+
+/// The PostgreSQL admin URL, or `None` when the developer opted out with
+/// `GATEHOUSE_TEST_SKIP_PG=1`. Never skipped silently: without either variable the test fails.
+pub fn pg_admin_url() -> Option<String> {
+    if let Ok(url) = std::env::var("GATEHOUSE_TEST_PG_URL") {
+        return Some(url);
+    }
+    if std::env::var("GATEHOUSE_TEST_SKIP_PG").as_deref() == Ok("1") {
+        eprintln!("GATEHOUSE_TEST_SKIP_PG=1: skipping a PostgreSQL test");
+        return None;
+    }
+    panic!("set GATEHOUSE_TEST_PG_URL to a PostgreSQL admin URL (scripts/test does), or GATEHOUSE_TEST_SKIP_PG=1");
+}
+
+/// A fresh database for one test: a SQLite file in `data_dir`, or a new PostgreSQL database.
+pub fn fresh_database_url(backend: Backend, data_dir: &std::path::Path) -> Option<String> {
+    match backend {
+        Backend::Sqlite => Some(format!(
+            "sqlite://{}",
+            data_dir.join("gatehouse.db").display()
+        )),
+        Backend::Postgres => {
+            let admin = pg_admin_url()?;
+            let name = format!("gh_{}", uuid::Uuid::new_v4().simple());
+            let mut conn =
+                diesel::pg::PgConnection::establish(&admin).expect("connect to test PostgreSQL");
+            diesel::sql_query(format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .expect("create test database");
+            let mut url = url::Url::parse(&admin).expect("admin url");
+            url.set_path(&format!("/{name}"));
+            Some(url.to_string())
+        }
+    }
+}
+
+/// The environment a test server (or CLI run) uses.
+pub fn test_env(data_dir: &std::path::Path, database_url: &str) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    env.insert("GATEHOUSE_LISTEN".into(), "127.0.0.1:0".into());
+    env.insert("GATEHOUSE_DATA_DIR".into(), data_dir.display().to_string());
+    env.insert("GATEHOUSE_DATABASE_URL".into(), database_url.into());
+    env.insert("GATEHOUSE_SECRET_KEY".into(), TEST_SECRET_KEY.into());
+    env.insert("GATEHOUSE_LOG".into(), "warn".into());
+    env
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_on(Backend::Sqlite).await.expect("sqlite app")
+}
+
+/// `None` only when PostgreSQL tests were explicitly skipped.
+pub async fn spawn_app_on(backend: Backend) -> Option<TestApp> {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let database_url = fresh_database_url(backend, data_dir.path())?;
+    let env = test_env(data_dir.path(), &database_url);
+    Some(spawn_with_env(env, data_dir, database_url).await)
+}
+
+pub async fn spawn_with_env(
+    env: BTreeMap<String, String>,
+    data_dir: tempfile::TempDir,
+    database_url: String,
+) -> TestApp {
+    let (settings, _) = Settings::from_sources(None, &env).expect("test settings");
+    let app = Application::build(settings).await.expect("build app");
+    let port = app.port();
+    tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        client,
+        env,
+        data_dir,
+        database_url,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn get_html(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .header("accept", "text/html")
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Runs the CLI against this app's database.
+    pub fn cli(&self, args: &[&str]) -> CliOutput {
+        run_cli(&self.env, args)
+    }
+}
+
+pub struct CliOutput {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliOutput {
+    pub fn ok(self) -> CliOutput {
+        assert!(
+            self.status.success(),
+            "command failed: {}\nstdout: {}",
+            self.stderr,
+            self.stdout
+        );
+        self
+    }
+}
+
+/// Runs the real binary with exactly `env` (other GATEHOUSE_* variables removed).
+pub fn run_cli(env: &BTreeMap<String, String>, args: &[&str]) -> CliOutput {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("GATEHOUSE_")) {
+        cmd.env_remove(k);
+    }
+    cmd.envs(env).args(args).stdin(Stdio::null());
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("run gatehouse binary");
+    CliOutput {
+        status,
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+/// `gatehouse serve` as a child process (for restart and log-capture tests).
+pub struct ServeProcess {
+    pub child: std::process::Child,
+    pub port: u16,
+    pub logs: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl ServeProcess {
+    /// Starts the binary and waits for its "gatehouse ready" line (text logs at info).
+    pub fn start(env: &BTreeMap<String, String>) -> ServeProcess {
+        use std::io::{BufRead, BufReader};
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("GATEHOUSE_")) {
+            cmd.env_remove(k);
+        }
+        let mut child = cmd
+            .envs(env)
+            .env("GATEHOUSE_LOG", "info")
+            .env("GATEHOUSE_LOG_FORMAT", "text")
+            .arg("serve")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn gatehouse serve");
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel::<u16>();
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("gatehouse ready") {
+                    if let Some(port) = line
+                        .split_whitespace()
+                        .find_map(|w| w.strip_prefix("port="))
+                        .and_then(|p| p.parse().ok())
+                    {
+                        let _ = tx.send(port);
+                    }
+                }
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let stdout = child.stdout.take().expect("stdout");
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let port = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(port) => port,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "gatehouse serve did not become ready:\n{}",
+                    logs.lock().unwrap()
+                );
+            }
+        };
+        ServeProcess { child, port, logs }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// SIGKILL: nothing gets a chance to flush, like a crash.
+    pub fn kill(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.logs()
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
