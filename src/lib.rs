@@ -4,10 +4,15 @@
 //! PostgreSQL), `http` (middleware, errors, health), `startup` (the actix `App`), `cli`
 //! (the operator commands), `telemetry` (tracing).
 
+pub mod audit;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod db;
+pub mod domain;
 pub mod http;
+pub mod identity;
+pub mod login;
 pub mod startup;
 pub mod telemetry;

@@ -12,12 +12,14 @@ use crate::config::Settings;
 use crate::crypto::{KeySource, SecretKey};
 use crate::db::Db;
 use crate::http::{context, errors, health, metrics, pages};
+use crate::login::password::Passwords;
 
 /// Everything a handler may need, shared by all workers.
 pub struct AppState {
     pub settings: Settings,
     pub db: Db,
     pub key: SecretKey,
+    pub passwords: Passwords,
 }
 
 pub struct Application {
@@ -41,6 +43,10 @@ pub fn prepare(settings: &Settings) -> anyhow::Result<(Db, SecretKey)> {
     let applied = db.migrate()?;
     if !applied.is_empty() {
         tracing::info!(migrations = ?applied, "applied migrations");
+    }
+    let created = crate::identity::keys::ensure(&mut *db.conn()?, &key, crate::clock::now())?;
+    if !created.is_empty() {
+        tracing::info!(keys = ?created, "generated signing keys");
     }
     Ok((db, key))
 }
@@ -74,6 +80,8 @@ impl Application {
             ),
             None => None,
         };
+        let passwords = Passwords::new(settings.password_hash_concurrency)?;
+        spawn_audit_purge(db.clone(), settings.audit_retention_days);
         let tls = match &settings.tls {
             Some(files) => Some(load_tls(&files.cert, &files.key)?),
             None => None,
@@ -82,6 +90,7 @@ impl Application {
             settings,
             db: db.clone(),
             key,
+            passwords,
         });
         let db_data = web::Data::new(db);
         let app_metrics = metrics.clone();
@@ -142,7 +151,29 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/sso/static/gatehouse.css",
             web::get().to(pages::stylesheet),
-        );
+        )
+        .configure(crate::login::routes);
+}
+
+/// Purges audit payloads past the retention period, at start and then hourly.
+fn spawn_audit_purge(db: Db, retention_days: u32) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let before = crate::clock::now() - i64::from(retention_days) * 86_400;
+            match db
+                .run(move |conn| {
+                    crate::audit::purge_payloads(conn, before).map_err(crate::db::DbError::from)
+                })
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(events = n, "purged audit payloads past retention"),
+                Err(e) => tracing::warn!(error = %e, "audit payload purge failed"),
+            }
+        }
+    });
 }
 
 fn load_tls(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<rustls::ServerConfig> {

@@ -85,6 +85,8 @@ CREATE TABLE audit_events (
     outcome TEXT NOT NULL,
     request_id TEXT,
     payload TEXT,
+    -- The chain covers the payload's hash, so purging old payloads keeps the chain intact.
+    payload_hash TEXT NOT NULL,
     prev_hash TEXT NOT NULL,
     hash TEXT NOT NULL
 );

@@ -1,5 +1,7 @@
 //! The operator CLI. Every command works directly on the database; failures print one line
-//! (`error: …`) on stderr and exit with a non-zero status.
+//! (`error: …`) on stderr and exit with a non-zero status. `--json` prints data as JSON.
+
+mod identity;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,6 +9,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::Settings;
+
+pub use identity::{
+    AdminCommand, AuditCommand, DomainCommand, EnforcementCommand, KeysCommand, OrgCommand,
+    RoleCommand, ScimTokenCommand, UserCommand,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -18,6 +25,9 @@ pub struct Cli {
     /// Optional TOML configuration file (environment variables override it).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Print results as JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -31,6 +41,33 @@ pub enum Command {
     /// Configuration commands.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Organizations (tenants).
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// An org's e-mail domains.
+    #[command(subcommand)]
+    Domain(DomainCommand),
+    /// SSO enforcement of an org.
+    #[command(subcommand)]
+    Enforcement(EnforcementCommand),
+    /// App roles and group→role mappings.
+    #[command(subcommand)]
+    Role(RoleCommand),
+    /// SCIM bearer tokens.
+    #[command(subcommand, name = "scim-token")]
+    ScimToken(ScimTokenCommand),
+    /// Users of an org.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Instance admins (operators).
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Signing keys (SAML SP certificate, identity JWT).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -65,6 +102,7 @@ fn load_settings(cli: &Cli) -> anyhow::Result<Settings> {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = load_settings(&cli)?;
+    let json = cli.json;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings),
         Command::Migrate => {
@@ -76,6 +114,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config(ConfigCommand::Check) => {
             print!("{}", settings.render_masked());
             Ok(())
+        }
+        other => {
+            // Operator commands log only warnings: their output is the data.
+            crate::telemetry::init(settings.log_format, "warn");
+            identity::run(&settings, other, json)
         }
     }
 }

@@ -5,6 +5,7 @@
 //! actix worker: handlers go through [`Db::run`], which moves the work to the blocking pool
 //! and keeps the tracing span.
 
+pub mod ids;
 pub mod schema;
 
 use std::sync::{Arc, Mutex};
@@ -185,7 +186,9 @@ impl Db {
             .map_err(|e| DbError::Unavailable(format!("{} ({})", e, backend.name())))?;
         let pool = r2d2::Pool::builder()
             .max_size(settings.db_pool_size)
-            .min_idle(Some(1))
+            // No background connects: a CLI process may exit while one runs (libpq + OpenSSL then
+            // crash in their exit handlers). Connections open on demand.
+            .min_idle(Some(0))
             .connection_timeout(Duration::from_secs(settings.db_connect_timeout_secs))
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build_unchecked(manager);
@@ -296,4 +299,15 @@ where
         }
         _ => conn.transaction(f),
     }
+}
+
+/// Serialises writers that share `name` until the end of the current transaction. PostgreSQL
+/// needs it (an advisory lock); SQLite's `BEGIN IMMEDIATE` write lock already serialises.
+pub fn lock_named(conn: &mut DbConn, name: &str) -> diesel::QueryResult<()> {
+    if let DbConn::Pg(pg) = conn {
+        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext($1))::text")
+            .bind::<diesel::sql_types::Text, _>(name)
+            .execute(pg)?;
+    }
+    Ok(())
 }

@@ -84,6 +84,7 @@ diesel::table! {
         outcome -> Text,
         request_id -> Nullable<Text>,
         payload -> Nullable<Text>,
+        payload_hash -> Text,
         prev_hash -> Text,
         hash -> Text,
     }
@@ -117,6 +118,68 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    roles (id) {
+        id -> Text,
+        org_id -> Text,
+        name -> Text,
+        name_folded -> Text,
+        rank -> Integer,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    role_mappings (id) {
+        id -> Text,
+        org_id -> Text,
+        group_key -> Text,
+        group_key_folded -> Text,
+        role_id -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    tombstones (id) {
+        id -> Text,
+        org_id -> Text,
+        user_name_folded -> Text,
+        email_folded -> Nullable<Text>,
+        external_id -> Nullable<Text>,
+        deleted_user_id -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    scim_tokens (id) {
+        id -> Text,
+        org_id -> Text,
+        prefix -> Text,
+        token_hash -> Text,
+        created_at -> BigInt,
+        last_used_at -> Nullable<BigInt>,
+        revoked_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    signing_keys (id) {
+        id -> Text,
+        purpose -> Text,
+        algorithm -> Text,
+        private_key_enc -> Text,
+        public_pem -> Text,
+        certificate_pem -> Nullable<Text>,
+        created_at -> BigInt,
+        not_after -> Nullable<BigInt>,
+        retired_at -> Nullable<BigInt>,
+        publish_until -> Nullable<BigInt>,
+    }
+}
+
+diesel::joinable!(role_mappings -> roles (role_id));
 diesel::joinable!(domains -> organizations (org_id));
 diesel::joinable!(users -> organizations (org_id));
 diesel::joinable!(user_groups -> organizations (org_id));
@@ -132,4 +195,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
     instance_admins,
     sessions,
+    roles,
+    role_mappings,
+    tombstones,
+    scim_tokens,
+    signing_keys,
 );

@@ -264,3 +264,104 @@ impl Drop for ServeProcess {
         let _ = self.child.wait();
     }
 }
+
+/// The value of a hidden form field in a page.
+pub fn form_field(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no field {name} in:\n{html}"))
+        + marker.len();
+    let end = html[start..].find('"').expect("field end") + start;
+    html[start..end]
+        .replace("&#x2b;", "+")
+        .replace("&#x2f;", "/")
+        .replace("&#x3d;", "=")
+}
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+impl TestApp {
+    /// Runs the CLI and insists it succeeds.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        self.cli(args).ok().stdout
+    }
+
+    /// Like `cli_ok`, with extra environment variables (e.g. a password variable).
+    pub fn cli_env(&self, extra: &[(&str, &str)], args: &[&str]) -> CliOutput {
+        let mut env = self.env.clone();
+        for (k, v) in extra {
+            env.insert((*k).into(), (*v).into());
+        }
+        run_cli(&env, args)
+    }
+
+    /// An org `acme` with verified domain acme.test and a local user alice@acme.test.
+    pub fn seed_local_user(&self) {
+        self.cli_ok(&["org", "create", "acme", "--domain", "acme.test"]);
+        self.cli_env(
+            &[("GH_TEST_PW", PASSWORD)],
+            &[
+                "user",
+                "add",
+                "acme",
+                "alice@acme.test",
+                "--password-env",
+                "GH_TEST_PW",
+            ],
+        )
+        .ok();
+    }
+
+    /// The sign-in form's CSRF value (sets the CSRF cookie in the client).
+    pub async fn login_csrf(&self) -> String {
+        let page = self.get_html("/sso/login").await.text().await.unwrap();
+        form_field(&page, "csrf")
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> reqwest::Response {
+        let csrf = self.login_csrf().await;
+        self.client
+            .post(self.url("/sso/login"))
+            .form(&[
+                ("email", email),
+                ("password", password),
+                ("csrf", &csrf),
+                ("return_to", ""),
+            ])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn me_json(&self) -> reqwest::Response {
+        self.client
+            .get(self.url("/sso/me"))
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A direct database handle (for checks the HTTP surface cannot make).
+    pub fn db(&self) -> gatehouse::db::Db {
+        let (settings, _) = Settings::from_sources(None, &self.env).unwrap();
+        gatehouse::db::Db::connect(&settings).unwrap()
+    }
+
+    pub fn sql(&self, statement: &str) {
+        let db = self.db();
+        let mut conn = db.conn().unwrap();
+        diesel::sql_query(statement).execute(&mut *conn).unwrap();
+    }
+}
+
+/// The cookie value set by a response, if any.
+pub fn set_cookie(res: &reqwest::Response, name: &str) -> Option<String> {
+    res.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(str::to_string)
+}

@@ -1,0 +1,295 @@
+//! The audit log: one function records an event in the caller's transaction (so it commits
+//! with the change), with secrets redacted before anything is stored or logged. Events are
+//! hash-chained per org ("instance" for instance-level events): editing or deleting a row
+//! breaks the chain at that row. Payloads can be purged after the retention period without
+//! breaking the chain, because the chain covers each payload's hash.
+
+pub mod redact;
+
+use diesel::prelude::*;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::db::ids::{AuditId, OrgId};
+use crate::db::schema::audit_events;
+use crate::db::{lock_named, write_tx, DbConn};
+
+/// Stored payloads are capped (a hostile request must not fill the disk).
+pub const MAX_PAYLOAD_BYTES: usize = 16 * 1024;
+const INSTANCE_CHAIN: &str = "instance";
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Success,
+    Failure,
+    Warning,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Warning => "warning",
+        }
+    }
+}
+
+/// An event to record. Build it where the request id is known (the async handler), then
+/// record it inside the database closure.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub org: Option<OrgId>,
+    pub actor: String,
+    pub action: String,
+    pub outcome: Outcome,
+    pub payload: serde_json::Value,
+    pub request_id: Option<String>,
+}
+
+impl Event {
+    pub fn new(org: Option<&OrgId>, actor: impl Into<String>, action: impl Into<String>) -> Event {
+        Event {
+            org: org.cloned(),
+            actor: actor.into(),
+            action: action.into(),
+            outcome: Outcome::Success,
+            payload: serde_json::Value::Null,
+            request_id: crate::http::context::current_request_id(),
+        }
+    }
+
+    pub fn outcome(mut self, outcome: Outcome) -> Event {
+        self.outcome = outcome;
+        self
+    }
+
+    pub fn payload(mut self, payload: serde_json::Value) -> Event {
+        self.payload = payload;
+        self
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = audit_events)]
+pub struct StoredEvent {
+    pub id: String,
+    pub chain: String,
+    pub org_id: Option<String>,
+    pub seq: i64,
+    pub occurred_at: i64,
+    pub actor: String,
+    pub action: String,
+    pub outcome: String,
+    pub request_id: Option<String>,
+    pub payload: Option<String>,
+    pub payload_hash: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = audit_events)]
+struct NewEvent<'a> {
+    id: String,
+    chain: &'a str,
+    org_id: Option<&'a str>,
+    seq: i64,
+    occurred_at: i64,
+    actor: &'a str,
+    action: &'a str,
+    outcome: &'a str,
+    request_id: Option<&'a str>,
+    payload: Option<&'a str>,
+    payload_hash: String,
+    prev_hash: String,
+    hash: String,
+}
+
+impl NewEvent<'_> {
+    fn compute_hash(&self) -> String {
+        chain_hash(
+            &self.prev_hash,
+            self.chain,
+            self.seq,
+            self.occurred_at,
+            self.actor,
+            self.action,
+            self.outcome,
+            self.request_id,
+            &self.payload_hash,
+        )
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn chain_hash(
+    prev: &str,
+    chain: &str,
+    seq: i64,
+    at: i64,
+    actor: &str,
+    action: &str,
+    outcome: &str,
+    request_id: Option<&str>,
+    payload_hash: &str,
+) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        prev,
+        chain,
+        &seq.to_string(),
+        &at.to_string(),
+        actor,
+        action,
+        outcome,
+        request_id.unwrap_or(""),
+        payload_hash,
+    ] {
+        // Length-prefixed so field boundaries cannot be shifted.
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+fn chain_of(org: Option<&OrgId>) -> &str {
+    org.map(|o| o.as_str()).unwrap_or(INSTANCE_CHAIN)
+}
+
+/// Records `event` at `now` (Unix seconds) in the caller's transaction.
+pub fn record(conn: &mut DbConn, event: &Event, now: i64) -> QueryResult<AuditId> {
+    let redacted = redact::redact(&event.payload);
+    let payload_text = match &redacted {
+        serde_json::Value::Null => None,
+        value => Some(cap(value.to_string())),
+    };
+    let log_payload = payload_text.clone().unwrap_or_default();
+    match event.outcome {
+        Outcome::Success => {
+            tracing::info!(action = %event.action, actor = %event.actor, org = ?event.org, "audit")
+        }
+        _ => {
+            tracing::warn!(action = %event.action, actor = %event.actor, org = ?event.org, outcome = event.outcome.as_str(), payload = %log_payload, "audit")
+        }
+    }
+    let chain = chain_of(event.org.as_ref()).to_string();
+    write_tx(conn, |conn| {
+        lock_named(conn, &format!("audit:{chain}"))?;
+        let last: Option<(i64, String)> = audit_events::table
+            .filter(audit_events::chain.eq(&chain))
+            .order(audit_events::seq.desc())
+            .select((audit_events::seq, audit_events::hash))
+            .first(conn)
+            .optional()?;
+        let (prev_seq, prev_hash) = last.unwrap_or((0, GENESIS.to_string()));
+        let id = AuditId::new();
+        let mut row = NewEvent {
+            id: id.to_string(),
+            chain: &chain,
+            org_id: event.org.as_ref().map(|o| o.as_str()),
+            seq: prev_seq + 1,
+            occurred_at: now,
+            actor: &event.actor,
+            action: &event.action,
+            outcome: event.outcome.as_str(),
+            request_id: event.request_id.as_deref(),
+            payload: payload_text.as_deref(),
+            payload_hash: payload_hash(payload_text.as_deref()),
+            prev_hash,
+            hash: String::new(),
+        };
+        row.hash = row.compute_hash();
+        diesel::insert_into(audit_events::table)
+            .values(&row)
+            .execute(conn)?;
+        Ok(id)
+    })
+}
+
+fn payload_hash(payload: Option<&str>) -> String {
+    hex::encode(Sha256::digest(payload.unwrap_or("").as_bytes()))
+}
+
+fn cap(mut text: String) -> String {
+    if text.len() > MAX_PAYLOAD_BYTES {
+        let mut end = MAX_PAYLOAD_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text = serde_json::json!({ "truncated": text }).to_string();
+    }
+    text
+}
+
+/// Events of an org (or the instance), newest first.
+pub fn list(conn: &mut DbConn, org: Option<&OrgId>, limit: i64) -> QueryResult<Vec<StoredEvent>> {
+    audit_events::table
+        .filter(audit_events::chain.eq(chain_of(org)))
+        .order(audit_events::seq.desc())
+        .limit(limit)
+        .select(StoredEvent::as_select())
+        .load(conn)
+}
+
+/// Why a chain does not verify.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ChainError {
+    #[error("audit chain broken at event #{seq}: {reason}")]
+    Broken { seq: i64, reason: &'static str },
+}
+
+/// Walks a chain from the start; returns the number of events when intact.
+pub fn verify(conn: &mut DbConn, org: Option<&OrgId>) -> Result<usize, anyhow::Error> {
+    let chain = chain_of(org);
+    let events: Vec<StoredEvent> = audit_events::table
+        .filter(audit_events::chain.eq(chain))
+        .order(audit_events::seq.asc())
+        .select(StoredEvent::as_select())
+        .load(conn)?;
+    let mut prev = GENESIS.to_string();
+    for (i, e) in events.iter().enumerate() {
+        let broken = |reason| ChainError::Broken { seq: e.seq, reason };
+        if e.seq != i as i64 + 1 {
+            return Err(broken("an event is missing before this one").into());
+        }
+        if e.prev_hash != prev {
+            return Err(broken("it does not follow the previous event").into());
+        }
+        if let Some(p) = &e.payload {
+            if payload_hash(Some(p)) != e.payload_hash {
+                return Err(broken("its payload was modified").into());
+            }
+        }
+        let expected = chain_hash(
+            &e.prev_hash,
+            &e.chain,
+            e.seq,
+            e.occurred_at,
+            &e.actor,
+            &e.action,
+            &e.outcome,
+            e.request_id.as_deref(),
+            &e.payload_hash,
+        );
+        if expected != e.hash {
+            return Err(broken("its fields were modified").into());
+        }
+        prev = e.hash.clone();
+    }
+    Ok(events.len())
+}
+
+/// Drops payloads older than `before` (Unix seconds); the chain stays verifiable.
+pub fn purge_payloads(conn: &mut DbConn, before: i64) -> QueryResult<usize> {
+    diesel::update(
+        audit_events::table
+            .filter(audit_events::occurred_at.lt(before))
+            .filter(audit_events::payload.is_not_null()),
+    )
+    .set(audit_events::payload.eq(None::<String>))
+    .execute(conn)
+}

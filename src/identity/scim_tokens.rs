@@ -1,0 +1,121 @@
+//! SCIM bearer tokens: shown once, stored as SHA-256, several live at once, revocable. A token
+//! resolves exactly one org.
+
+use diesel::prelude::*;
+use serde::Serialize;
+
+use super::{IdentityError, Result};
+use crate::crypto::{random_token, sha256_hex};
+use crate::db::ids::{OrgId, ScimTokenId};
+use crate::db::schema::scim_tokens;
+use crate::db::DbConn;
+
+const TOKEN_PREFIX: &str = "ghs_";
+/// How many characters of the token are kept in clear to tell tokens apart in lists.
+const SHOWN_PREFIX_LEN: usize = 10;
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = scim_tokens)]
+pub struct ScimToken {
+    #[diesel(deserialize_as = String)]
+    pub id: ScimTokenId,
+    #[diesel(deserialize_as = String)]
+    pub org_id: OrgId,
+    pub prefix: String,
+    #[serde(skip)]
+    pub token_hash: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = scim_tokens)]
+struct NewToken<'a> {
+    id: &'a str,
+    org_id: &'a str,
+    prefix: &'a str,
+    token_hash: String,
+    created_at: i64,
+}
+
+/// A freshly issued token: the only moment its clear text exists.
+pub struct IssuedToken {
+    pub id: ScimTokenId,
+    pub token: String,
+    pub revoked_others: usize,
+}
+
+pub fn issue(conn: &mut DbConn, org: &OrgId, revoke_others: bool, now: i64) -> Result<IssuedToken> {
+    let revoked_others = if revoke_others {
+        diesel::update(
+            scim_tokens::table
+                .filter(scim_tokens::org_id.eq(org.as_str()))
+                .filter(scim_tokens::revoked_at.is_null()),
+        )
+        .set(scim_tokens::revoked_at.eq(Some(now)))
+        .execute(conn)?
+    } else {
+        0
+    };
+    let token = format!("{TOKEN_PREFIX}{}", random_token(32));
+    let id = ScimTokenId::new();
+    diesel::insert_into(scim_tokens::table)
+        .values(&NewToken {
+            id: id.as_str(),
+            org_id: org.as_str(),
+            prefix: &token[..SHOWN_PREFIX_LEN],
+            token_hash: sha256_hex(&token),
+            created_at: now,
+        })
+        .execute(conn)?;
+    Ok(IssuedToken {
+        id,
+        token,
+        revoked_others,
+    })
+}
+
+pub fn list(conn: &mut DbConn, org: &OrgId) -> Result<Vec<ScimToken>> {
+    Ok(scim_tokens::table
+        .filter(scim_tokens::org_id.eq(org.as_str()))
+        .order(scim_tokens::created_at.desc())
+        .select(ScimToken::as_select())
+        .load(conn)?)
+}
+
+pub fn revoke(conn: &mut DbConn, org: &OrgId, id: &str, now: i64) -> Result<()> {
+    let n = diesel::update(
+        scim_tokens::table
+            .filter(scim_tokens::org_id.eq(org.as_str()))
+            .filter(scim_tokens::id.eq(id))
+            .filter(scim_tokens::revoked_at.is_null()),
+    )
+    .set(scim_tokens::revoked_at.eq(Some(now)))
+    .execute(conn)?;
+    if n == 0 {
+        return Err(IdentityError::NotFound(format!(
+            "no live SCIM token {id} in this org"
+        )));
+    }
+    Ok(())
+}
+
+/// The org a bearer token belongs to, if it is live. `last_used_at` is written at most once
+/// a minute.
+pub fn authenticate(conn: &mut DbConn, token: &str, now: i64) -> Result<Option<ScimToken>> {
+    let found = scim_tokens::table
+        .filter(scim_tokens::token_hash.eq(sha256_hex(token)))
+        .filter(scim_tokens::revoked_at.is_null())
+        .select(ScimToken::as_select())
+        .first(conn)
+        .optional()?;
+    if let Some(t) = &found {
+        if t.last_used_at.map(|at| now - at >= 60).unwrap_or(true) {
+            diesel::update(scim_tokens::table.find(t.id.as_str()))
+                .set(scim_tokens::last_used_at.eq(Some(now)))
+                .execute(conn)?;
+        }
+    }
+    Ok(found)
+}

@@ -1,0 +1,180 @@
+//! `GET /sso/me` (the signed-in identity, HTML or JSON), and `GET`/`POST /sso/logout`.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::csrf::tokens_equal;
+use super::session::{self, Principal, SignedIn};
+use crate::audit::{self, Event};
+use crate::clock;
+use crate::db::write_tx;
+use crate::http::errors::{wants_html, AppError, PageError};
+use crate::http::pages::render;
+use crate::identity::{roles, users, IdentityError};
+use crate::startup::AppState;
+
+/// What `/sso/me` answers (and, later, what the protected app receives).
+#[derive(Debug, Serialize)]
+pub struct Identity {
+    pub user_name: String,
+    pub email: Option<String>,
+    pub org: Option<String>,
+    pub role: Option<String>,
+    pub groups: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "login/me.html")]
+struct MePage<'a> {
+    who: &'a Identity,
+}
+
+#[derive(Template)]
+#[template(path = "login/logout.html")]
+struct LogoutPage<'a> {
+    csrf: &'a str,
+    user_name: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "login/signed_out.html")]
+struct SignedOutPage;
+
+async fn identity_of(state: &AppState, signed_in: &SignedIn) -> Result<Identity, AppError> {
+    match &signed_in.principal {
+        Principal::Admin(a) => Ok(Identity {
+            user_name: a.email.clone(),
+            email: Some(a.email.clone()),
+            org: None,
+            role: Some("instance-admin".into()),
+            groups: Vec::new(),
+        }),
+        Principal::User { user, org } => {
+            let (user, org) = (user.clone(), org.clone());
+            state
+                .db
+                .run(move |conn| -> Result<Identity, IdentityError> {
+                    let groups = users::groups(conn, &user.id)?;
+                    let keys: Vec<String> = groups
+                        .iter()
+                        .flat_map(|(name, ext)| std::iter::once(name.clone()).chain(ext.clone()))
+                        .collect();
+                    let role = roles::resolve_app_role(
+                        conn,
+                        &org.id,
+                        user.app_role.as_deref(),
+                        &keys,
+                        org.default_role.as_deref(),
+                    )?;
+                    Ok(Identity {
+                        user_name: user.user_name.clone(),
+                        email: user.email.clone(),
+                        org: Some(org.slug.clone()),
+                        role,
+                        groups: groups.into_iter().map(|(name, _)| name).collect(),
+                    })
+                })
+                .await
+                .map_err(AppError::from)
+        }
+    }
+}
+
+/// `GET /sso/me`
+pub async fn me(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    signed_in: Option<SignedIn>,
+) -> Result<HttpResponse, AppError> {
+    let html = wants_html(&req)
+        && !req
+            .headers()
+            .get("accept")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.starts_with("application/json"));
+    let Some(signed_in) = signed_in else {
+        if html {
+            return Ok(actix_web::ResponseError::error_response(&PageError(
+                AppError::Unauthorized("You are not signed in.".into()),
+            )));
+        }
+        return Err(AppError::Unauthorized("not signed in".into()));
+    };
+    let who = identity_of(&state, &signed_in).await?;
+    if html {
+        Ok(render(StatusCode::OK, &MePage { who: &who }))
+    } else {
+        Ok(HttpResponse::Ok()
+            .insert_header(("cache-control", "no-store"))
+            .json(&who))
+    }
+}
+
+/// `GET /sso/logout`: a confirmation page (a link or an image must not sign anyone out).
+pub async fn logout_page(signed_in: Option<SignedIn>) -> HttpResponse {
+    match signed_in {
+        Some(s) => {
+            let user_name = match &s.principal {
+                Principal::Admin(a) => a.email.clone(),
+                Principal::User { user, .. } => user.user_name.clone(),
+            };
+            render(
+                StatusCode::OK,
+                &LogoutPage {
+                    csrf: &s.csrf_token,
+                    user_name: &user_name,
+                },
+            )
+        }
+        None => render(StatusCode::OK, &SignedOutPage),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct LogoutForm {
+    csrf: String,
+}
+
+/// `POST /sso/logout` (CSRF-protected by the session's token).
+pub async fn logout(
+    state: web::Data<AppState>,
+    signed_in: Option<SignedIn>,
+    form: web::Form<LogoutForm>,
+) -> Result<HttpResponse, PageError> {
+    let name = session::cookie_name(&state.settings);
+    if let Some(s) = signed_in {
+        if !tokens_equal(&s.csrf_token, &form.csrf) {
+            return Err(AppError::BadRequest(
+                "This sign-out form expired. Reload the page and try again.".into(),
+            )
+            .into());
+        }
+        let (org, actor) = match &s.principal {
+            Principal::Admin(a) => (None, format!("admin:{}", a.id)),
+            Principal::User { user, .. } => {
+                (Some(user.org_id.clone()), format!("user:{}", user.id))
+            }
+        };
+        let event =
+            Event::new(org.as_ref(), actor, "logout").payload(json!({"method": s.auth_method}));
+        let now = clock::now();
+        let id_hash = s.id_hash.clone();
+        state
+            .db
+            .run(move |conn| {
+                write_tx(conn, |conn| -> Result<(), IdentityError> {
+                    session::revoke(conn, &id_hash, now)?;
+                    audit::record(conn, &event, now)?;
+                    Ok(())
+                })
+                .map_err(AppError::from)
+            })
+            .await?;
+    }
+    let mut res = render(StatusCode::OK, &SignedOutPage);
+    let _ = res.add_removal_cookie(&session::removal_cookie(&state.settings, name));
+    Ok(res)
+}

@@ -1,0 +1,252 @@
+//! Server-side sessions. The cookie holds only a random 256-bit id; the table holds its
+//! SHA-256. A new id at every sign-in (no fixation); idle and absolute expiry per org;
+//! `last_seen_at` written at most once a minute; revocation and deactivation take effect on
+//! the next request on every replica, because every request reads the row and the user.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::{web, FromRequest, HttpRequest};
+use diesel::prelude::*;
+
+use crate::config::Settings;
+use crate::crypto::{random_token, sha256_hex};
+use crate::db::ids::{AdminId, OrgId, UserId};
+use crate::db::schema::sessions;
+use crate::db::DbConn;
+use crate::http::errors::AppError;
+use crate::identity::admins::{self, InstanceAdmin};
+use crate::identity::orgs::{self, Organization};
+use crate::identity::users::{self, User};
+use crate::identity::IdentityError;
+use crate::startup::AppState;
+
+/// Instance admins' sessions: 30 minutes idle, 12 hours at most.
+const ADMIN_IDLE_SECS: i64 = 30 * 60;
+const ADMIN_MAX_SECS: i64 = 12 * 3600;
+const TOUCH_EVERY_SECS: i64 = 60;
+
+pub fn cookie_name(settings: &Settings) -> &'static str {
+    if settings.is_https() {
+        "__Host-gatehouse_session"
+    } else {
+        "gatehouse_session"
+    }
+}
+
+/// `__Host-` cookies need Secure, Path=/ and no Domain: decided by the public URL only.
+pub fn build_cookie<'c>(settings: &Settings, name: &'c str, value: String) -> Cookie<'c> {
+    Cookie::build(name, value)
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(settings.is_https())
+        .finish()
+}
+
+pub fn removal_cookie<'c>(settings: &Settings, name: &'c str) -> Cookie<'c> {
+    let mut c = build_cookie(settings, name, String::new());
+    c.make_removal();
+    c
+}
+
+#[derive(Queryable, Selectable, Debug, Clone)]
+#[diesel(table_name = sessions)]
+struct SessionRow {
+    id_hash: String,
+    org_id: Option<String>,
+    user_id: Option<String>,
+    admin_id: Option<String>,
+    auth_method: String,
+    csrf_token: String,
+    last_seen_at: i64,
+    idle_timeout_secs: i64,
+    expires_at: i64,
+    revoked_at: Option<i64>,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = sessions)]
+struct NewSession<'a> {
+    id_hash: String,
+    org_id: Option<&'a str>,
+    user_id: Option<&'a str>,
+    admin_id: Option<&'a str>,
+    auth_method: &'a str,
+    csrf_token: String,
+    created_at: i64,
+    last_seen_at: i64,
+    idle_timeout_secs: i64,
+    expires_at: i64,
+}
+
+/// Who a session is for.
+#[derive(Debug, Clone)]
+pub enum Subject<'a> {
+    User(&'a User, &'a Organization),
+    Admin(&'a InstanceAdmin),
+}
+
+/// Creates a session and returns the cookie value (the only place the clear id exists).
+/// `replaces` is the id hash of the browser's previous session, revoked here.
+pub fn create(
+    conn: &mut DbConn,
+    subject: Subject<'_>,
+    auth_method: &str,
+    replaces: Option<&str>,
+    now: i64,
+) -> Result<String, IdentityError> {
+    if let Some(old) = replaces {
+        diesel::update(sessions::table.find(old))
+            .set(sessions::revoked_at.eq(Some(now)))
+            .execute(conn)?;
+    }
+    let id = random_token(32);
+    let (org_id, user_id, admin_id, idle, max) = match subject {
+        Subject::User(u, org) => (
+            Some(org.id.as_str()),
+            Some(u.id.as_str()),
+            None,
+            i64::from(org.session_idle_minutes) * 60,
+            i64::from(org.session_max_minutes) * 60,
+        ),
+        Subject::Admin(a) => (
+            None,
+            None,
+            Some(a.id.as_str()),
+            ADMIN_IDLE_SECS,
+            ADMIN_MAX_SECS,
+        ),
+    };
+    diesel::insert_into(sessions::table)
+        .values(&NewSession {
+            id_hash: sha256_hex(&id),
+            org_id,
+            user_id,
+            admin_id,
+            auth_method,
+            csrf_token: random_token(32),
+            created_at: now,
+            last_seen_at: now,
+            idle_timeout_secs: idle,
+            expires_at: now + max,
+        })
+        .execute(conn)?;
+    Ok(id)
+}
+
+/// The signed-in principal of a live session.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    User {
+        user: Box<User>,
+        org: Box<Organization>,
+    },
+    Admin(Box<InstanceAdmin>),
+}
+
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub id_hash: String,
+    pub csrf_token: String,
+    pub auth_method: String,
+    pub principal: Principal,
+}
+
+/// Loads and checks a session by its cookie value; `None` when absent, revoked, expired,
+/// idle too long, or its user is deactivated or gone.
+pub fn load(
+    conn: &mut DbConn,
+    cookie_value: &str,
+    now: i64,
+) -> Result<Option<SignedIn>, IdentityError> {
+    let hash = sha256_hex(cookie_value);
+    let Some(row) = sessions::table
+        .find(&hash)
+        .select(SessionRow::as_select())
+        .first(conn)
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    if row.revoked_at.is_some()
+        || now >= row.expires_at
+        || now - row.last_seen_at > row.idle_timeout_secs
+    {
+        return Ok(None);
+    }
+    let principal = match (&row.user_id, &row.admin_id, &row.org_id) {
+        (Some(user_id), None, Some(org_id)) => {
+            let org_id = OrgId::from(org_id.clone());
+            let user = match users::get(conn, &org_id, &UserId::from(user_id.clone())) {
+                Ok(u) => u,
+                Err(IdentityError::NotFound(_)) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            if !user.active {
+                return Ok(None);
+            }
+            let org = orgs::get(conn, &org_id)?;
+            Principal::User {
+                user: Box::new(user),
+                org: Box::new(org),
+            }
+        }
+        (None, Some(admin_id), None) => {
+            match admins::get(conn, &AdminId::from(admin_id.clone()))? {
+                Some(a) => Principal::Admin(Box::new(a)),
+                None => return Ok(None),
+            }
+        }
+        _ => return Ok(None),
+    };
+    if now - row.last_seen_at >= TOUCH_EVERY_SECS {
+        diesel::update(sessions::table.find(&row.id_hash))
+            .set(sessions::last_seen_at.eq(now))
+            .execute(conn)?;
+    }
+    Ok(Some(SignedIn {
+        id_hash: row.id_hash,
+        csrf_token: row.csrf_token,
+        auth_method: row.auth_method,
+        principal,
+    }))
+}
+
+pub fn revoke(conn: &mut DbConn, id_hash: &str, now: i64) -> Result<(), IdentityError> {
+    diesel::update(sessions::table.find(id_hash))
+        .set(sessions::revoked_at.eq(Some(now)))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The id hash of the browser's current session cookie, live or not.
+pub fn cookie_hash(req: &HttpRequest, settings: &Settings) -> Option<String> {
+    req.cookie(cookie_name(settings))
+        .map(|c| sha256_hex(c.value()))
+}
+
+/// Extractor: the live session, or 401. Use `Option<SignedIn>` where anonymous is fine.
+impl FromRequest for SignedIn {
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<SignedIn, AppError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let cookie = state
+            .as_ref()
+            .and_then(|s| req.cookie(cookie_name(&s.settings)))
+            .map(|c| c.value().to_string());
+        Box::pin(async move {
+            let state = state.ok_or_else(|| AppError::Internal(anyhow::anyhow!("no app state")))?;
+            let cookie = cookie.ok_or_else(|| AppError::Unauthorized("not signed in".into()))?;
+            let now = crate::clock::now();
+            let found = state
+                .db
+                .run(move |conn| load(conn, &cookie, now).map_err(AppError::from))
+                .await?;
+            found.ok_or_else(|| AppError::Unauthorized("not signed in".into()))
+        })
+    }
+}
