@@ -20,6 +20,7 @@
 //! | `GATEHOUSE_AUDIT_RETENTION_DAYS` | `audit_retention_days` | 90 |
 //! | `GATEHOUSE_PASSWORD_HASH_CONCURRENCY` | `password_hash_concurrency` | 2 |
 //! | `GATEHOUSE_OUTBOUND_ALLOW_PRIVATE` | `outbound_allow_private` | false |
+//! | `GATEHOUSE_SCIM_MAX_BODY_BYTES` | `scim_max_body_bytes` | 4194304 (4 MiB) |
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -90,6 +91,7 @@ struct FileConfig {
     audit_retention_days: Option<u32>,
     password_hash_concurrency: Option<usize>,
     outbound_allow_private: Option<bool>,
+    scim_max_body_bytes: Option<usize>,
 }
 
 /// The effective configuration.
@@ -115,6 +117,7 @@ pub struct Settings {
     pub audit_retention_days: u32,
     pub password_hash_concurrency: usize,
     pub outbound_allow_private: bool,
+    pub scim_max_body_bytes: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -142,6 +145,7 @@ const KNOWN_ENV: &[&str] = &[
     "GATEHOUSE_AUDIT_RETENTION_DAYS",
     "GATEHOUSE_PASSWORD_HASH_CONCURRENCY",
     "GATEHOUSE_OUTBOUND_ALLOW_PRIVATE",
+    "GATEHOUSE_SCIM_MAX_BODY_BYTES",
 ];
 
 impl Settings {
@@ -273,6 +277,9 @@ impl Settings {
             outbound_allow_private: env_parse(env, "GATEHOUSE_OUTBOUND_ALLOW_PRIVATE")?
                 .or(fc.outbound_allow_private)
                 .unwrap_or(false),
+            scim_max_body_bytes: env_parse(env, "GATEHOUSE_SCIM_MAX_BODY_BYTES")?
+                .or(fc.scim_max_body_bytes)
+                .unwrap_or(4 * 1024 * 1024),
         };
         settings.validate()?;
         Ok((settings, warnings))
@@ -287,6 +294,12 @@ impl Settings {
         if self.db_connect_timeout_secs == 0 {
             return Err(ConfigError::Invalid(
                 "db_connect_timeout_secs must be at least 1".into(),
+            ));
+        }
+        if self.scim_max_body_bytes < 2 * 1024 * 1024 {
+            return Err(ConfigError::Invalid(
+                "scim_max_body_bytes must be at least 2 MiB (a 10,000-member PATCH must fit)"
+                    .into(),
             ));
         }
         if self.password_hash_concurrency == 0 {

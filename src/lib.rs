@@ -14,5 +14,6 @@ pub mod domain;
 pub mod http;
 pub mod identity;
 pub mod login;
+pub mod scim;
 pub mod startup;
 pub mod telemetry;

@@ -152,7 +152,8 @@ fn routes(cfg: &mut web::ServiceConfig) {
             "/sso/static/gatehouse.css",
             web::get().to(pages::stylesheet),
         )
-        .configure(crate::login::routes);
+        .configure(crate::login::routes)
+        .configure(crate::scim::routes);
 }
 
 /// Purges audit payloads past the retention period, at start and then hourly.

@@ -118,7 +118,8 @@ impl Manager {
                 // busy_timeout first: switching to WAL takes a lock other connections may hold.
                 conn.batch_execute(&format!(
                     "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
-                     PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;",
+                     PRAGMA synchronous = {}; PRAGMA foreign_keys = ON; \
+                     PRAGMA case_sensitive_like = ON;",
                     self.sqlite_synchronous.pragma_value()
                 ))
                 .map_err(r2d2::Error::QueryError)?;

@@ -47,6 +47,7 @@ diesel::table! {
         version -> BigInt,
         created_at -> BigInt,
         updated_at -> BigInt,
+        scim_json -> Nullable<Text>,
     }
 }
 
@@ -60,6 +61,19 @@ diesel::table! {
         version -> BigInt,
         created_at -> BigInt,
         updated_at -> BigInt,
+        scim_json -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    user_attrs (ekey, path, value) {
+        org_id -> Text,
+        user_id -> Text,
+        root -> Text,
+        path -> Text,
+        ekey -> Text,
+        value -> Text,
+        value_folded -> Text,
     }
 }
 
@@ -69,6 +83,7 @@ diesel::table! {
         user_id -> Text,
         org_id -> Text,
         created_at -> BigInt,
+        display -> Nullable<Text>,
     }
 }
 
@@ -180,6 +195,7 @@ diesel::table! {
 }
 
 diesel::joinable!(role_mappings -> roles (role_id));
+diesel::joinable!(user_attrs -> users (user_id));
 diesel::joinable!(domains -> organizations (org_id));
 diesel::joinable!(users -> organizations (org_id));
 diesel::joinable!(user_groups -> organizations (org_id));
@@ -200,4 +216,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     tombstones,
     scim_tokens,
     signing_keys,
+    user_attrs,
 );

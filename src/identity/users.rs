@@ -10,7 +10,7 @@ use crate::db::schema::{memberships, sessions, user_groups, users};
 use crate::db::DbConn;
 use crate::domain::{fold, UserSource};
 
-#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, QueryableByName, Serialize)]
 #[diesel(table_name = users)]
 pub struct User {
     #[diesel(deserialize_as = String)]
@@ -35,6 +35,8 @@ pub struct User {
     pub version: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    #[serde(skip)]
+    pub scim_json: Option<String>,
 }
 
 /// What a caller supplies to create a user; folding and timestamps are done here.

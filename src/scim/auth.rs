@@ -1,0 +1,136 @@
+//! The SCIM boundary: the bearer token resolves exactly one org (SHA-256 lookup) or the
+//! request gets a 401 SCIM error; every request, answered or refused, becomes an audit event
+//! (method, path, status, latency, body with secrets removed, token id, never the token).
+
+use std::future::{ready, Ready};
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{web, Error, FromRequest, HttpMessage, HttpRequest, ResponseError};
+use serde_json::json;
+
+use super::error::{ScimError, SCIM_JSON};
+use super::AuditBody;
+use crate::audit::{self, Event, Outcome};
+use crate::db::ids::{OrgId, ScimTokenId};
+use crate::identity::{scim_tokens, IdentityError};
+use crate::startup::AppState;
+
+/// The authenticated SCIM client: its org and token. Handlers take it as an argument, so an
+/// unauthenticated request can never reach them.
+#[derive(Debug, Clone)]
+pub struct ScimClient {
+    pub org: OrgId,
+    pub token_id: ScimTokenId,
+}
+
+impl FromRequest for ScimClient {
+    type Error = ScimError;
+    type Future = Ready<Result<ScimClient, ScimError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        ready(
+            req.extensions()
+                .get::<ScimClient>()
+                .cloned()
+                .ok_or_else(ScimError::unauthorized),
+        )
+    }
+}
+
+fn bearer(req: &ServiceRequest) -> Option<String> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && token.len() <= 512)
+        .then(|| token.to_string())
+}
+
+pub async fn scim_context(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let started = Instant::now();
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return Ok(req.into_response(ScimError::internal("no app state").error_response()));
+    };
+    let method = req.method().to_string();
+    let path = match req.query_string() {
+        "" => req.path().to_string(),
+        q => format!("{}?{}", req.path(), q),
+    };
+    let now = crate::clock::now();
+    let client = match bearer(&req) {
+        Some(token) => state
+            .db
+            .run(move |conn| scim_tokens::authenticate(conn, &token, now))
+            .await
+            .map_err(ScimError::from),
+        None => Ok(None),
+    };
+    let client = match client {
+        Ok(Some(t)) => ScimClient {
+            org: t.org_id,
+            token_id: t.id,
+        },
+        Ok(None) => {
+            let event = Event::new(None, "scim:unauthenticated", "scim.request")
+                .outcome(Outcome::Failure)
+                .payload(json!({"method": method, "path": truncate(&path), "status": 401, "reason": "missing or unknown bearer token"}));
+            let _ = state
+                .db
+                .run(move |conn| audit::record(conn, &event, now).map_err(IdentityError::from))
+                .await;
+            return Ok(req.into_response(ScimError::unauthorized().error_response()));
+        }
+        Err(e) => return Ok(req.into_response(e.error_response())),
+    };
+    req.extensions_mut().insert(client.clone());
+    let mut res = next.call(req).await?.map_into_boxed_body();
+
+    // Every SCIM answer is application/scim+json, whatever produced it.
+    if res.response().body().size() != actix_web::body::BodySize::None {
+        res.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
+    }
+    let status = res.status().as_u16();
+    let body = res
+        .request()
+        .extensions()
+        .get::<AuditBody>()
+        .map(|b| b.0.clone());
+    let outcome = if status < 400 {
+        Outcome::Success
+    } else {
+        Outcome::Failure
+    };
+    let event = Event::new(
+        Some(&client.org),
+        format!("scim-token:{}", client.token_id),
+        "scim.request",
+    )
+    .outcome(outcome)
+    .payload(json!({
+        "method": method,
+        "path": truncate(&path),
+        "status": status,
+        "latency_ms": started.elapsed().as_millis() as u64,
+        "token_id": client.token_id,
+        "body": body,
+    }));
+    let recorded = state
+        .db
+        .run(move |conn| audit::record(conn, &event, now).map_err(IdentityError::from))
+        .await;
+    if let Err(e) = recorded {
+        tracing::error!(error = %e, "could not record the SCIM audit event");
+    }
+    Ok(res)
+}
+
+fn truncate(path: &str) -> String {
+    path.chars().take(2048).collect()
+}

@@ -1,0 +1,289 @@
+//! `/Groups`: create, read, list/search, replace, patch, delete. Members live in the
+//! memberships table; a PATCH touches only the members it names, and `members` is loaded
+//! only when the client wants it (`excludedAttributes=members` never loads it).
+
+use std::collections::HashMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::Value;
+
+use super::auth::ScimClient;
+use super::error::{ScimError, ScimResult};
+use super::patch::{self, MemberChange};
+use super::query::{self, Sql};
+use super::resource::{render_group, GroupRow, Projection};
+use super::schema::{self, Resource};
+use super::{
+    base_url, filter, list_response, read_json, respond, respond_resource, store, ListParams,
+    ResourceId,
+};
+use crate::clock;
+use crate::db::ids::OrgId;
+use crate::db::{write_tx, DbConn};
+use crate::startup::AppState;
+
+fn fields(body: &Value) -> ScimResult<store::GroupFields> {
+    let doc =
+        schema::normalize_resource(Resource::Group, body).map_err(ScimError::invalid_value)?;
+    store::group_fields(doc)
+}
+
+fn render_all(
+    conn: &mut DbConn,
+    base: &str,
+    groups: &[GroupRow],
+    projection: &Projection,
+) -> ScimResult<Vec<Value>> {
+    let members = if projection.wants("members") {
+        let ids: Vec<String> = groups.iter().map(|g| g.id.clone()).collect();
+        Some(store::members_of(conn, &ids)?)
+    } else {
+        None
+    };
+    Ok(groups
+        .iter()
+        .map(|g| {
+            let mine: Option<Vec<(String, String)>> = members.as_ref().map(|m| {
+                m.iter()
+                    .filter(|(gid, _, _)| gid == &g.id)
+                    .map(|(_, uid, name)| (uid.clone(), name.clone()))
+                    .collect()
+            });
+            projection.apply(render_group(base, g, mine.as_deref()))
+        })
+        .collect())
+}
+
+fn render_one(
+    conn: &mut DbConn,
+    base: &str,
+    g: &GroupRow,
+    projection: &Projection,
+) -> ScimResult<Value> {
+    Ok(render_all(conn, base, std::slice::from_ref(g), projection)?
+        .pop()
+        .unwrap_or(Value::Null))
+}
+
+/// A page of groups as SCIM JSON, with the exact total.
+pub fn page(
+    conn: &mut DbConn,
+    org: &OrgId,
+    base: &str,
+    filter: Option<&filter::Filter>,
+    params: &ListParams,
+    offset: i64,
+    limit: i64,
+) -> ScimResult<(i64, Vec<Value>)> {
+    let mut cond = Sql::default();
+    cond.push("g.org_id = ")
+        .bind(query::Bind::Text(org.to_string()));
+    if let Some(f) = filter {
+        cond.push(" AND (")
+            .append(query::group_filter(org.as_str(), f)?)
+            .push(")");
+    }
+    let order = query::group_order(params.sort_by.as_deref(), params.descending);
+    let (total, groups) =
+        query::page::<GroupRow>(conn, "g.*", "user_groups g", cond, &order, offset, limit)?;
+    Ok((
+        total,
+        render_all(conn, base, &groups, &params.projection())?,
+    ))
+}
+
+async fn run_list(state: &AppState, org: OrgId, params: ListParams) -> ScimResult<HttpResponse> {
+    let filter = match &params.filter {
+        Some(f) => Some(filter::parse(f).map_err(ScimError::invalid_filter)?),
+        None => None,
+    };
+    let base = base_url(state);
+    let body = state
+        .db
+        .run(move |conn| -> ScimResult<Value> {
+            let (total, resources) = page(
+                conn,
+                &org,
+                &base,
+                filter.as_ref(),
+                &params,
+                params.start_index - 1,
+                params.count,
+            )?;
+            Ok(list_response(total, params.start_index, resources))
+        })
+        .await?;
+    Ok(respond(StatusCode::OK, &body))
+}
+
+/// `GET /Groups`
+pub async fn list(
+    state: web::Data<AppState>,
+    client: ScimClient,
+    q: web::Query<HashMap<String, String>>,
+) -> ScimResult<HttpResponse> {
+    run_list(&state, client.org, ListParams::from_query(&q)?).await
+}
+
+/// `POST /Groups/.search`
+pub async fn search(
+    state: web::Data<AppState>,
+    client: ScimClient,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> ScimResult<HttpResponse> {
+    let body = read_json(&state, &req, payload).await?;
+    run_list(&state, client.org, ListParams::from_search(&body)?).await
+}
+
+/// `POST /Groups` (members in the body are honoured).
+pub async fn create(
+    state: web::Data<AppState>,
+    client: ScimClient,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> ScimResult<HttpResponse> {
+    let body = read_json(&state, &req, payload).await?;
+    let fields = fields(&body)?;
+    let members = store::members_in(&body)?;
+    let base = base_url(&state);
+    let now = clock::now();
+    let value = state
+        .db
+        .run(move |conn| {
+            write_tx(conn, |conn| {
+                let g = store::create_group(conn, &client.org, fields, now)?;
+                store::add_members(conn, &client.org, &g.id, &members, now)?;
+                render_one(conn, &base, &g, &Projection::default())
+            })
+        })
+        .await?;
+    Ok(respond_resource(StatusCode::CREATED, &value))
+}
+
+/// `GET /Groups/{id}`
+pub async fn get(
+    state: web::Data<AppState>,
+    client: ScimClient,
+    ResourceId(id): ResourceId,
+    q: web::Query<HashMap<String, String>>,
+) -> ScimResult<HttpResponse> {
+    let projection = ListParams::from_query(&q)?.projection();
+    let base = base_url(&state);
+    let value = state
+        .db
+        .run(move |conn| {
+            let g = store::get_group(conn, &client.org, &id)?;
+            render_one(conn, &base, &g, &projection)
+        })
+        .await?;
+    Ok(respond_resource(StatusCode::OK, &value))
+}
+
+/// `PUT /Groups/{id}`: replaces attributes and the member list.
+pub async fn replace(
+    state: web::Data<AppState>,
+    client: ScimClient,
+    ResourceId(id): ResourceId,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> ScimResult<HttpResponse> {
+    let body = read_json(&state, &req, payload).await?;
+    let fields = fields(&body)?;
+    let members = store::members_in(&body)?;
+    let base = base_url(&state);
+    let now = clock::now();
+    let value = state
+        .db
+        .run(move |conn| {
+            write_tx(conn, |conn| {
+                let g = store::get_group(conn, &client.org, &id)?;
+                store::update_group(conn, &client.org, &g, fields)?;
+                store::remove_all_members(conn, &g.id)?;
+                store::add_members(conn, &client.org, &g.id, &members, now)?;
+                let g = store::touch_group(conn, &g, now)?;
+                render_one(conn, &base, &g, &Projection::default())
+            })
+        })
+        .await?;
+    Ok(respond_resource(StatusCode::OK, &value))
+}
+
+/// `PATCH /Groups/{id}`: 204, or 200 with the group when `attributes` asks for it.
+pub async fn patch(
+    state: web::Data<AppState>,
+    client: ScimClient,
+    ResourceId(id): ResourceId,
+    q: web::Query<HashMap<String, String>>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> ScimResult<HttpResponse> {
+    let params = ListParams::from_query(&q)?;
+    let body = read_json(&state, &req, payload).await?;
+    let ops = patch::parse_operations(&body)?;
+    let base = base_url(&state);
+    let now = clock::now();
+    let want_body = params.attributes.is_some();
+    let value = state
+        .db
+        .run(move |conn| {
+            write_tx(conn, |conn| -> ScimResult<Option<Value>> {
+                let g = store::get_group(conn, &client.org, &id)?;
+                let mut doc = g
+                    .scim_json
+                    .as_deref()
+                    .and_then(|t| serde_json::from_str::<serde_json::Map<String, Value>>(t).ok())
+                    .unwrap_or_default();
+                doc.insert("displayName".into(), Value::String(g.display_name.clone()));
+                if let Some(e) = &g.external_id {
+                    doc.insert("externalId".into(), Value::String(e.clone()));
+                }
+                let changes = patch::apply(Resource::Group, &mut doc, &ops)?;
+                let fields = fields(&Value::Object(doc))?;
+                store::update_group(conn, &client.org, &g, fields)?;
+                for change in changes {
+                    match change {
+                        MemberChange::Add(ids) => {
+                            store::add_members(conn, &client.org, &g.id, &ids, now)?;
+                        }
+                        MemberChange::Remove(ids) => {
+                            store::remove_members(conn, &g.id, &ids)?;
+                        }
+                        MemberChange::RemoveAll => {
+                            store::remove_all_members(conn, &g.id)?;
+                        }
+                    }
+                }
+                let g = store::touch_group(conn, &g, now)?;
+                if want_body {
+                    Ok(Some(render_one(conn, &base, &g, &params.projection())?))
+                } else {
+                    Ok(None)
+                }
+            })
+        })
+        .await?;
+    Ok(match value {
+        Some(v) => respond_resource(StatusCode::OK, &v),
+        None => HttpResponse::NoContent().finish(),
+    })
+}
+
+/// `DELETE /Groups/{id}`
+pub async fn delete(
+    state: web::Data<AppState>,
+    client: ScimClient,
+    ResourceId(id): ResourceId,
+) -> ScimResult<HttpResponse> {
+    state
+        .db
+        .run(move |conn| {
+            write_tx(conn, |conn| {
+                let g = store::get_group(conn, &client.org, &id)?;
+                store::delete_group(conn, &client.org, &g)
+            })
+        })
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,279 @@
+//! The SCIM 2.0 server (RFC 7643/7644) under `/scim/v2`, one org per bearer token.
+
+pub mod auth;
+pub mod discovery;
+pub mod error;
+pub mod filter;
+pub mod groups;
+pub mod patch;
+pub mod query;
+pub mod resource;
+pub mod schema;
+pub mod store;
+pub mod users;
+
+use std::collections::HashMap;
+
+use actix_web::http::StatusCode;
+use actix_web::middleware::from_fn;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use serde_json::Value;
+
+use error::{ScimError, ScimResult, SCIM_JSON};
+
+use crate::startup::AppState;
+
+/// Largest page a client gets, whatever `count` it asks for.
+pub const MAX_PAGE: i64 = 1000;
+const DEFAULT_PAGE: i64 = 100;
+
+/// Endpoint names match case-insensitively, with or without a trailing slash (clients
+/// differ: `/users`, `/Users/`).
+fn endpoint(name: &str) -> String {
+    format!("/{{endpoint:(?i){name}/?}}")
+}
+
+fn item(name: &str) -> String {
+    format!("/{{endpoint:(?i){name}}}/{{id}}")
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/scim/v2")
+            .wrap(from_fn(auth::scim_context))
+            .service(
+                web::resource(endpoint("users"))
+                    .route(web::get().to(users::list))
+                    .route(web::post().to(users::create))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/{endpoint:(?i)users}/.search")
+                    .route(web::post().to(users::search))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource(item("users"))
+                    .route(web::get().to(users::get))
+                    .route(web::put().to(users::replace))
+                    .route(web::patch().to(users::patch))
+                    .route(web::delete().to(users::delete))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource(endpoint("groups"))
+                    .route(web::get().to(groups::list))
+                    .route(web::post().to(groups::create))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/{endpoint:(?i)groups}/.search")
+                    .route(web::post().to(groups::search))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource(item("groups"))
+                    .route(web::get().to(groups::get))
+                    .route(web::put().to(groups::replace))
+                    .route(web::patch().to(groups::patch))
+                    .route(web::delete().to(groups::delete))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource(endpoint("serviceproviderconfig"))
+                    .route(web::get().to(discovery::service_provider_config))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource(endpoint("resourcetypes"))
+                    .route(web::get().to(discovery::resource_types))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource(item("resourcetypes"))
+                    .route(web::get().to(discovery::resource_type))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource(endpoint("schemas"))
+                    .route(web::get().to(discovery::schemas))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource(item("schemas"))
+                    .route(web::get().to(discovery::schema))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/.search")
+                    .route(web::post().to(users::search_root))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .default_service(web::to(not_found)),
+    );
+}
+
+async fn method_not_allowed() -> Result<HttpResponse, ScimError> {
+    Err(ScimError::method_not_allowed())
+}
+
+async fn not_found() -> Result<HttpResponse, ScimError> {
+    Err(ScimError::not_found("endpoint"))
+}
+
+/// The SCIM base URL handed to clients (`meta.location`), from the public URL.
+pub fn base_url(state: &AppState) -> String {
+    state.settings.url_for("/scim/v2")
+}
+
+/// A SCIM JSON response.
+pub fn respond(status: StatusCode, body: &Value) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type(SCIM_JSON)
+        .body(body.to_string())
+}
+
+/// A resource response with its `ETag` (and `Location` when created).
+pub fn respond_resource(status: StatusCode, body: &Value) -> HttpResponse {
+    let mut res = HttpResponse::build(status);
+    res.content_type(SCIM_JSON);
+    if let Some(v) = body.pointer("/meta/version").and_then(Value::as_str) {
+        res.insert_header(("etag", v.to_string()));
+    }
+    if status == StatusCode::CREATED {
+        if let Some(loc) = body.pointer("/meta/location").and_then(Value::as_str) {
+            res.insert_header(("location", loc.to_string()));
+        }
+    }
+    res.body(body.to_string())
+}
+
+/// The `{id}` of `/Users/{id}`, `/Groups/{id}`, `/Schemas/{id}`…
+pub struct ResourceId(pub String);
+
+impl actix_web::FromRequest for ResourceId {
+    type Error = ScimError;
+    type Future = std::future::Ready<Result<ResourceId, ScimError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready(
+            req.match_info()
+                .get("id")
+                .map(|id| ResourceId(id.to_string()))
+                .ok_or_else(|| ScimError::not_found("resource")),
+        )
+    }
+}
+
+/// The request body for the audit event (secrets are redacted when it is recorded).
+#[derive(Clone)]
+pub struct AuditBody(pub Value);
+
+/// Reads a JSON body under the configured limit. Accepts `application/scim+json`,
+/// `application/json`, or no content type at all (Entra's connection test).
+pub async fn read_json(
+    state: &AppState,
+    req: &HttpRequest,
+    mut payload: web::Payload,
+) -> ScimResult<Value> {
+    let limit = state.settings.scim_max_body_bytes;
+    if let Some(len) = req
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        if len > limit {
+            return Err(ScimError::too_large(limit));
+        }
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|_| ScimError::invalid_syntax("could not read the request body"))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ScimError::too_large(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| ScimError::invalid_syntax(format!("the body is not valid JSON: {e}")))?;
+    req.extensions_mut().insert(AuditBody(value.clone()));
+    Ok(value)
+}
+
+/// List parameters, from the query string or a SearchRequest body.
+#[derive(Debug, Default, Clone)]
+pub struct ListParams {
+    pub filter: Option<String>,
+    pub start_index: i64,
+    pub count: i64,
+    pub sort_by: Option<String>,
+    pub descending: bool,
+    pub attributes: Option<String>,
+    pub excluded: Option<String>,
+}
+
+impl ListParams {
+    pub fn from_query(q: &HashMap<String, String>) -> ScimResult<ListParams> {
+        let get = |name: &str| {
+            q.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        let int =
+            |name: &str| -> ScimResult<Option<i64>> {
+                match get(name) {
+                    None => Ok(None),
+                    Some(v) if v.trim().is_empty() => Ok(None),
+                    Some(v) => v.trim().parse::<i64>().map(Some).map_err(|_| {
+                        ScimError::invalid_value(format!("`{name}` must be an integer"))
+                    }),
+                }
+            };
+        Ok(ListParams {
+            filter: get("filter").filter(|f| !f.trim().is_empty()),
+            start_index: int("startIndex")?.unwrap_or(1).max(1),
+            count: int("count")?.unwrap_or(DEFAULT_PAGE).clamp(0, MAX_PAGE),
+            sort_by: get("sortBy"),
+            descending: get("sortOrder").is_some_and(|o| o.eq_ignore_ascii_case("descending")),
+            attributes: get("attributes"),
+            excluded: get("excludedAttributes"),
+        })
+    }
+
+    pub fn from_search(body: &Value) -> ScimResult<ListParams> {
+        let mut q = HashMap::new();
+        if let Value::Object(map) = body {
+            for (k, v) in map {
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    Value::Array(items) => items
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    _ => continue,
+                };
+                q.insert(k.clone(), text);
+            }
+        }
+        ListParams::from_query(&q)
+    }
+
+    pub fn projection(&self) -> resource::Projection {
+        resource::Projection::new(self.attributes.as_deref(), self.excluded.as_deref())
+    }
+}
+
+pub fn list_response(total: i64, start_index: i64, resources: Vec<Value>) -> Value {
+    serde_json::json!({
+        "schemas": [schema::LIST_SCHEMA],
+        "totalResults": total,
+        "startIndex": start_index,
+        "itemsPerPage": resources.len(),
+        "Resources": resources,
+    })
+}

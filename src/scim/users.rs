@@ -1,0 +1,312 @@
+//! `/Users`: create, read, list/search, replace, patch, delete. Passwords an IdP sends are
+//! dropped before anything is stored (and redacted from the audit body).
+
+use std::collections::HashMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{Map, Value};
+
+use super::auth::ScimClient;
+use super::error::{ScimError, ScimResult};
+use super::query::{self, Sql};
+use super::resource::{render_user, Projection};
+use super::schema::{self, Resource};
+use super::{
+    base_url, filter, list_response, patch, read_json, respond, respond_resource, store,
+    ListParams, ResourceId,
+};
+use crate::clock;
+use crate::db::ids::OrgId;
+use crate::db::{write_tx, DbConn};
+use crate::identity::users::User;
+use crate::startup::AppState;
+
+fn normalize(body: &Value) -> ScimResult<Map<String, Value>> {
+    schema::normalize_resource(Resource::User, body).map_err(ScimError::invalid_value)
+}
+
+/// Renders users with their groups (loaded only when wanted, in one query).
+fn render_all(
+    conn: &mut DbConn,
+    base: &str,
+    users: &[User],
+    projection: &Projection,
+) -> ScimResult<Vec<Value>> {
+    let groups = if projection.wants("groups") {
+        let ids: Vec<String> = users.iter().map(|u| u.id.to_string()).collect();
+        Some(store::groups_of(conn, &ids)?)
+    } else {
+        None
+    };
+    Ok(users
+        .iter()
+        .map(|u| {
+            let mine: Option<Vec<(String, String)>> = groups.as_ref().map(|g| {
+                g.iter()
+                    .filter(|(uid, _, _)| uid == u.id.as_str())
+                    .map(|(_, gid, name)| (gid.clone(), name.clone()))
+                    .collect()
+            });
+            projection.apply(render_user(base, u, mine.as_deref()))
+        })
+        .collect())
+}
+
+fn render_one(
+    conn: &mut DbConn,
+    base: &str,
+    user: &User,
+    projection: &Projection,
+) -> ScimResult<Value> {
+    Ok(
+        render_all(conn, base, std::slice::from_ref(user), projection)?
+            .pop()
+            .unwrap_or(Value::Null),
+    )
+}
+
+/// A page of users as SCIM JSON, with the exact total.
+pub fn page(
+    conn: &mut DbConn,
+    org: &OrgId,
+    base: &str,
+    filter: Option<&filter::Filter>,
+    params: &ListParams,
+    offset: i64,
+    limit: i64,
+) -> ScimResult<(i64, Vec<Value>)> {
+    let mut cond = Sql::default();
+    cond.push("u.org_id = ")
+        .bind(query::Bind::Text(org.to_string()))
+        .push(" AND u.is_break_glass = ")
+        .bind(query::Bind::Bool(false));
+    if let Some(f) = filter {
+        cond.push(" AND (")
+            .append(query::user_filter(org.as_str(), f)?)
+            .push(")");
+    }
+    let order = query::user_order(params.sort_by.as_deref(), params.descending);
+    let (total, users) = query::page::<User>(conn, "u.*", "users u", cond, &order, offset, limit)?;
+    Ok((total, render_all(conn, base, &users, &params.projection())?))
+}
+
+async fn run_list(state: &AppState, org: OrgId, params: ListParams) -> ScimResult<HttpResponse> {
+    let filter = match &params.filter {
+        Some(f) => Some(filter::parse(f).map_err(ScimError::invalid_filter)?),
+        None => None,
+    };
+    let base = base_url(state);
+    let body = state
+        .db
+        .run(move |conn| -> ScimResult<Value> {
+            let (total, resources) = page(
+                conn,
+                &org,
+                &base,
+                filter.as_ref(),
+                &params,
+                params.start_index - 1,
+                params.count,
+            )?;
+            Ok(list_response(total, params.start_index, resources))
+        })
+        .await?;
+    Ok(respond(StatusCode::OK, &body))
+}
+
+/// `GET /Users`
+pub async fn list(
+    state: web::Data<AppState>,
+    client: ScimClient,
+    q: web::Query<HashMap<String, String>>,
+) -> ScimResult<HttpResponse> {
+    run_list(&state, client.org, ListParams::from_query(&q)?).await
+}
+
+/// `POST /Users/.search`
+pub async fn search(
+    state: web::Data<AppState>,
+    client: ScimClient,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> ScimResult<HttpResponse> {
+    let body = read_json(&state, &req, payload).await?;
+    run_list(&state, client.org, ListParams::from_search(&body)?).await
+}
+
+/// `POST /.search` at the root: users, then groups, paged as one list. A filter that does not
+/// apply to a resource type (e.g. `userName` for groups) matches none of that type.
+pub async fn search_root(
+    state: web::Data<AppState>,
+    client: ScimClient,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> ScimResult<HttpResponse> {
+    let body = read_json(&state, &req, payload).await?;
+    let params = ListParams::from_search(&body)?;
+    let filter = match &params.filter {
+        Some(f) => Some(filter::parse(f).map_err(ScimError::invalid_filter)?),
+        None => None,
+    };
+    let base = base_url(&state);
+    let org = client.org;
+    let body = state
+        .db
+        .run(move |conn| -> ScimResult<Value> {
+            let offset = params.start_index - 1;
+            let (users_total, mut resources) = match page(
+                conn,
+                &org,
+                &base,
+                filter.as_ref(),
+                &params,
+                offset,
+                params.count,
+            ) {
+                Ok(found) => found,
+                Err(e) if e.scim_type == Some("invalidFilter") => (0, Vec::new()),
+                Err(e) => return Err(e),
+            };
+            let left = params.count - resources.len() as i64;
+            let group_offset = (offset - users_total).max(0);
+            let (groups_total, groups) = match super::groups::page(
+                conn,
+                &org,
+                &base,
+                filter.as_ref(),
+                &params,
+                group_offset,
+                left,
+            ) {
+                Ok(found) => found,
+                Err(e) if e.scim_type == Some("invalidFilter") => (0, Vec::new()),
+                Err(e) => return Err(e),
+            };
+            resources.extend(groups);
+            Ok(list_response(
+                users_total + groups_total,
+                params.start_index,
+                resources,
+            ))
+        })
+        .await?;
+    Ok(respond(StatusCode::OK, &body))
+}
+
+/// `POST /Users`
+pub async fn create(
+    state: web::Data<AppState>,
+    client: ScimClient,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> ScimResult<HttpResponse> {
+    let body = read_json(&state, &req, payload).await?;
+    let doc = normalize(&body)?;
+    let base = base_url(&state);
+    let now = clock::now();
+    let value = state
+        .db
+        .run(move |conn| {
+            write_tx(conn, |conn| {
+                let user = store::create_user(conn, &client.org, doc, now)?;
+                render_one(conn, &base, &user, &Projection::default())
+            })
+        })
+        .await?;
+    Ok(respond_resource(StatusCode::CREATED, &value))
+}
+
+/// `GET /Users/{id}`
+pub async fn get(
+    state: web::Data<AppState>,
+    client: ScimClient,
+    ResourceId(id): ResourceId,
+    q: web::Query<HashMap<String, String>>,
+) -> ScimResult<HttpResponse> {
+    let projection = ListParams::from_query(&q)?.projection();
+    let base = base_url(&state);
+    let value = state
+        .db
+        .run(move |conn| {
+            let user = store::get_user(conn, &client.org, &id)?;
+            render_one(conn, &base, &user, &projection)
+        })
+        .await?;
+    Ok(respond_resource(StatusCode::OK, &value))
+}
+
+/// `PUT /Users/{id}`: replaces the document (unknown attributes ignored).
+pub async fn replace(
+    state: web::Data<AppState>,
+    client: ScimClient,
+    ResourceId(id): ResourceId,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> ScimResult<HttpResponse> {
+    let body = read_json(&state, &req, payload).await?;
+    let doc = normalize(&body)?;
+    let base = base_url(&state);
+    let now = clock::now();
+    let value = state
+        .db
+        .run(move |conn| {
+            write_tx(conn, |conn| {
+                let user = store::get_user(conn, &client.org, &id)?;
+                let user = store::replace_user(conn, &client.org, &user, doc, now)?;
+                render_one(conn, &base, &user, &Projection::default())
+            })
+        })
+        .await?;
+    Ok(respond_resource(StatusCode::OK, &value))
+}
+
+/// `PATCH /Users/{id}`
+pub async fn patch(
+    state: web::Data<AppState>,
+    client: ScimClient,
+    ResourceId(id): ResourceId,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> ScimResult<HttpResponse> {
+    let body = read_json(&state, &req, payload).await?;
+    let ops = patch::parse_operations(&body)?;
+    let base = base_url(&state);
+    let now = clock::now();
+    let value = state
+        .db
+        .run(move |conn| {
+            write_tx(conn, |conn| {
+                let user = store::get_user(conn, &client.org, &id)?;
+                let mut doc = super::resource::user_doc(&user);
+                if doc.contains_key("active") || !user.active {
+                    doc.insert("active".into(), Value::Bool(user.active));
+                }
+                patch::apply(Resource::User, &mut doc, &ops)?;
+                let doc = normalize(&Value::Object(doc))?;
+                let user = store::replace_user(conn, &client.org, &user, doc, now)?;
+                render_one(conn, &base, &user, &Projection::default())
+            })
+        })
+        .await?;
+    Ok(respond_resource(StatusCode::OK, &value))
+}
+
+/// `DELETE /Users/{id}`
+pub async fn delete(
+    state: web::Data<AppState>,
+    client: ScimClient,
+    ResourceId(id): ResourceId,
+) -> ScimResult<HttpResponse> {
+    let now = clock::now();
+    state
+        .db
+        .run(move |conn| {
+            write_tx(conn, |conn| {
+                let user = store::get_user(conn, &client.org, &id)?;
+                store::delete_user(conn, &client.org, &user, now)
+            })
+        })
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
