@@ -348,9 +348,11 @@ impl Parser {
             Some(Token::Word(w)) if w.eq_ignore_ascii_case("true") => Value::Bool(true),
             Some(Token::Word(w)) if w.eq_ignore_ascii_case("false") => Value::Bool(false),
             Some(Token::Word(w)) if w.eq_ignore_ascii_case("null") => Value::Null,
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "expected a value (a quoted string, number, true, false or null), got {other:?}"
-            )),
+            ))
+            }
         };
         Ok(Filter::Compare { path, op, value })
     }

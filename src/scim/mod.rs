@@ -6,6 +6,8 @@ pub mod error;
 pub mod filter;
 pub mod groups;
 pub mod patch;
+#[cfg(test)]
+mod property_tests;
 pub mod query;
 pub mod resource;
 pub mod schema;

@@ -200,6 +200,10 @@ fn lenient_value(attr: &Attr, value: &Value) -> Value {
             }
             serde_json::json!({"value": s})
         }
+        // A single-valued complex attribute sent as a one-element array (Entra's manager).
+        Value::Array(items) if attr.kind == Kind::Complex && !attr.multi && items.len() == 1 => {
+            lenient_value(attr, &items[0])
+        }
         Value::Array(items) if attr.kind == Kind::Complex => {
             Value::Array(items.iter().map(|i| lenient_value(attr, i)).collect())
         }

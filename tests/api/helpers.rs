@@ -365,3 +365,112 @@ pub fn set_cookie(res: &reqwest::Response, name: &str) -> Option<String> {
         .find(|v| v.starts_with(&format!("{name}=")))
         .map(str::to_string)
 }
+
+/// A SCIM client for one org's token.
+pub struct Scim<'a> {
+    pub app: &'a TestApp,
+    pub token: String,
+}
+
+impl TestApp {
+    /// Creates the org (if needed) and issues a SCIM token for it.
+    pub fn scim(&self, org: &str) -> Scim<'_> {
+        let _ = self.cli(&["org", "create", org]);
+        let token = self
+            .cli_ok(&["scim-token", "issue", org])
+            .trim()
+            .to_string();
+        Scim { app: self, token }
+    }
+}
+
+impl Scim<'_> {
+    pub fn url(&self, path: &str) -> String {
+        self.app.url(&format!("/scim/v2{path}"))
+    }
+
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value, reqwest::header::HeaderMap) {
+        let mut req = self
+            .app
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/scim+json")
+                .body(b.to_string());
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let text = res.text().await.unwrap();
+        let json = if text.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+        };
+        (status, json, headers)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let (s, j, _) = self.send(reqwest::Method::GET, path, None).await;
+        (s, j)
+    }
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let (s, j, _) = self.send(reqwest::Method::POST, path, Some(body)).await;
+        (s, j)
+    }
+    pub async fn put(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let (s, j, _) = self.send(reqwest::Method::PUT, path, Some(body)).await;
+        (s, j)
+    }
+    pub async fn patch(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let (s, j, _) = self.send(reqwest::Method::PATCH, path, Some(body)).await;
+        (s, j)
+    }
+    pub async fn delete(&self, path: &str) -> u16 {
+        self.send(reqwest::Method::DELETE, path, None).await.0
+    }
+
+    /// Creates a user and returns its id.
+    pub async fn create_user(&self, user_name: &str) -> String {
+        let (s, j) = self
+            .post(
+                "/Users",
+                serde_json::json!({
+                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                    "userName": user_name,
+                    "name": {"givenName": "Given", "familyName": "Family"},
+                    "emails": [{"value": user_name, "type": "work", "primary": true}],
+                    "active": true
+                }),
+            )
+            .await;
+        assert_eq!(s, 201, "{j}");
+        j["id"].as_str().unwrap().to_string()
+    }
+
+    pub async fn create_group(&self, name: &str, members: &[&str]) -> String {
+        let members: Vec<_> = members
+            .iter()
+            .map(|m| serde_json::json!({"value": m}))
+            .collect();
+        let (s, j) = self
+            .post(
+                "/Groups",
+                serde_json::json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": name, "members": members}),
+            )
+            .await;
+        assert_eq!(s, 201, "{j}");
+        j["id"].as_str().unwrap().to_string()
+    }
+}
+
+pub fn patch_op(ops: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": ops})
+}

@@ -6,4 +6,5 @@
 mod helpers;
 mod identity;
 mod platform;
+mod scim;
 mod sessions;

@@ -492,7 +492,7 @@ async fn a_full_hashing_queue_answers_429_not_a_stall() {
     let app = spawn_with_env(env, dir, url).await;
     app.seed_local_user();
     let csrf = app.login_csrf().await;
-    let attempts = (0..24).map(|i| {
+    let attempts = (0..48).map(|i| {
         let client = app.client.clone();
         let url = app.url("/sso/login");
         let csrf = csrf.clone();
