@@ -4,6 +4,7 @@
 FROM rust:1-slim-bookworm AS builder
 RUN apt-get update \
     && apt-get install -y --no-install-recommends pkg-config libssl-dev libsqlite3-dev libpq-dev \
+        libclang-dev libxml2-dev libxmlsec1-dev libxmlsec1-openssl libxslt1-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -13,6 +14,7 @@ RUN cargo build --release --locked \
 FROM debian:bookworm-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates libssl3 libsqlite3-0 libpq5 curl \
+        libxml2 libxmlsec1 libxmlsec1-openssl libxslt1.1 \
     && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --uid 10001 --user-group --home-dir /data --no-create-home \
         --shell /usr/sbin/nologin gatehouse \

@@ -3,7 +3,7 @@
 
 # System packages needed to build gatehouse (Debian/Ubuntu names).
 # scripts/test adds its own test-only packages on top of these.
-GATEHOUSE_BUILD_PACKAGES=(pkg-config libssl-dev libsqlite3-dev libpq-dev)
+GATEHOUSE_BUILD_PACKAGES=(pkg-config libssl-dev libsqlite3-dev libpq-dev libclang-dev libxml2-dev libxmlsec1-dev libxmlsec1-openssl libxslt1-dev)
 
 step() {
     printf '==> %s\n' "$*"

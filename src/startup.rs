@@ -153,7 +153,9 @@ fn routes(cfg: &mut web::ServiceConfig) {
             web::get().to(pages::stylesheet),
         )
         .configure(crate::login::routes)
-        .configure(crate::scim::routes);
+        .configure(crate::scim::routes)
+        .configure(crate::saml::routes)
+        .configure(crate::sso::routes);
 }
 
 /// Purges audit payloads past the retention period, at start and then hourly.

@@ -265,7 +265,9 @@ pub fn run(settings: &Settings, command: Command, json: bool) -> anyhow::Result<
         Command::Admin(c) => admin(&ctx, c),
         Command::Keys(c) => keys_cmd(&ctx, c),
         Command::Audit(c) => audit_cmd(&ctx, c),
-        Command::Serve | Command::Migrate | Command::Config(_) => bail!("not an operator command"),
+        Command::Serve | Command::Migrate | Command::Config(_) | Command::Connection(_) => {
+            bail!("not an operator command")
+        }
     }
 }
 

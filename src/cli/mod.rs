@@ -1,6 +1,7 @@
 //! The operator CLI. Every command works directly on the database; failures print one line
 //! (`error: …`) on stderr and exit with a non-zero status. `--json` prints data as JSON.
 
+mod connections;
 mod identity;
 
 use std::path::PathBuf;
@@ -68,6 +69,9 @@ pub enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// SSO connections (SAML).
+    #[command(subcommand)]
+    Connection(connections::ConnectionCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -114,6 +118,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config(ConfigCommand::Check) => {
             print!("{}", settings.render_masked());
             Ok(())
+        }
+        Command::Connection(c) => {
+            crate::telemetry::init(settings.log_format, "warn");
+            let (db, _) = crate::startup::prepare(&settings)?;
+            connections::run(&settings, &db, c, json, crate::clock::now())
         }
         other => {
             // Operator commands log only warnings: their output is the data.

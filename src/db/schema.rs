@@ -48,6 +48,7 @@ diesel::table! {
         created_at -> BigInt,
         updated_at -> BigInt,
         scim_json -> Nullable<Text>,
+        idp_groups -> Nullable<Text>,
     }
 }
 
@@ -194,6 +195,63 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    connections (id) {
+        id -> Text,
+        org_id -> Text,
+        kind -> Text,
+        name -> Text,
+        enabled -> Bool,
+        config -> Text,
+        secret_enc -> Nullable<Text>,
+        last_success_at -> Nullable<BigInt>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    saml_requests (id) {
+        id -> Text,
+        connection_id -> Text,
+        return_to -> Nullable<Text>,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        consumed_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    saml_replay (connection_id, assertion_id) {
+        connection_id -> Text,
+        assertion_id -> Text,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    user_identities (connection_id, subject) {
+        connection_id -> Text,
+        subject -> Text,
+        user_id -> Text,
+        created_at -> BigInt,
+        last_login_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    sso_handoffs (id_hash) {
+        id_hash -> Text,
+        org_id -> Text,
+        user_id -> Text,
+        connection_id -> Text,
+        method -> Text,
+        return_to -> Nullable<Text>,
+        expires_at -> BigInt,
+        consumed_at -> Nullable<BigInt>,
+    }
+}
+
 diesel::joinable!(role_mappings -> roles (role_id));
 diesel::joinable!(user_attrs -> users (user_id));
 diesel::joinable!(domains -> organizations (org_id));
@@ -217,4 +275,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     scim_tokens,
     signing_keys,
     user_attrs,
+    connections,
+    saml_requests,
+    saml_replay,
+    user_identities,
+    sso_handoffs,
 );

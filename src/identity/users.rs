@@ -37,6 +37,8 @@ pub struct User {
     pub updated_at: i64,
     #[serde(skip)]
     pub scim_json: Option<String>,
+    #[serde(skip)]
+    pub idp_groups: Option<String>,
 }
 
 /// What a caller supplies to create a user; folding and timestamps are done here.

@@ -13,7 +13,7 @@ use crate::clock;
 use crate::db::write_tx;
 use crate::http::errors::{wants_html, AppError, PageError};
 use crate::http::pages::render;
-use crate::identity::{roles, users, IdentityError};
+use crate::identity::{roles, IdentityError};
 use crate::startup::AppState;
 
 /// What `/sso/me` answers (and, later, what the protected app receives).
@@ -57,11 +57,7 @@ async fn identity_of(state: &AppState, signed_in: &SignedIn) -> Result<Identity,
             state
                 .db
                 .run(move |conn| -> Result<Identity, IdentityError> {
-                    let groups = users::groups(conn, &user.id)?;
-                    let keys: Vec<String> = groups
-                        .iter()
-                        .flat_map(|(name, ext)| std::iter::once(name.clone()).chain(ext.clone()))
-                        .collect();
+                    let (groups, keys) = crate::sso::resolve::effective_groups(conn, &user)?;
                     let role = roles::resolve_app_role(
                         conn,
                         &org.id,
@@ -74,7 +70,7 @@ async fn identity_of(state: &AppState, signed_in: &SignedIn) -> Result<Identity,
                         email: user.email.clone(),
                         org: Some(org.slug.clone()),
                         role,
-                        groups: groups.into_iter().map(|(name, _)| name).collect(),
+                        groups,
                     })
                 })
                 .await

@@ -91,7 +91,8 @@ fn no_store(mut res: HttpResponse) -> HttpResponse {
 #[derive(Deserialize)]
 pub struct LoginForm {
     email: String,
-    password: SecretString,
+    #[serde(default)]
+    password: Option<SecretString>,
     csrf: String,
     return_to: Option<String>,
 }
@@ -120,6 +121,44 @@ pub async fn submit(
     let return_to = return_to::safe_local_path(form.return_to.as_deref());
     let email = Email::parse(&form.email).ok();
     let folded = email.as_ref().map(|e| e.folded());
+    let password = form
+        .password
+        .filter(|p| !secrecy::ExposeSecret::expose_secret(p).is_empty());
+    // No password: home realm discovery by the e-mail's domain only (never by whether the
+    // account exists). A verified domain with an SSO connection goes to that IdP.
+    let Some(password) = password else {
+        let domain = email
+            .as_ref()
+            .map(|e| e.domain().to_string())
+            .unwrap_or_default();
+        let found = state
+            .db
+            .run(move |conn| {
+                crate::sso::connections::for_verified_domain(conn, &domain).map_err(AppError::from)
+            })
+            .await?;
+        if let Some(c) = found.first() {
+            let mut location = format!("/sso/{}/{}/login", c.kind, c.id);
+            if let Some(r) = &return_to {
+                location.push_str("?return_to=");
+                location.push_str(
+                    &url::form_urlencoded::byte_serialize(r.as_bytes()).collect::<String>(),
+                );
+            }
+            return Ok(HttpResponse::SeeOther()
+                .insert_header(("location", location))
+                .finish());
+        }
+        let shown = email.as_ref().map(|e| e.to_string()).unwrap_or_default();
+        return Ok(login_page(
+            &state,
+            &req,
+            &shown,
+            return_to.as_deref().unwrap_or(""),
+            Some("Enter your password to sign in."),
+            StatusCode::OK,
+        ));
+    };
     let lookup_key = folded.clone().unwrap_or_default();
     let (admin, candidates) = state
         .db
@@ -144,7 +183,7 @@ pub async fn submit(
             .filter_map(|u| u.password_hash.clone())
             .collect(),
     };
-    let matched = state.passwords.verify_any(hashes, form.password).await?;
+    let matched = state.passwords.verify_any(hashes, password).await?;
     let now = clock::now();
 
     if let (Some(admin), Some(_)) = (&admin, matched) {

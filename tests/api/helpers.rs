@@ -86,7 +86,7 @@ pub async fn spawn_app_on(backend: Backend) -> Option<TestApp> {
 }
 
 pub async fn spawn_with_env(
-    env: BTreeMap<String, String>,
+    mut env: BTreeMap<String, String>,
     data_dir: tempfile::TempDir,
     database_url: String,
 ) -> TestApp {
@@ -94,6 +94,9 @@ pub async fn spawn_with_env(
     let app = Application::build(settings).await.expect("build app");
     let port = app.port();
     tokio::spawn(app.run_until_stopped());
+    // CLI runs must hand out the same URLs as the server (it listened on port 0).
+    env.entry("GATEHOUSE_PUBLIC_URL".into())
+        .or_insert_with(|| format!("http://127.0.0.1:{port}"));
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .cookie_store(true)

@@ -6,5 +6,6 @@
 mod helpers;
 mod identity;
 mod platform;
+mod saml;
 mod scim;
 mod sessions;

@@ -1,0 +1,139 @@
+//! The guarded outbound client for every fetch made on an admin's or IdP's say-so (metadata
+//! URLs; later OIDC discovery and webhooks): http(s) only, time-outs, a size cap, no redirects,
+//! and no private, loopback or link-local targets unless `outbound_allow_private` is set. The
+//! address that was checked is the one connected to (no DNS rebinding in between).
+
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use url::Url;
+
+pub const MAX_BODY_BYTES: u64 = 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutboundError {
+    #[error("{0}")]
+    Refused(String),
+    #[error("fetching {url} failed: {reason}")]
+    Failed { url: String, reason: String },
+}
+
+/// Not routable on the public internet (or this host itself).
+pub fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.octets()[0] == 100 && (v4.octets()[1] & 0xC0) == 64 // 100.64/10 CGNAT
+                || v4.octets()[0] == 0
+        }
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00 // unique local
+                || (v6.segments()[0] & 0xffc0) == 0xfe80 // link local
+                || v6.to_ipv4_mapped().is_some_and(|v4| is_private(IpAddr::V4(v4)))
+        }
+    }
+}
+
+/// Checks the URL and resolves it to one permitted address.
+pub fn check(url: &str, allow_private: bool) -> Result<(Url, SocketAddr), OutboundError> {
+    let parsed =
+        Url::parse(url).map_err(|_| OutboundError::Refused(format!("`{url}` is not a URL")))?;
+    if !matches!(parsed.scheme(), "https" | "http") {
+        return Err(OutboundError::Refused(format!(
+            "`{url}`: only http and https URLs are fetched"
+        )));
+    }
+    let host = parsed
+        .host_str()
+        .ok_or_else(|| OutboundError::Refused(format!("`{url}` has no host")))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = parsed.port_or_known_default().unwrap_or(443);
+    let addrs: Vec<SocketAddr> = (host.as_str(), port)
+        .to_socket_addrs()
+        .map_err(|e| OutboundError::Failed {
+            url: url.into(),
+            reason: format!("cannot resolve {host}: {e}"),
+        })?
+        .collect();
+    let addr = addrs
+        .iter()
+        .find(|a| allow_private || !is_private(a.ip()))
+        .copied()
+        .ok_or_else(|| {
+            OutboundError::Refused(format!(
+                "`{host}` resolves only to private or loopback addresses; set GATEHOUSE_OUTBOUND_ALLOW_PRIVATE=true to allow that"
+            ))
+        })?;
+    Ok((parsed, addr))
+}
+
+/// GET with the guards (blocking: call from a blocking context).
+pub fn get_text(url: &str, allow_private: bool) -> Result<String, OutboundError> {
+    let (parsed, addr) = check(url, allow_private)?;
+    let host = parsed.host_str().unwrap_or_default().to_string();
+    let failed = |reason: String| OutboundError::Failed {
+        url: url.into(),
+        reason,
+    };
+    let client = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .connect_timeout(Duration::from_secs(5))
+        .resolve(&host, addr)
+        .build()
+        .map_err(|e| failed(e.to_string()))?;
+    let res = client
+        .get(parsed)
+        .send()
+        .map_err(|e| failed(e.to_string()))?;
+    if !res.status().is_success() {
+        return Err(failed(format!("HTTP status {}", res.status())));
+    }
+    let mut body = String::new();
+    res.take(MAX_BODY_BYTES + 1)
+        .read_to_string(&mut body)
+        .map_err(|e| failed(e.to_string()))?;
+    if body.len() as u64 > MAX_BODY_BYTES {
+        return Err(failed(format!(
+            "response larger than {MAX_BODY_BYTES} bytes"
+        )));
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_targets_are_refused_unless_allowed() {
+        for url in [
+            "http://127.0.0.1/x",
+            "http://10.1.2.3/",
+            "http://[::1]/",
+            "http://169.254.169.254/latest",
+            "http://localhost/",
+        ] {
+            assert!(
+                matches!(check(url, false), Err(OutboundError::Refused(_))),
+                "{url}"
+            );
+        }
+        assert!(check("http://127.0.0.1:9/x", true).is_ok());
+        assert!(matches!(
+            check("file:///etc/passwd", true),
+            Err(OutboundError::Refused(_))
+        ));
+    }
+}

@@ -1,0 +1,87 @@
+//! SSO connections: an org's IdP configuration for one protocol. A connection resolves
+//! exactly one org.
+
+use diesel::prelude::*;
+use serde::Serialize;
+
+use crate::db::ids::OrgId;
+use crate::db::schema::connections;
+use crate::db::DbConn;
+use crate::identity::{IdentityError, Result};
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = connections)]
+pub struct Connection {
+    pub id: String,
+    #[diesel(deserialize_as = String)]
+    pub org_id: OrgId,
+    pub kind: String,
+    pub name: String,
+    pub enabled: bool,
+    pub config: String,
+    #[serde(skip)]
+    pub secret_enc: Option<String>,
+    pub last_success_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+pub fn create(
+    conn: &mut DbConn,
+    org: &OrgId,
+    kind: &str,
+    name: &str,
+    config: &serde_json::Value,
+    now: i64,
+) -> Result<Connection> {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    diesel::insert_into(connections::table)
+        .values((
+            connections::id.eq(&id),
+            connections::org_id.eq(org.as_str()),
+            connections::kind.eq(kind),
+            connections::name.eq(name),
+            connections::enabled.eq(true),
+            connections::config.eq(config.to_string()),
+            connections::created_at.eq(now),
+            connections::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    get(conn, &id)?.ok_or_else(|| IdentityError::NotFound("connection".into()))
+}
+
+pub fn get(conn: &mut DbConn, id: &str) -> Result<Option<Connection>> {
+    Ok(connections::table
+        .find(id)
+        .select(Connection::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn list(conn: &mut DbConn, org: &OrgId) -> Result<Vec<Connection>> {
+    Ok(connections::table
+        .filter(connections::org_id.eq(org.as_str()))
+        .order(connections::created_at.asc())
+        .select(Connection::as_select())
+        .load(conn)?)
+}
+
+/// Enabled connections of the org that owns `domain` as a verified domain.
+pub fn for_verified_domain(conn: &mut DbConn, domain: &str) -> Result<Vec<Connection>> {
+    use crate::db::schema::domains;
+    Ok(connections::table
+        .inner_join(domains::table.on(domains::org_id.eq(connections::org_id)))
+        .filter(domains::domain.eq(domain))
+        .filter(domains::verified.eq(true))
+        .filter(connections::enabled.eq(true))
+        .order(connections::created_at.asc())
+        .select(Connection::as_select())
+        .load(conn)?)
+}
+
+pub fn mark_success(conn: &mut DbConn, id: &str, now: i64) -> Result<()> {
+    diesel::update(connections::table.find(id))
+        .set(connections::last_success_at.eq(Some(now)))
+        .execute(conn)?;
+    Ok(())
+}

@@ -1,0 +1,228 @@
+//! From a verified IdP sign-in to a session. The ACS is a cross-site POST: it carries no
+//! `SameSite=Lax` cookie, so it cannot see who is signed in in this browser. It stores a
+//! single-use handoff and redirects to `GET /sso/complete` (a top-level GET, which does carry
+//! the session cookie). There an unsolicited sign-in never silently replaces another user's
+//! live session: the browser is asked "continue as X?".
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+use diesel::prelude::*;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::audit::{self, Event};
+use crate::crypto::{random_token, sha256_hex};
+use crate::db::ids::{OrgId, UserId};
+use crate::db::schema::sso_handoffs;
+use crate::db::{write_tx, DbConn};
+use crate::http::errors::{AppError, PageError};
+use crate::http::pages::render;
+use crate::identity::{orgs, users, IdentityError};
+use crate::login::csrf;
+use crate::login::session::{self, Principal, SignedIn, Subject};
+use crate::startup::AppState;
+
+const HANDOFF_SECS: i64 = 120;
+
+/// Stores a handoff (inside the ACS transaction) and returns the URL to redirect to.
+pub fn create(
+    conn: &mut DbConn,
+    org: &OrgId,
+    user: &UserId,
+    connection_id: &str,
+    method: &str,
+    return_to: Option<&str>,
+    now: i64,
+) -> Result<String, IdentityError> {
+    let token = random_token(32);
+    diesel::insert_into(sso_handoffs::table)
+        .values((
+            sso_handoffs::id_hash.eq(sha256_hex(&token)),
+            sso_handoffs::org_id.eq(org.as_str()),
+            sso_handoffs::user_id.eq(user.as_str()),
+            sso_handoffs::connection_id.eq(connection_id),
+            sso_handoffs::method.eq(method),
+            sso_handoffs::return_to.eq(return_to),
+            sso_handoffs::expires_at.eq(now + HANDOFF_SECS),
+        ))
+        .execute(conn)?;
+    Ok(format!("/sso/complete?h={token}"))
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = sso_handoffs)]
+struct Handoff {
+    id_hash: String,
+    org_id: String,
+    user_id: String,
+    method: String,
+    return_to: Option<String>,
+    expires_at: i64,
+    consumed_at: Option<i64>,
+}
+
+fn load(conn: &mut DbConn, token: &str, now: i64) -> Result<Option<Handoff>, IdentityError> {
+    let h: Option<Handoff> = sso_handoffs::table
+        .find(sha256_hex(token))
+        .select(Handoff::as_select())
+        .first(conn)
+        .optional()?;
+    Ok(h.filter(|h| h.consumed_at.is_none() && h.expires_at > now))
+}
+
+#[derive(Template)]
+#[template(path = "login/continue.html")]
+struct ContinuePage<'a> {
+    current: &'a str,
+    next: &'a str,
+    handoff: &'a str,
+    csrf: &'a str,
+}
+
+#[derive(Deserialize)]
+pub struct CompleteQuery {
+    h: String,
+}
+
+#[derive(Deserialize)]
+pub struct CompleteForm {
+    h: String,
+    csrf: String,
+}
+
+fn expired() -> PageError {
+    PageError(AppError::BadRequest(
+        "This sign-in link expired or was already used. Start the sign-in again.".into(),
+    ))
+}
+
+/// `GET /sso/complete?h=…`
+pub async fn complete(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    q: web::Query<CompleteQuery>,
+    current: Option<SignedIn>,
+) -> Result<HttpResponse, PageError> {
+    let now = crate::clock::now();
+    let token = q.into_inner().h;
+    let t = token.clone();
+    let handoff = state
+        .db
+        .run(move |conn| load(conn, &t, now).map_err(AppError::from))
+        .await?
+        .ok_or_else(expired)?;
+    // Another user is signed in here: ask before replacing their session.
+    let other = match &current {
+        Some(SignedIn {
+            principal: Principal::User { user, .. },
+            ..
+        }) if user.id.as_str() != handoff.user_id => Some(user.user_name.clone()),
+        Some(SignedIn {
+            principal: Principal::Admin(a),
+            ..
+        }) => Some(a.email.clone()),
+        _ => None,
+    };
+    if let Some(current_name) = other {
+        let (org_id, user_id) = (
+            OrgId::from(handoff.org_id.clone()),
+            UserId::from(handoff.user_id.clone()),
+        );
+        let next = state
+            .db
+            .run(move |conn| users::get(conn, &org_id, &user_id).map_err(AppError::from))
+            .await?;
+        let (csrf_token, cookie) = csrf::ensure(&req, &state.settings);
+        let mut res = render(
+            StatusCode::OK,
+            &ContinuePage {
+                current: &current_name,
+                next: &next.user_name,
+                handoff: &token,
+                csrf: &csrf_token,
+            },
+        );
+        if let Some(c) = cookie {
+            let _ = res.add_cookie(&c);
+        }
+        return Ok(res);
+    }
+    finish(&state, &req, token, now).await
+}
+
+/// `POST /sso/complete`: "continue as X" confirmed.
+pub async fn confirm(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<CompleteForm>,
+) -> Result<HttpResponse, PageError> {
+    let form = form.into_inner();
+    if !csrf::verify(&req, &state.settings, &form.csrf) {
+        return Err(
+            AppError::BadRequest("This form expired. Start the sign-in again.".into()).into(),
+        );
+    }
+    finish(&state, &req, form.h, crate::clock::now()).await
+}
+
+/// Consumes the handoff and starts the session (a new session id, the old one revoked).
+async fn finish(
+    state: &AppState,
+    req: &HttpRequest,
+    token: String,
+    now: i64,
+) -> Result<HttpResponse, PageError> {
+    let previous = session::cookie_hash(req, &state.settings);
+    let result = state
+        .db
+        .run(move |conn| {
+            write_tx(
+                conn,
+                |conn| -> Result<Option<(String, Option<String>)>, IdentityError> {
+                    let Some(h) = load(conn, &token, now)? else {
+                        return Ok(None);
+                    };
+                    let n = diesel::update(
+                        sso_handoffs::table
+                            .find(&h.id_hash)
+                            .filter(sso_handoffs::consumed_at.is_null()),
+                    )
+                    .set(sso_handoffs::consumed_at.eq(Some(now)))
+                    .execute(conn)?;
+                    if n != 1 {
+                        return Ok(None);
+                    }
+                    let org_id = OrgId::from(h.org_id.clone());
+                    let user = users::get(conn, &org_id, &UserId::from(h.user_id.clone()))?;
+                    if !user.active {
+                        return Ok(None);
+                    }
+                    let org = orgs::get(conn, &org_id)?;
+                    let id = session::create(
+                        conn,
+                        Subject::User(&user, &org),
+                        &h.method,
+                        previous.as_deref(),
+                        now,
+                    )?;
+                    audit::record(
+                        conn,
+                        &Event::new(Some(&org_id), format!("user:{}", user.id), "session.start")
+                            .payload(json!({"method": h.method})),
+                        now,
+                    )?;
+                    Ok(Some((id, h.return_to)))
+                },
+            )
+            .map_err(AppError::from)
+        })
+        .await?;
+    let (cookie_value, return_to) = result.ok_or_else(expired)?;
+    let name = session::cookie_name(&state.settings);
+    Ok(HttpResponse::SeeOther()
+        .insert_header(("location", return_to.unwrap_or_else(|| "/sso/me".into())))
+        .insert_header(("cache-control", "no-store"))
+        .cookie(session::build_cookie(&state.settings, name, cookie_value))
+        .finish())
+}

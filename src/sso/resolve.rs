@@ -1,0 +1,258 @@
+//! Account resolution after a verified assertion or ID token, written once for every protocol
+//! (design.md sign-in rules 3–5), all inside the connection's org:
+//! (a) same connection + same subject → that user;
+//! (b) else a user whose userName or e-mail equals the asserted e-mail — only when the e-mail's
+//!     domain is a verified domain of the org, exactly one user matches, that user has no other
+//!     subject on this connection, and the subject is not transient;
+//! (c) else just-in-time creation when the org allows it and no tombstone blocks the identity.
+//! Break-glass accounts are never linked; deactivated users are refused.
+
+use diesel::prelude::*;
+use serde_json::json;
+
+use crate::db::schema::{user_identities, users as users_table};
+use crate::db::DbConn;
+use crate::domain::{Email, UserSource};
+use crate::identity::orgs::Organization;
+use crate::identity::users::{self, NewUser, User};
+use crate::identity::{domains, tombstones, IdentityError};
+
+/// What the IdP asserted, already verified and mapped.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Asserted {
+    pub subject: String,
+    pub transient: bool,
+    pub email: Option<String>,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub display_name: Option<String>,
+    pub groups: Vec<String>,
+}
+
+/// Why a verified identity still cannot sign in, in words for the user and the admin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    NoEmail,
+    EmailOutsideVerifiedDomains(String),
+    Deactivated(String),
+    BreakGlass(String),
+    Ambiguous(String),
+    LinkedToAnotherSubject(String),
+    TransientCannotLink(String),
+    Tombstoned(String),
+    JitDisabled(String),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::NoEmail => write!(
+                f,
+                "the IdP sent no e-mail address and this identity is not linked to an account"
+            ),
+            Refusal::EmailOutsideVerifiedDomains(d) => write!(
+                f,
+                "e-mail domain {d} is not a verified domain of this organization"
+            ),
+            Refusal::Deactivated(u) => write!(f, "account {u} is deactivated"),
+            Refusal::BreakGlass(u) => write!(
+                f,
+                "account {u} is a break-glass account and is never linked to an IdP identity"
+            ),
+            Refusal::Ambiguous(e) => write!(f, "more than one account matches {e}"),
+            Refusal::LinkedToAnotherSubject(u) => write!(
+                f,
+                "account {u} is already linked to another identity of this connection"
+            ),
+            Refusal::TransientCannotLink(u) => write!(
+                f,
+                "a transient NameID cannot be linked to the existing account {u}"
+            ),
+            Refusal::Tombstoned(u) => write!(
+                f,
+                "account {u} was deleted by SCIM provisioning; an admin must restore it"
+            ),
+            Refusal::JitDisabled(e) => write!(
+                f,
+                "no account for {e} and just-in-time creation is off for this organization"
+            ),
+        }
+    }
+}
+
+pub enum Outcome {
+    Existing(User),
+    Linked(User),
+    Created(User),
+}
+
+impl Outcome {
+    pub fn user(&self) -> &User {
+        match self {
+            Outcome::Existing(u) | Outcome::Linked(u) | Outcome::Created(u) => u,
+        }
+    }
+    pub fn how(&self) -> &'static str {
+        match self {
+            Outcome::Existing(_) => "existing link",
+            Outcome::Linked(_) => "linked by verified e-mail",
+            Outcome::Created(_) => "created just in time",
+        }
+    }
+}
+
+fn link(
+    conn: &mut DbConn,
+    connection_id: &str,
+    subject: &str,
+    user: &User,
+    now: i64,
+) -> Result<(), IdentityError> {
+    diesel::insert_into(user_identities::table)
+        .values((
+            user_identities::connection_id.eq(connection_id),
+            user_identities::subject.eq(subject),
+            user_identities::user_id.eq(user.id.as_str()),
+            user_identities::created_at.eq(now),
+            user_identities::last_login_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Stores the groups of this sign-in on the user (replacing the previous ones).
+fn store_groups(conn: &mut DbConn, user: &User, groups: &[String]) -> Result<User, IdentityError> {
+    diesel::update(users_table::table.find(user.id.as_str()))
+        .set(users_table::idp_groups.eq(Some(json!(groups).to_string())))
+        .execute(conn)?;
+    users::get(conn, &user.org_id, &user.id)
+}
+
+/// Resolves (and may create) the account. Call inside a write transaction.
+pub fn resolve(
+    conn: &mut DbConn,
+    org: &Organization,
+    connection_id: &str,
+    a: &Asserted,
+    now: i64,
+) -> Result<Result<Outcome, Refusal>, IdentityError> {
+    // (a) An existing link.
+    let linked: Option<String> = user_identities::table
+        .filter(user_identities::connection_id.eq(connection_id))
+        .filter(user_identities::subject.eq(&a.subject))
+        .select(user_identities::user_id)
+        .first(conn)
+        .optional()?;
+    if let Some(user_id) = linked {
+        let user = users::get(conn, &org.id, &user_id.into())?;
+        if user.is_break_glass {
+            return Ok(Err(Refusal::BreakGlass(user.user_name)));
+        }
+        if !user.active {
+            return Ok(Err(Refusal::Deactivated(user.user_name)));
+        }
+        diesel::update(
+            user_identities::table
+                .filter(user_identities::connection_id.eq(connection_id))
+                .filter(user_identities::subject.eq(&a.subject)),
+        )
+        .set(user_identities::last_login_at.eq(now))
+        .execute(conn)?;
+        return Ok(Ok(Outcome::Existing(store_groups(conn, &user, &a.groups)?)));
+    }
+
+    // (b) and (c) need an e-mail inside the org's verified domains.
+    let Some(email_text) = a.email.as_deref() else {
+        return Ok(Err(Refusal::NoEmail));
+    };
+    let email = match Email::parse(email_text) {
+        Ok(e) => e,
+        Err(_) => return Ok(Err(Refusal::NoEmail)),
+    };
+    if !domains::is_verified_for(conn, &org.id, email.domain())? {
+        return Ok(Err(Refusal::EmailOutsideVerifiedDomains(
+            email.domain().to_string(),
+        )));
+    }
+    let folded = email.folded();
+    let matches: Vec<User> = users_table::table
+        .filter(users_table::org_id.eq(org.id.as_str()))
+        .filter(
+            users_table::user_name_folded
+                .eq(&folded)
+                .or(users_table::email_folded.eq(&folded)),
+        )
+        .select(User::as_select())
+        .limit(2)
+        .load(conn)?;
+    match matches.as_slice() {
+        [user] => {
+            if user.is_break_glass {
+                return Ok(Err(Refusal::BreakGlass(user.user_name.clone())));
+            }
+            if a.transient {
+                return Ok(Err(Refusal::TransientCannotLink(user.user_name.clone())));
+            }
+            let other: i64 = user_identities::table
+                .filter(user_identities::connection_id.eq(connection_id))
+                .filter(user_identities::user_id.eq(user.id.as_str()))
+                .count()
+                .get_result(conn)?;
+            if other > 0 {
+                return Ok(Err(Refusal::LinkedToAnotherSubject(user.user_name.clone())));
+            }
+            if !user.active {
+                return Ok(Err(Refusal::Deactivated(user.user_name.clone())));
+            }
+            link(conn, connection_id, &a.subject, user, now)?;
+            Ok(Ok(Outcome::Linked(store_groups(conn, user, &a.groups)?)))
+        }
+        [_, _, ..] => Ok(Err(Refusal::Ambiguous(email.to_string()))),
+        [] => {
+            if tombstones::blocks(conn, &org.id, &folded)? {
+                return Ok(Err(Refusal::Tombstoned(email.to_string())));
+            }
+            if !org.jit_enabled {
+                return Ok(Err(Refusal::JitDisabled(email.to_string())));
+            }
+            let mut new = NewUser::new(&org.id, &email.to_string(), UserSource::Jit);
+            new.email = Some(email.to_string());
+            new.given_name = a.given_name.clone();
+            new.family_name = a.family_name.clone();
+            new.display_name = a.display_name.clone();
+            let user = users::create(conn, &new, now)?;
+            if !a.transient {
+                link(conn, connection_id, &a.subject, &user, now)?;
+            }
+            Ok(Ok(Outcome::Created(store_groups(conn, &user, &a.groups)?)))
+        }
+    }
+}
+
+/// The groups that count for a user: SCIM memberships where the org provisions groups by
+/// SCIM, else the groups of the latest sign-in. Returned as (names for display, keys for
+/// role mapping).
+pub fn effective_groups(
+    conn: &mut DbConn,
+    user: &User,
+) -> Result<(Vec<String>, Vec<String>), IdentityError> {
+    use crate::db::schema::user_groups;
+    let scim_groups: i64 = user_groups::table
+        .filter(user_groups::org_id.eq(user.org_id.as_str()))
+        .count()
+        .get_result(conn)?;
+    if scim_groups > 0 {
+        let groups = users::groups(conn, &user.id)?;
+        let keys = groups
+            .iter()
+            .flat_map(|(name, ext)| std::iter::once(name.clone()).chain(ext.clone()))
+            .collect();
+        return Ok((groups.into_iter().map(|(n, _)| n).collect(), keys));
+    }
+    let groups: Vec<String> = user
+        .idp_groups
+        .as_deref()
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_default();
+    Ok((groups.clone(), groups))
+}

@@ -1,0 +1,764 @@
+//! SAML sign-in driven by an independent IdP (PyPI pysaml2, `tests/peers/saml_idp.py`, run
+//! from the venv `scripts/test` creates), over the real HTTP surface: SP- and IdP-initiated
+//! happy paths with JIT, then the attack corpus — each refused with no session and an audit
+//! event naming the cause.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use openssl::asn1::Asn1Time;
+use openssl::hash::MessageDigest;
+use openssl::pkey::PKey;
+use openssl::rsa::Rsa;
+use openssl::x509::{X509NameBuilder, X509};
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+const IDP_ENTITY: &str = "https://idp.example.test/saml";
+const IDP_SSO: &str = "https://idp.example.test/sso";
+
+struct KeyPair {
+    key_pem: String,
+    cert_pem: String,
+}
+
+fn key_pair(cn: &str) -> KeyPair {
+    let pkey = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", cn).unwrap();
+    let name = name.build();
+    let mut b = X509::builder().unwrap();
+    b.set_version(2).unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_pubkey(&pkey).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(30).unwrap())
+        .unwrap();
+    b.sign(&pkey, MessageDigest::sha256()).unwrap();
+    KeyPair {
+        key_pem: String::from_utf8(pkey.private_key_to_pem_pkcs8().unwrap()).unwrap(),
+        cert_pem: String::from_utf8(b.build().to_pem().unwrap()).unwrap(),
+    }
+}
+
+fn python() -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let venv = root.join("tests/.venv/bin/python");
+    assert!(
+        venv.exists(),
+        "tests/.venv is missing: run scripts/test (it installs pysaml2)"
+    );
+    venv
+}
+
+fn run_python(script_args: &[&str], input: &str) -> String {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut child = Command::new(python())
+        .args(script_args)
+        .current_dir(root)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The AuthnRequest ID inside an HTTP-Redirect URL (base64 of raw DEFLATE).
+fn request_id(location: &str) -> String {
+    let code = "import sys,zlib,base64,urllib.parse,re\n\
+                q=urllib.parse.urlparse(sys.stdin.read()).query\n\
+                x=zlib.decompress(base64.b64decode(urllib.parse.parse_qs(q)['SAMLRequest'][0]),-15).decode()\n\
+                print(re.search(r' ID=\"([^\"]+)\"',x).group(1))";
+    run_python(&["-c", code], location).trim().to_string()
+}
+
+struct Setup {
+    app: TestApp,
+    idp: KeyPair,
+    connection: String,
+    acs_url: String,
+    sp_entity_id: String,
+}
+
+async fn setup(backend: Backend, extra: &[&str]) -> Option<Setup> {
+    let app = spawn_app_on(backend).await?;
+    app.cli_ok(&["org", "create", "acme", "--domain", "acme.test"]);
+    let idp = key_pair("test idp");
+    let cert = app.data_dir.path().join("idp.pem");
+    std::fs::write(&cert, &idp.cert_pem).unwrap();
+    let mut args = vec![
+        "connection",
+        "add-saml",
+        "acme",
+        "--entity-id",
+        IDP_ENTITY,
+        "--sso-url",
+        IDP_SSO,
+        "--cert-file",
+        cert.to_str().unwrap(),
+        "--preset",
+        "okta",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let out: Value = serde_json::from_str(app.cli_ok(&args).trim()).unwrap();
+    Some(Setup {
+        connection: out["id"].as_str().unwrap().to_string(),
+        acs_url: out["acs_url"].as_str().unwrap().to_string(),
+        sp_entity_id: out["sp_entity_id"].as_str().unwrap().to_string(),
+        app,
+        idp,
+    })
+}
+
+impl Setup {
+    /// A SAMLResponse from the independent IdP; `spec` overrides the defaults.
+    fn response(&self, spec: Value) -> Value {
+        let mut req = json!({
+            "idp_entity_id": IDP_ENTITY,
+            "idp_key_pem": self.idp.key_pem,
+            "idp_cert_pem": self.idp.cert_pem,
+            "sp_entity_id": self.sp_entity_id,
+            "acs_url": self.acs_url,
+            "name_id": "00u-ann",
+            "name_id_format": "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
+            "attributes": {"email": ["ann@acme.test"], "firstName": ["Ann"], "lastName": ["Lee"], "groups": ["Engineering", "Everyone"]},
+        });
+        for (k, v) in spec.as_object().unwrap() {
+            req[k] = v.clone();
+        }
+        serde_json::from_str(&run_python(&["tests/peers/saml_idp.py"], &req.to_string())).unwrap()
+    }
+
+    /// Starts an SP-initiated sign-in and returns the request id the IdP must answer.
+    async fn start(&self, return_to: &str) -> String {
+        let res = self
+            .app
+            .get(&format!(
+                "/sso/saml/{}/login?return_to={return_to}",
+                self.connection
+            ))
+            .await;
+        assert_eq!(res.status(), 303);
+        let location = res.headers()["location"].to_str().unwrap().to_string();
+        assert!(location.starts_with(IDP_SSO), "{location}");
+        request_id(&location)
+    }
+
+    /// POSTs a response to the ACS as the browser would (cross-site: a fresh client without
+    /// our cookies), then follows the handoff with the browser's own client.
+    async fn post_acs(&self, saml_response: &str, relay_state: Option<&str>) -> reqwest::Response {
+        let mut form = vec![("SAMLResponse", saml_response.to_string())];
+        if let Some(r) = relay_state {
+            form.push(("RelayState", r.to_string()));
+        }
+        self.app
+            .client
+            .post(self.app.url(&format!("/sso/saml/{}/acs", self.connection)))
+            .form(&form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// ACS then `/sso/complete`: the final response (a redirect into the app on success).
+    async fn sign_in(&self, saml_response: &str, relay_state: Option<&str>) -> reqwest::Response {
+        let res = self.post_acs(saml_response, relay_state).await;
+        if res.status() != 303 {
+            return res;
+        }
+        let next = res.headers()["location"].to_str().unwrap().to_string();
+        assert!(next.starts_with("/sso/complete?h="), "{next}");
+        self.app.get_html(&next).await
+    }
+
+    fn last_failure(&self) -> String {
+        let events: Value = serde_json::from_str(
+            self.app
+                .cli_ok(&["audit", "list", "acme", "--limit", "1", "--json"])
+                .trim(),
+        )
+        .unwrap();
+        let e = &events[0];
+        assert_eq!(e["action"], "login.saml");
+        assert_eq!(e["outcome"], "failure");
+        let payload: Value = serde_json::from_str(e["payload"].as_str().unwrap()).unwrap();
+        payload["cause"].as_str().unwrap().to_string()
+    }
+}
+
+async fn sp_initiated_sign_in_with_jit(backend: Backend) {
+    let Some(s) = setup(backend, &[]).await else {
+        return;
+    };
+    s.app
+        .cli_ok(&["role", "add", "acme", "developer", "--rank", "5"]);
+    s.app
+        .cli_ok(&["role", "map", "acme", "Engineering", "developer"]);
+
+    // SP metadata: entity ID, ACS, signing and encryption certificates.
+    let md = s
+        .app
+        .get(&format!("/sso/saml/{}/metadata", s.connection))
+        .await;
+    assert_eq!(md.status(), 200);
+    let md = md.text().await.unwrap();
+    assert!(md.contains(&s.sp_entity_id) && md.contains(&s.acs_url));
+    assert!(
+        md.contains(r#"use="signing""#) && md.contains(r#"use="encryption""#),
+        "{md}"
+    );
+
+    // Email-first start: POST /sso/login with the e-mail only goes to this connection.
+    let csrf = s.app.login_csrf().await;
+    let res = s
+        .app
+        .client
+        .post(s.app.url("/sso/login"))
+        .form(&[
+            ("email", "ann@acme.test"),
+            ("password", ""),
+            ("csrf", &csrf),
+            ("return_to", "/app/home"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let to_connection = res.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(
+        to_connection,
+        format!("/sso/saml/{}/login?return_to=%2Fapp%2Fhome", s.connection)
+    );
+
+    let request = s.start("/app/home").await;
+    assert!(request.len() >= 33, "≥ 128-bit request ids: {request}");
+    let r = s.response(json!({"in_response_to": request}));
+    let res = s.sign_in(r["saml_response"].as_str().unwrap(), None).await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/app/home");
+    let me: Value = s.app.me_json().await.json().await.unwrap();
+    assert_eq!(me["user_name"], "ann@acme.test");
+    assert_eq!(me["org"], "acme");
+    assert_eq!(me["groups"], json!(["Engineering", "Everyone"]));
+    assert_eq!(me["role"], "developer");
+    let users = s.app.cli_ok(&["user", "list", "acme", "--json"]);
+    assert!(users.contains("\"source\":\"jit\""), "{users}");
+
+    // The same request id is never accepted twice (a fresh response answering it).
+    let again = s.response(json!({"in_response_to": request}));
+    let res = s
+        .post_acs(again["saml_response"].as_str().unwrap(), None)
+        .await;
+    assert_eq!(res.status(), 400);
+    assert!(
+        s.last_failure().contains("already used"),
+        "{}",
+        s.last_failure()
+    );
+    // Nor the same response twice.
+    let res = s.post_acs(r["saml_response"].as_str().unwrap(), None).await;
+    assert_eq!(res.status(), 400);
+}
+
+#[tokio::test]
+async fn sp_initiated_sign_in_with_jit_on_sqlite() {
+    sp_initiated_sign_in_with_jit(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn sp_initiated_sign_in_with_jit_on_postgres() {
+    sp_initiated_sign_in_with_jit(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn idp_initiated_sign_in_with_and_without_relay_state() {
+    let s = setup(Backend::Sqlite, &[]).await.unwrap();
+    // Empty RelayState: lands on /sso/me.
+    let r = s.response(json!({}));
+    let res = s
+        .sign_in(r["saml_response"].as_str().unwrap(), Some(""))
+        .await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/sso/me");
+    assert_eq!(s.app.me_json().await.status(), 200);
+    // RelayState is used only as a local path.
+    for (relay, expected) in [
+        ("/app/x", "/app/x"),
+        ("https://evil.test/", "/sso/me"),
+        ("//evil.test", "/sso/me"),
+    ] {
+        let r = s.response(json!({}));
+        let res = s
+            .sign_in(r["saml_response"].as_str().unwrap(), Some(relay))
+            .await;
+        assert_eq!(res.headers()["location"], expected, "{relay}");
+    }
+    // No RelayState at all.
+    let r = s.response(json!({}));
+    assert_eq!(
+        s.sign_in(r["saml_response"].as_str().unwrap(), None)
+            .await
+            .status(),
+        303
+    );
+}
+
+#[tokio::test]
+async fn an_unsolicited_assertion_never_silently_replaces_another_users_session() {
+    let s = setup(Backend::Sqlite, &[]).await.unwrap();
+    let r = s.response(json!({}));
+    s.sign_in(r["saml_response"].as_str().unwrap(), None).await;
+    let me: Value = s.app.me_json().await.json().await.unwrap();
+    assert_eq!(me["user_name"], "ann@acme.test");
+    // Bob's assertion posted into Ann's browser: asked, not switched.
+    let bob = s.response(json!({"name_id": "00u-bob", "attributes": {"email": ["bob@acme.test"]}}));
+    let res = s
+        .sign_in(bob["saml_response"].as_str().unwrap(), None)
+        .await;
+    assert_eq!(res.status(), 200);
+    let page = res.text().await.unwrap();
+    assert!(
+        page.contains("Continue as bob@acme.test") && page.contains("ann@acme.test"),
+        "{page}"
+    );
+    let me: Value = s.app.me_json().await.json().await.unwrap();
+    assert_eq!(
+        me["user_name"], "ann@acme.test",
+        "still Ann until confirmed"
+    );
+    // Confirming switches (with the form's CSRF value).
+    let h = form_field(&page, "h");
+    let csrf = form_field(&page, "csrf");
+    let res = s
+        .app
+        .client
+        .post(s.app.url("/sso/complete"))
+        .form(&[("h", h.as_str()), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let me: Value = s.app.me_json().await.json().await.unwrap();
+    assert_eq!(me["user_name"], "bob@acme.test");
+    // The handoff is single-use.
+    let res = s
+        .app
+        .client
+        .post(s.app.url("/sso/complete"))
+        .form(&[("h", h.as_str()), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+}
+
+/// Each attack: refused (400 page with a reference id, no session) and audited with its cause.
+#[tokio::test]
+async fn the_attack_corpus_is_refused_with_the_right_cause() {
+    let s = setup(Backend::Sqlite, &["--idp-initiated", "true"])
+        .await
+        .unwrap();
+    let other_idp = key_pair("someone else");
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "unsigned",
+            json!({"sign_response": false, "sign_assertion": false}),
+            "not signed",
+        ),
+        (
+            "tampered after signing",
+            json!({"attack": "tamper_after_sign"}),
+            "does not verify",
+        ),
+        (
+            "untrusted key with its cert in KeyInfo",
+            json!({"attack": "untrusted_key"}),
+            "unknown certificate SHA-256",
+        ),
+        (
+            "XSW evil assertion before",
+            json!({"attack": "xsw_before"}),
+            "signature wrapping",
+        ),
+        (
+            "XSW evil assertion after",
+            json!({"attack": "xsw_after"}),
+            "signature wrapping",
+        ),
+        (
+            "XSW genuine assertion in Extensions",
+            json!({"attack": "xsw_extensions"}),
+            "signature wrapping",
+        ),
+        (
+            "XSW genuine assertion in Advice",
+            json!({"attack": "xsw_advice"}),
+            "signature wrapping",
+        ),
+        (
+            "wrapped Response",
+            json!({"attack": "wrapped_response"}),
+            "signature wrapping",
+        ),
+        (
+            "comment inside NameID",
+            json!({"attack": "comment_in_nameid"}),
+            "does not verify",
+        ),
+        (
+            "wrong audience",
+            json!({"audience": "https://other-sp.test/metadata"}),
+            "audience mismatch: expected",
+        ),
+        (
+            "no AudienceRestriction",
+            json!({"omit_audience_restriction": true}),
+            "no AudienceRestriction",
+        ),
+        (
+            "wrong Destination",
+            json!({"destination": "https://evil.test/acs"}),
+            "Destination mismatch",
+        ),
+        (
+            "wrong Recipient",
+            json!({"recipient": "https://evil.test/acs", "sign_response": false}),
+            "Recipient mismatch",
+        ),
+        (
+            "expired",
+            json!({"not_on_or_after_offset": -900, "not_before_offset": -1800}),
+            "expired",
+        ),
+        (
+            "not yet valid beyond skew",
+            json!({"not_before_offset": 900}),
+            "not valid yet",
+        ),
+        (
+            "stale IssueInstant",
+            json!({"issue_instant_offset": -3600}),
+            "IssueInstant too old",
+        ),
+        (
+            "failure Status",
+            json!({"status": "responder"}),
+            "status urn:oasis:names:tc:SAML:2.0:status:Responder",
+        ),
+        (
+            "RSA-SHA1",
+            json!({"sign_alg": "rsa-sha1", "digest_alg": "sha1"}),
+            "RSA-SHA1",
+        ),
+        ("DOCTYPE", json!({"attack": "doctype"}), "DOCTYPE"),
+        ("entity expansion", json!({"attack": "entity"}), "DOCTYPE"),
+        (
+            "email outside the verified domains",
+            json!({"name_id": "00u-mal", "attributes": {"email": ["mallory@evil.test"]}}),
+            "not a verified domain",
+        ),
+        (
+            "unknown InResponseTo",
+            json!({"in_response_to": "_00000000000000000000000000000000"}),
+            "does not name a sign-in request",
+        ),
+    ];
+    let _ = other_idp;
+    for (name, spec, cause) in cases {
+        let r = s.response(spec);
+        let res = s.post_acs(r["saml_response"].as_str().unwrap(), None).await;
+        assert_eq!(res.status(), 400, "{name} was not refused");
+        assert!(
+            set_cookie(&res, "gatehouse_session").is_none(),
+            "{name}: no session"
+        );
+        let page = res.text().await.unwrap();
+        assert!(
+            page.contains("request-id"),
+            "{name}: the page shows a reference id"
+        );
+        assert!(
+            !page.contains("samael") && !page.contains("xmlsec"),
+            "{name}: no internals"
+        );
+        let logged = s.last_failure();
+        eprintln!("{name}: {logged}");
+        assert!(
+            logged.contains(cause),
+            "{name}: cause was `{logged}`, expected `{cause}`"
+        );
+        assert_eq!(s.app.me_json().await.status(), 401, "{name}: not signed in");
+    }
+    // Within the clock skew is accepted.
+    let r = s.response(json!({"not_before_offset": 60}));
+    assert_eq!(
+        s.sign_in(r["saml_response"].as_str().unwrap(), None)
+            .await
+            .status(),
+        303
+    );
+}
+
+#[tokio::test]
+async fn malformed_and_misdirected_posts_are_refused() {
+    let s = setup(Backend::Sqlite, &[]).await.unwrap();
+    for body in ["%%%not-base64%%%", "", "PHhtbD4="] {
+        let res = s.post_acs(body, None).await;
+        assert_eq!(res.status(), 400, "{body}");
+    }
+    let big = "A".repeat(700 * 1024);
+    let res = s.post_acs(&big, None).await;
+    assert_eq!(res.status(), 413);
+    // A response for connection A posted to connection B's ACS.
+    let cert = s.app.data_dir.path().join("idp.pem");
+    let out: Value = serde_json::from_str(
+        s.app
+            .cli_ok(&[
+                "connection",
+                "add-saml",
+                "acme",
+                "--entity-id",
+                "https://idp-b.test",
+                "--sso-url",
+                IDP_SSO,
+                "--cert-file",
+                cert.to_str().unwrap(),
+                "--json",
+            ])
+            .trim(),
+    )
+    .unwrap();
+    let b = out["id"].as_str().unwrap();
+    let r = s.response(json!({}));
+    let res = s
+        .app
+        .client
+        .post(s.app.url(&format!("/sso/saml/{b}/acs")))
+        .form(&[("SAMLResponse", r["saml_response"].as_str().unwrap())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(s.app.me_json().await.status(), 401);
+    // Unknown connection.
+    assert_eq!(s.app.get("/sso/saml/nope/metadata").await.status(), 404);
+    // IdP-initiated turned off for a connection: unsolicited responses refused.
+    let out: Value = serde_json::from_str(
+        s.app
+            .cli_ok(&[
+                "connection",
+                "add-saml",
+                "acme",
+                "--entity-id",
+                IDP_ENTITY,
+                "--sso-url",
+                IDP_SSO,
+                "--cert-file",
+                cert.to_str().unwrap(),
+                "--idp-initiated",
+                "false",
+                "--json",
+            ])
+            .trim(),
+    )
+    .unwrap();
+    let c = out["id"].as_str().unwrap();
+    let mut spec = json!({"acs_url": out["acs_url"], "sp_entity_id": out["sp_entity_id"]});
+    spec["name_id"] = json!("00u-ann");
+    let r = s.response(spec);
+    let res = s
+        .app
+        .client
+        .post(s.app.url(&format!("/sso/saml/{c}/acs")))
+        .form(&[("SAMLResponse", r["saml_response"].as_str().unwrap())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(s
+        .last_failure()
+        .contains("IdP-initiated) sign-in is disabled"));
+}
+
+#[tokio::test]
+async fn account_resolution_links_refuses_and_respects_tombstones() {
+    let s = setup(Backend::Sqlite, &[]).await.unwrap();
+    // An existing local account with the asserted (verified-domain) e-mail is linked.
+    s.app.cli_ok(&["user", "add", "acme", "ann@acme.test"]);
+    let r = s.response(json!({}));
+    assert_eq!(
+        s.sign_in(r["saml_response"].as_str().unwrap(), None)
+            .await
+            .status(),
+        303
+    );
+    let users: Value =
+        serde_json::from_str(s.app.cli_ok(&["user", "list", "acme", "--json"]).trim()).unwrap();
+    assert_eq!(
+        users.as_array().unwrap().len(),
+        1,
+        "linked, not duplicated: {users}"
+    );
+    // Later sign-ins find the user by subject even if the e-mail changes.
+    let r = s.response(json!({"attributes": {"email": ["ann.lee@acme.test"]}}));
+    assert_eq!(
+        s.sign_in(r["saml_response"].as_str().unwrap(), None)
+            .await
+            .status(),
+        303
+    );
+    let me: Value = s.app.me_json().await.json().await.unwrap();
+    assert_eq!(me["user_name"], "ann@acme.test");
+    // Another subject claiming Ann's e-mail is refused (she is linked already).
+    let r = s.response(json!({"name_id": "00u-impostor"}));
+    assert_eq!(
+        s.post_acs(r["saml_response"].as_str().unwrap(), None)
+            .await
+            .status(),
+        400
+    );
+    assert!(
+        s.last_failure().contains("already linked"),
+        "{}",
+        s.last_failure()
+    );
+    // A deactivated user is refused.
+    s.app.sql("UPDATE users SET active = FALSE");
+    let r = s.response(json!({}));
+    assert_eq!(
+        s.post_acs(r["saml_response"].as_str().unwrap(), None)
+            .await
+            .status(),
+        400
+    );
+    assert!(s.last_failure().contains("deactivated"));
+    s.app.sql("UPDATE users SET active = TRUE");
+    // A tombstone (SCIM delete) stops JIT from re-creating the identity.
+    let scim = s.app.scim("acme");
+    let id = scim.create_user("carl@acme.test").await;
+    assert_eq!(scim.delete(&format!("/Users/{id}")).await, 204);
+    let r = s.response(json!({"name_id": "00u-carl", "attributes": {"email": ["carl@acme.test"]}}));
+    assert_eq!(
+        s.post_acs(r["saml_response"].as_str().unwrap(), None)
+            .await
+            .status(),
+        400
+    );
+    assert!(
+        s.last_failure().contains("deleted by SCIM"),
+        "{}",
+        s.last_failure()
+    );
+    // JIT off.
+    s.app.cli_ok(&["org", "set", "acme", "--jit", "off"]);
+    let r = s.response(json!({"name_id": "00u-dee", "attributes": {"email": ["dee@acme.test"]}}));
+    assert_eq!(
+        s.post_acs(r["saml_response"].as_str().unwrap(), None)
+            .await
+            .status(),
+        400
+    );
+    assert!(s.last_failure().contains("just-in-time creation is off"));
+    // A transient NameID is never linked to an existing account.
+    let r = s.response(json!({"name_id_format": "urn:oasis:names:tc:SAML:2.0:nameid-format:transient", "name_id": "tr-1", "attributes": {"email": ["ann@acme.test"]}}));
+    assert_eq!(
+        s.post_acs(r["saml_response"].as_str().unwrap(), None)
+            .await
+            .status(),
+        400
+    );
+    // A break-glass account is never linked.
+    s.app.cli_ok(&["user", "add", "acme", "bg@acme.test"]);
+    s.app
+        .sql("UPDATE users SET is_break_glass = TRUE WHERE user_name_folded = 'bg@acme.test'");
+    let r = s.response(json!({"name_id": "00u-bg", "attributes": {"email": ["bg@acme.test"]}}));
+    assert_eq!(
+        s.post_acs(r["saml_response"].as_str().unwrap(), None)
+            .await
+            .status(),
+        400
+    );
+    assert!(s.last_failure().contains("break-glass"));
+}
+
+#[tokio::test]
+async fn connections_need_a_signing_certificate() {
+    let app = spawn_app().await;
+    app.cli_ok(&["org", "create", "acme"]);
+    let md = app.data_dir.path().join("md.xml");
+    std::fs::write(
+        &md,
+        r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="https://idp.test"><md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp.test/sso"/></md:IDPSSODescriptor></md:EntityDescriptor>"#,
+    )
+    .unwrap();
+    let out = app.cli(&[
+        "connection",
+        "add-saml",
+        "acme",
+        "--metadata-file",
+        md.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        out.stderr.contains("no IdP signing certificate"),
+        "{}",
+        out.stderr
+    );
+    // Metadata with a certificate imports, and the JSON has the URLs an IdP admin needs.
+    let idp = key_pair("md idp");
+    let b64: String = idp
+        .cert_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    std::fs::write(
+        &md,
+        format!(r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="https://idp.test"><md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{b64}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor><md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp.test/sso"/></md:IDPSSODescriptor></md:EntityDescriptor>"#),
+    )
+    .unwrap();
+    let out: Value = serde_json::from_str(
+        app.cli_ok(&[
+            "connection",
+            "add-saml",
+            "acme",
+            "--metadata-file",
+            md.to_str().unwrap(),
+            "--json",
+        ])
+        .trim(),
+    )
+    .unwrap();
+    for k in ["id", "sp_entity_id", "acs_url", "metadata_url", "login_url"] {
+        assert!(out[k].as_str().is_some_and(|v| !v.is_empty()), "{k}: {out}");
+    }
+    assert_eq!(out["idp_certificates"].as_array().unwrap().len(), 1);
+    let list = app.cli_ok(&["connection", "list", "acme", "--json"]);
+    assert!(list.contains(out["id"].as_str().unwrap()));
+    // A metadata URL on a private address is refused by the guarded client.
+    let out = app.cli(&[
+        "connection",
+        "add-saml",
+        "acme",
+        "--metadata-url",
+        "http://127.0.0.1:9/md.xml",
+    ]);
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("private or loopback"), "{}", out.stderr);
+}
