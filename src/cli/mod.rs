@@ -81,6 +81,7 @@ pub enum ConfigCommand {
 }
 
 pub fn main() -> ExitCode {
+    openssl::init();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

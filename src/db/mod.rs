@@ -179,6 +179,10 @@ impl Db {
     /// Connects once directly (so a wrong password or host is reported as itself, within the
     /// connect time-out) and then builds the pool.
     pub fn connect(settings: &Settings) -> Result<Db, DbError> {
+        // Initialise OpenSSL ourselves before libpq does: rust-openssl asks for no exit-time
+        // cleanup, which otherwise races with threads still holding connections when the
+        // process ends (seen as SIGSEGV/SIGABRT at exit).
+        openssl::init();
         let manager = Manager::new(settings)?;
         let backend = manager.backend;
         let last_error = manager.last_error.clone();

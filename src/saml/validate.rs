@@ -10,10 +10,12 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use openssl::pkey::{PKey, Private};
-use samael::crypto::{AllowedSignatureAlgorithm, CertificateDer};
+use samael::crypto::{
+    AllowedSignatureAlgorithm, CertificateDer, Crypto, CryptoProvider, ReduceMode,
+};
 use samael::key_info::{KeyInfo, X509Data};
 use samael::metadata::{Endpoint, EntityDescriptor, IdpSsoDescriptor, KeyDescriptor};
-use samael::schema::{Assertion, Response};
+use samael::schema::{Assertion, CipherValue, Response};
 use samael::service_provider::{Error as SpError, ServiceProvider, ServiceProviderBuilder};
 
 use super::config::{fingerprint, reject_dtd, SamlConfig};
@@ -108,6 +110,187 @@ pub fn count_elements(xml: &str, local: &str) -> usize {
     n
 }
 
+/// Byte offset of the first start tag with this local name.
+fn first_element(xml: &str, local: &str) -> Option<usize> {
+    let mut i = 0;
+    while let Some(pos) = xml[i..].find('<') {
+        let start = i + pos + 1;
+        i = start;
+        let end = xml[start..]
+            .find(|c: char| c.is_whitespace() || c == '>' || c == '/')
+            .map(|e| start + e)
+            .unwrap_or(xml.len());
+        let name = &xml[start..end];
+        if name.rsplit(':').next() == Some(local) {
+            return Some(start - 1);
+        }
+    }
+    None
+}
+
+/// Encrypted assertions. Entra's default is an unsigned Response around an assertion that was
+/// signed, then encrypted; samael decrypts only inside a signed Response (and neither parses
+/// every IdP's XML Encryption layout nor handles AES-256). So we decrypt here and put the
+/// still-signed assertion in place of the EncryptedAssertion; its own signature is verified
+/// next, as for any response. An encrypted assertion must therefore itself be signed.
+fn decrypt_envelope(
+    xml: &str,
+    key: Option<&PKey<Private>>,
+    config: &SamlConfig,
+) -> Result<String, Failure> {
+    let Some(enc_start) = first_element(xml, "EncryptedAssertion") else {
+        return Ok(xml.to_string());
+    };
+    // A signed Response: verify it here, then drop its (verified) signature so the document can
+    // carry the decrypted assertion, whose own signature samael verifies next.
+    let owned;
+    let xml = match first_element(xml, "Signature") {
+        Some(sig) if sig < enc_start => {
+            let certs: Vec<CertificateDer> = config
+                .certs
+                .iter()
+                .filter_map(|c| B64.decode(c).ok())
+                .map(CertificateDer::from)
+                .collect();
+            if <Crypto as CryptoProvider>::reduce_xml_to_signed_with_allowed_algorithms(
+                xml,
+                &certs,
+                ReduceMode::default(),
+                Some(&allowed_algorithms()),
+            )
+            .is_err()
+            {
+                return Ok(xml.to_string()); // samael reports the signature failure in words
+            }
+            // One Response and one EncryptedAssertion (checked by the caller): the verified
+            // signature is the Response's, which covered everything we keep.
+            let (s_start, s_end) = element_span(xml, "Signature")
+                .ok_or_else(|| Failure("the Response signature could not be located".into()))?;
+            owned = format!("{}{}", &xml[..s_start], &xml[s_end..]);
+            owned.as_str()
+        }
+        _ => xml,
+    };
+    let key = key.ok_or_else(|| {
+        Failure("an encrypted assertion arrived but this SP has no decryption key".into())
+    })?;
+    let undecryptable = || {
+        Failure("the encrypted assertion could not be decrypted with this SP's key (the IdP must use the encryption certificate from our metadata)".into())
+    };
+    let (ea_start, ea_end) = element_span(xml, "EncryptedAssertion").ok_or_else(undecryptable)?;
+    let ea = &xml[ea_start..ea_end];
+    // The EncryptedKey may sit inside EncryptedData's KeyInfo or beside it (both are common).
+    let (k_start, k_end) = element_span(ea, "EncryptedKey").ok_or_else(undecryptable)?;
+    let key_part = &ea[k_start..k_end];
+    let data_part = format!("{}{}", &ea[..k_start], &ea[k_end..]);
+    let cipher = |part: &str| -> Option<(CipherValue, String)> {
+        let alg = attribute_of(part, "EncryptionMethod", "Algorithm")?;
+        let value = element_text(part, "CipherValue")?;
+        Some((
+            CipherValue {
+                value: value.chars().filter(|c| !c.is_whitespace()).collect(),
+            },
+            alg,
+        ))
+    };
+    let (kc, km) = cipher(key_part).ok_or_else(undecryptable)?;
+    let (vc, vm) = cipher(&data_part).ok_or_else(undecryptable)?;
+    let sym = <Crypto as CryptoProvider>::decrypt_assertion_key_info(&kc, &km, key)
+        .map_err(|_| undecryptable())?;
+    let plain = decrypt_content(&vm, &sym, &vc.value).ok_or_else(undecryptable)?;
+    let plain = String::from_utf8(plain).map_err(|_| undecryptable())?;
+    reject_dtd(&plain).map_err(Failure)?;
+    let plain = match plain.trim_start().strip_prefix("<?xml") {
+        Some(rest) => rest
+            .split_once("?>")
+            .map(|(_, body)| body.to_string())
+            .unwrap_or_default(),
+        None => plain,
+    };
+    let _ = enc_start;
+    Ok(format!(
+        "{}{}{}",
+        &xml[..ea_start],
+        plain.trim(),
+        &xml[ea_end..]
+    ))
+}
+
+/// XML Encryption content decryption: AES-CBC (128/192/256, ISO 10126 padding) and AES-GCM
+/// (128/192/256). Entra ID encrypts with AES-256-CBC, which samael does not handle.
+fn decrypt_content(method: &str, key: &[u8], b64: &str) -> Option<Vec<u8>> {
+    use openssl::symm::{decrypt_aead, Cipher, Crypter, Mode};
+    let data = B64.decode(b64).ok()?;
+    let (cipher, gcm) = match method {
+        "http://www.w3.org/2001/04/xmlenc#aes128-cbc" => (Cipher::aes_128_cbc(), false),
+        "http://www.w3.org/2001/04/xmlenc#aes192-cbc" => (Cipher::aes_192_cbc(), false),
+        "http://www.w3.org/2001/04/xmlenc#aes256-cbc" => (Cipher::aes_256_cbc(), false),
+        "http://www.w3.org/2009/xmlenc11#aes128-gcm" => (Cipher::aes_128_gcm(), true),
+        "http://www.w3.org/2009/xmlenc11#aes192-gcm" => (Cipher::aes_192_gcm(), true),
+        "http://www.w3.org/2009/xmlenc11#aes256-gcm" => (Cipher::aes_256_gcm(), true),
+        _ => return None,
+    };
+    if key.len() != cipher.key_len() {
+        return None;
+    }
+    if gcm {
+        if data.len() < 12 + 16 {
+            return None;
+        }
+        let (iv, rest) = data.split_at(12);
+        let (body, tag) = rest.split_at(rest.len() - 16);
+        return decrypt_aead(cipher, key, Some(iv), &[], body, tag).ok();
+    }
+    let iv_len = cipher.iv_len()?;
+    if data.len() <= iv_len || (data.len() - iv_len) % 16 != 0 {
+        return None;
+    }
+    let (iv, body) = data.split_at(iv_len);
+    let mut c = Crypter::new(cipher, Mode::Decrypt, key, Some(iv)).ok()?;
+    c.pad(false);
+    let mut out = vec![0u8; body.len() + cipher.block_size()];
+    let mut n = c.update(body, &mut out).ok()?;
+    n += c.finalize(&mut out[n..]).ok()?;
+    out.truncate(n);
+    // ISO 10126: the last byte is the padding length; the others are arbitrary.
+    let pad = *out.last()? as usize;
+    if pad == 0 || pad > 16 || pad > out.len() {
+        return None;
+    }
+    out.truncate(out.len() - pad);
+    Some(out)
+}
+
+/// `(start, end)` of the first element with this local name, end after its close tag.
+fn element_span(xml: &str, local: &str) -> Option<(usize, usize)> {
+    let start = first_element(xml, local)?;
+    let name_end =
+        xml[start + 1..].find(|c: char| c.is_whitespace() || c == '>' || c == '/')? + start + 1;
+    let tag = &xml[start + 1..name_end];
+    let close = format!("</{tag}>");
+    let close_at = xml[start..].find(&close)? + start;
+    Some((start, close_at + close.len()))
+}
+
+/// The text of the first element with this local name.
+fn element_text<'x>(xml: &'x str, local: &str) -> Option<&'x str> {
+    let start = first_element(xml, local)?;
+    let open_end = xml[start..].find('>')? + start + 1;
+    let close = xml[open_end..].find('<')? + open_end;
+    Some(&xml[open_end..close])
+}
+
+/// An attribute of the first element with this local name.
+fn attribute_of(xml: &str, local: &str, attr: &str) -> Option<String> {
+    let start = first_element(xml, local)?;
+    let open_end = xml[start..].find('>')? + start;
+    let tag = &xml[start..open_end];
+    let key = format!("{attr}=\"");
+    let at = tag.find(&key)? + key.len();
+    let end = tag[at..].find('"')? + at;
+    Some(tag[at..end].to_string())
+}
+
 /// Reads the envelope without trusting it.
 pub fn envelope(xml: &str) -> Envelope {
     match xml.parse::<Response>() {
@@ -168,6 +351,18 @@ fn idp_metadata(config: &SamlConfig) -> EntityDescriptor {
     }
 }
 
+/// SHA-2 signatures only (SHA-1 is refused).
+fn allowed_algorithms() -> Vec<AllowedSignatureAlgorithm> {
+    vec![
+        AllowedSignatureAlgorithm::RsaSha256,
+        AllowedSignatureAlgorithm::RsaSha384,
+        AllowedSignatureAlgorithm::RsaSha512,
+        AllowedSignatureAlgorithm::EcdsaSha256,
+        AllowedSignatureAlgorithm::EcdsaSha384,
+        AllowedSignatureAlgorithm::EcdsaSha512,
+    ]
+}
+
 /// The samael service provider for this connection.
 pub fn service_provider(sp: &SpContext, idp_initiated: bool) -> Result<ServiceProvider, Failure> {
     let mut b = ServiceProviderBuilder::default();
@@ -181,14 +376,7 @@ pub fn service_provider(sp: &SpContext, idp_initiated: bool) -> Result<ServicePr
         .max_issue_delay(chrono::Duration::seconds(
             MAX_ISSUE_AGE_SECS + sp.config.clock_skew_secs,
         ))
-        .allowed_signature_algorithms(vec![
-            AllowedSignatureAlgorithm::RsaSha256,
-            AllowedSignatureAlgorithm::RsaSha384,
-            AllowedSignatureAlgorithm::RsaSha512,
-            AllowedSignatureAlgorithm::EcdsaSha256,
-            AllowedSignatureAlgorithm::EcdsaSha384,
-            AllowedSignatureAlgorithm::EcdsaSha512,
-        ]);
+        .allowed_signature_algorithms(allowed_algorithms());
     if let Some(k) = &sp.key {
         b.key(k.clone());
     }
@@ -312,6 +500,11 @@ pub fn validate(
     expected_request: Option<&str>,
     now: i64,
 ) -> Result<Verified, Failure> {
+    if count_elements(xml, "EncryptedAssertion") > 1 {
+        return fail("the document holds more than one EncryptedAssertion (signature wrapping?)");
+    }
+    let decrypted = decrypt_envelope(xml, sp.key.as_ref(), &sp.config)?;
+    let xml = decrypted.as_str();
     let assertions = count_elements(xml, "Assertion") + count_elements(xml, "EncryptedAssertion");
     let responses = count_elements(xml, "Response");
     if assertions != 1 || responses > 1 {

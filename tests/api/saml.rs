@@ -762,3 +762,177 @@ async fn connections_need_a_signing_certificate() {
     assert!(!out.status.success());
     assert!(out.stderr.contains("private or loopback"), "{}", out.stderr);
 }
+
+/// A real browser (Debian's Chromium via playwright-core) signs in from the login page through
+/// the independent IdP and lands on `/sso/me`.
+#[tokio::test]
+async fn a_browser_signs_in_end_to_end() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let app = spawn_app().await;
+    app.cli_ok(&["org", "create", "acme", "--domain", "acme.test"]);
+    let idp = key_pair("browser idp");
+    let config = app.data_dir.path().join("idp.json");
+    let cert = app.data_dir.path().join("idp.pem");
+    std::fs::write(&cert, &idp.cert_pem).unwrap();
+    // The SP entity ID is known only once the connection exists; the server reads its config
+    // at start, so create the connection with a provisional SSO URL and fix it after.
+    let out: Value = serde_json::from_str(
+        app.cli_ok(&[
+            "connection",
+            "add-saml",
+            "acme",
+            "--entity-id",
+            IDP_ENTITY,
+            "--sso-url",
+            "http://127.0.0.1:1/sso",
+            "--cert-file",
+            cert.to_str().unwrap(),
+            "--preset",
+            "okta",
+            "--json",
+        ])
+        .trim(),
+    )
+    .unwrap();
+    let connection = out["id"].as_str().unwrap().to_string();
+    std::fs::write(
+        &config,
+        json!({
+            "idp_entity_id": IDP_ENTITY, "idp_key_pem": idp.key_pem, "idp_cert_pem": idp.cert_pem,
+            "sp_entity_id": out["sp_entity_id"], "name_id": "00u-web",
+            "name_id_format": "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
+            "attributes": {"email": ["web.user@acme.test"], "firstName": ["Web"], "lastName": ["User"]}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let mut server = Command::new(python())
+        .arg(root.join("tests/peers/saml_idp_server.py"))
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let port = serde_json::from_str::<Value>(&line).unwrap()["port"]
+        .as_u64()
+        .unwrap();
+    let cfg_sql = format!(
+        "UPDATE connections SET config = REPLACE(config, 'http://127.0.0.1:1/sso', 'http://127.0.0.1:{port}/sso') WHERE id = '{connection}'"
+    );
+    app.sql(&cfg_sql);
+
+    // Off the test's runtime thread: the server under test runs on it.
+    let (script, peers, address) = (
+        root.join("tests/peers/browser_sign_in.mjs"),
+        root.join("tests/peers"),
+        app.address.clone(),
+    );
+    let node = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(script)
+            .arg(address)
+            .arg("web.user@acme.test")
+            .current_dir(peers)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(
+        node.status.success(),
+        "browser run failed: {}",
+        String::from_utf8_lossy(&node.stderr)
+    );
+    let result: Value = serde_json::from_str(String::from_utf8_lossy(&node.stdout).trim()).unwrap();
+    assert_eq!(result["url"], format!("{}/sso/me", app.address));
+    assert_eq!(result["text"], "web.user@acme.test");
+}
+
+/// Encrypted assertions: Entra's default (assertion signed, then encrypted, Response unsigned)
+/// and an encrypted assertion inside a signed Response; both to our metadata's certificate.
+#[tokio::test]
+async fn encrypted_assertions_are_decrypted_and_verified() {
+    let s = setup(Backend::Sqlite, &[]).await.unwrap();
+    let keys: Value =
+        serde_json::from_str(s.app.cli_ok(&["keys", "list", "--json"]).trim()).unwrap();
+    let sp_cert = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["purpose"] == "saml_sp" && k["retired_at"].is_null())
+        .and_then(|k| k["certificate_pem"].as_str())
+        .unwrap()
+        .to_string();
+    let md = s
+        .app
+        .get(&format!("/sso/saml/{}/metadata", s.connection))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let b64: String = sp_cert
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    assert!(
+        md.contains(&b64),
+        "the metadata publishes the encryption certificate"
+    );
+
+    let entra_default = s.response(json!({"encrypt_assertion": true, "sp_cert_pem": sp_cert, "sign_response": false, "encryption_alg": "aes256-cbc"}));
+    assert!(entra_default["xml"]
+        .as_str()
+        .unwrap()
+        .contains("EncryptedAssertion"));
+    let res = s
+        .sign_in(entra_default["saml_response"].as_str().unwrap(), None)
+        .await;
+    if res.status() != 303 {
+        panic!("Entra default refused: {}", s.last_failure());
+    }
+    let me: Value = s.app.me_json().await.json().await.unwrap();
+    assert_eq!(me["user_name"], "ann@acme.test");
+
+    let signed_outer = s.response(
+        json!({"encrypt_assertion": true, "sp_cert_pem": sp_cert, "sign_response": true}),
+    );
+    let res = s
+        .sign_in(signed_outer["saml_response"].as_str().unwrap(), None)
+        .await;
+    if res.status() != 303 {
+        panic!(
+            "signed Response with encrypted assertion refused: {}",
+            s.last_failure()
+        );
+    }
+
+    // Encrypted for someone else's key: refused, and said so.
+    let stranger = key_pair("not our sp");
+    let wrong = s.response(json!({"encrypt_assertion": true, "sp_cert_pem": stranger.cert_pem, "sign_response": false}));
+    assert_eq!(
+        s.post_acs(wrong["saml_response"].as_str().unwrap(), None)
+            .await
+            .status(),
+        400
+    );
+    assert!(
+        s.last_failure().contains("could not be decrypted"),
+        "{}",
+        s.last_failure()
+    );
+    // Unsigned inside the encryption, Response unsigned: refused.
+    let unsigned = s.response(json!({"encrypt_assertion": true, "sp_cert_pem": sp_cert, "sign_response": false, "sign_assertion": false}));
+    assert_eq!(
+        s.post_acs(unsigned["saml_response"].as_str().unwrap(), None)
+            .await
+            .status(),
+        400
+    );
+}

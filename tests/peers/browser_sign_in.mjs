@@ -1,0 +1,24 @@
+// Drives Debian's Chromium (never a downloaded browser) through an email-first sign-in:
+// /sso/login -> the IdP (saml_idp_server.py) -> ACS -> /sso/complete -> return_to.
+// Usage: node browser_sign_in.mjs BASE_URL EMAIL  -> prints {"url", "text"} of the final page.
+import { chromium } from 'playwright-core';
+
+const [base, email] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--no-first-run'],
+});
+try {
+  const page = await browser.newPage();
+  await page.goto(`${base}/sso/login?return_to=%2Fsso%2Fme`);
+  await page.fill('#email', email);
+  await Promise.all([
+    page.waitForURL(`${base}/sso/me`, { timeout: 30000 }),
+    page.click('button[type=submit]'),
+  ]);
+  const text = await page.textContent('#user-name');
+  console.log(JSON.stringify({ url: page.url(), text }));
+} finally {
+  await browser.close();
+}
