@@ -30,6 +30,9 @@ pub struct TestApp {
 /// The PostgreSQL admin URL, or `None` when the developer opted out with
 /// `GATEHOUSE_TEST_SKIP_PG=1`. Never skipped silently: without either variable the test fails.
 pub fn pg_admin_url() -> Option<String> {
+    // Before libpq initialises OpenSSL: rust-openssl's init asks for no exit-time cleanup, so a
+    // connection still being opened on a pool thread cannot crash the process as it exits.
+    openssl::init();
     if let Ok(url) = std::env::var("GATEHOUSE_TEST_PG_URL") {
         return Some(url);
     }
