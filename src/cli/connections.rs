@@ -11,6 +11,7 @@ use crate::saml::routes::{acs_url, login_url, sp_entity_id};
 use crate::sso::connections;
 
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum ConnectionCommand {
     /// Add a SAML connection from IdP metadata (file or URL) or explicit settings.
     #[command(group(ArgGroup::new("source").required(true).args(["metadata_file", "metadata_url", "entity_id"])))]
@@ -33,6 +34,10 @@ pub enum ConnectionCommand {
         idp_initiated: bool,
         #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(PRESETS))]
         preset: Option<String>,
+        /// An IdP attribute name for a field, overriding the preset: `email=mail`,
+        /// `groups=memberOf` (fields: email, given_name, family_name, display_name, groups).
+        #[arg(long = "attribute", value_name = "FIELD=NAME")]
+        attributes: Vec<String>,
         /// Allowed clock difference with the IdP, in seconds.
         #[arg(long = "clock-skew", default_value_t = saml_config::DEFAULT_SKEW_SECS)]
         clock_skew: i64,
@@ -56,6 +61,7 @@ fn describe(settings: &Settings, c: &connections::Connection) -> Value {
         "idp_sso_url": cfg.as_ref().map(|c| c.sso_url.clone()),
         "idp_initiated": cfg.as_ref().map(|c| c.idp_initiated),
         "preset": cfg.as_ref().and_then(|c| c.preset.clone()),
+        "attribute_map": cfg.as_ref().map(|c| c.attribute_map.clone()),
         "idp_certificates": cfg.as_ref().map(|c| c.certs.iter().filter_map(|x| cert_info(x)).collect::<Vec<_>>()),
         "last_success_at": c.last_success_at,
     })
@@ -79,6 +85,7 @@ pub fn run(
             name,
             idp_initiated,
             preset,
+            attributes,
             clock_skew,
         } => {
             let mut cfg = if let Some(path) = metadata_file {
@@ -106,8 +113,16 @@ pub fn run(
                     clock_skew_secs: saml_config::DEFAULT_SKEW_SECS,
                     sign_requests: false,
                     metadata_url: None,
+                    attribute_map: Default::default(),
                 }
             };
+            for a in &attributes {
+                let (field, name) = a
+                    .split_once('=')
+                    .ok_or_else(|| anyhow::anyhow!("--attribute takes FIELD=NAME, got `{a}`"))?;
+                cfg.attribute_map
+                    .insert(field.trim().to_string(), name.trim().to_string());
+            }
             cfg.idp_initiated = idp_initiated;
             cfg.preset = preset.clone();
             cfg.clock_skew_secs = clock_skew;

@@ -253,6 +253,7 @@ diesel::table! {
 }
 
 diesel::joinable!(role_mappings -> roles (role_id));
+diesel::joinable!(connections -> organizations (org_id));
 diesel::joinable!(user_attrs -> users (user_id));
 diesel::joinable!(domains -> organizations (org_id));
 diesel::joinable!(users -> organizations (org_id));

@@ -5,13 +5,15 @@ use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
 
 pub struct Metrics {
     pub registry: Registry,
     requests: IntCounterVec,
     latency: HistogramVec,
+    /// Expiry (Unix seconds) of each IdP signing certificate of each SAML connection.
+    pub saml_cert_not_after: GaugeVec,
 }
 
 impl Metrics {
@@ -34,12 +36,21 @@ impl Metrics {
             ]),
             &["route", "method"],
         )?;
+        let saml_cert_not_after = GaugeVec::new(
+            Opts::new(
+                "saml_idp_certificate_not_after_seconds",
+                "Expiry (Unix time) of each IdP signing certificate of each SAML connection",
+            ),
+            &["org", "connection", "sha256"],
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(saml_cert_not_after.clone()))?;
         Ok(Metrics {
             registry,
             requests,
             latency,
+            saml_cert_not_after,
         })
     }
 
@@ -59,8 +70,26 @@ impl Metrics {
     }
 }
 
-/// `GET /metrics`
-pub async fn metrics(metrics: web::Data<Metrics>) -> HttpResponse {
+/// `GET /metrics` (the certificate gauges are refreshed from the database at each scrape when
+/// the app state is at hand).
+pub async fn metrics(
+    metrics: web::Data<Metrics>,
+    state: Option<web::Data<crate::startup::AppState>>,
+) -> HttpResponse {
+    if let Some(state) = state {
+        match state.db.run(crate::saml::certificates::expiries).await {
+            Ok(rows) => {
+                metrics.saml_cert_not_after.reset();
+                for r in rows {
+                    metrics
+                        .saml_cert_not_after
+                        .with_label_values(&[&r.org, &r.connection, &r.sha256])
+                        .set(r.not_after as f64);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not read SAML certificate expiries"),
+        }
+    }
     match metrics.render() {
         Ok(text) => HttpResponse::Ok()
             .content_type("text/plain; version=0.0.4; charset=utf-8")

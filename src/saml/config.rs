@@ -28,7 +28,19 @@ pub struct SamlConfig {
     pub sign_requests: bool,
     #[serde(default)]
     pub metadata_url: Option<String>,
+    /// Attribute names that override the preset: keys `email`, `given_name`, `family_name`,
+    /// `display_name`, `groups`.
+    #[serde(default)]
+    pub attribute_map: std::collections::BTreeMap<String, String>,
 }
+
+pub const MAPPABLE: &[&str] = &[
+    "email",
+    "given_name",
+    "family_name",
+    "display_name",
+    "groups",
+];
 
 fn yes() -> bool {
     true
@@ -70,6 +82,15 @@ pub fn normalize_cert(text: &str) -> Result<String, String> {
         der
     };
     Ok(B64.encode(der))
+}
+
+/// The certificate's expiry as Unix seconds.
+pub fn cert_not_after(b64: &str) -> Option<i64> {
+    let der = B64.decode(b64).ok()?;
+    let cert = X509::from_der(&der).ok()?;
+    let epoch = openssl::asn1::Asn1Time::from_unix(0).ok()?;
+    let diff = epoch.diff(cert.not_after()).ok()?;
+    Some(i64::from(diff.days) * 86_400 + i64::from(diff.secs))
 }
 
 #[allow(deprecated)] // as_utf8: subject names hold no NUL bytes we care about
@@ -137,6 +158,7 @@ pub fn from_metadata(xml: &str) -> Result<SamlConfig, String> {
         clock_skew_secs: DEFAULT_SKEW_SECS,
         sign_requests: idp.want_authn_requests_signed.unwrap_or(false),
         metadata_url: None,
+        attribute_map: Default::default(),
     })
 }
 
@@ -166,6 +188,16 @@ impl SamlConfig {
         }
         for c in &self.certs {
             normalize_cert(c)?;
+        }
+        if let Some(k) = self
+            .attribute_map
+            .keys()
+            .find(|k| !MAPPABLE.contains(&k.as_str()))
+        {
+            return Err(format!(
+                "unknown attribute mapping `{k}` (one of {})",
+                MAPPABLE.join(", ")
+            ));
         }
         Ok(())
     }

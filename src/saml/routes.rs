@@ -227,7 +227,16 @@ pub struct AcsForm {
 /// Maps the verified attributes with the connection's preset.
 fn asserted(v: &Verified, cfg: &SamlConfig) -> Asserted {
     let names = attribute_names(cfg.preset.as_deref());
-    let first = |keys: &[&str]| {
+    // A per-connection name comes first, then the preset's.
+    let with_custom = |field: &str, preset: &'static [&'static str]| -> Vec<String> {
+        cfg.attribute_map
+            .get(field)
+            .cloned()
+            .into_iter()
+            .chain(preset.iter().map(|s| s.to_string()))
+            .collect()
+    };
+    let first = |keys: &[String]| {
         keys.iter().find_map(|k| {
             v.attributes
                 .iter()
@@ -235,8 +244,7 @@ fn asserted(v: &Verified, cfg: &SamlConfig) -> Asserted {
                 .and_then(|(_, vals)| vals.first().cloned())
         })
     };
-    let groups = names
-        .groups
+    let groups = with_custom("groups", names.groups)
         .iter()
         .flat_map(|k| {
             v.attributes
@@ -246,7 +254,7 @@ fn asserted(v: &Verified, cfg: &SamlConfig) -> Asserted {
         .flat_map(|(_, vals)| vals.iter().cloned())
         .collect();
     // The NameID is the e-mail when it looks like one (Google sends the primary e-mail).
-    let email = first(names.email).or_else(|| {
+    let email = first(&with_custom("email", names.email)).or_else(|| {
         crate::domain::Email::parse(&v.subject)
             .ok()
             .map(|e| e.to_string())
@@ -255,9 +263,9 @@ fn asserted(v: &Verified, cfg: &SamlConfig) -> Asserted {
         subject: v.subject.clone(),
         transient: v.transient,
         email,
-        given_name: first(names.given_name),
-        family_name: first(names.family_name),
-        display_name: first(names.display_name),
+        given_name: first(&with_custom("given_name", names.given_name)),
+        family_name: first(&with_custom("family_name", names.family_name)),
+        display_name: first(&with_custom("display_name", names.display_name)),
         groups,
     }
 }

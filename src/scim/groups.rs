@@ -14,10 +14,7 @@ use super::patch::{self, MemberChange};
 use super::query::{self, Sql};
 use super::resource::{render_group, GroupRow, Projection};
 use super::schema::{self, Resource};
-use super::{
-    base_url, filter, list_response, read_json, respond, respond_resource, store, ListParams,
-    ResourceId,
-};
+use super::{base_url, filter, read_json, respond_resource, store, ListParams, ResourceId};
 use crate::clock;
 use crate::db::ids::OrgId;
 use crate::db::{write_tx, DbConn};
@@ -93,37 +90,13 @@ pub fn page(
     ))
 }
 
-async fn run_list(state: &AppState, org: OrgId, params: ListParams) -> ScimResult<HttpResponse> {
-    let filter = match &params.filter {
-        Some(f) => Some(filter::parse(f).map_err(ScimError::invalid_filter)?),
-        None => None,
-    };
-    let base = base_url(state);
-    let body = state
-        .db
-        .run(move |conn| -> ScimResult<Value> {
-            let (total, resources) = page(
-                conn,
-                &org,
-                &base,
-                filter.as_ref(),
-                &params,
-                params.start_index - 1,
-                params.count,
-            )?;
-            Ok(list_response(total, params.start_index, resources))
-        })
-        .await?;
-    Ok(respond(StatusCode::OK, &body))
-}
-
 /// `GET /Groups`
 pub async fn list(
     state: web::Data<AppState>,
     client: ScimClient,
     q: web::Query<HashMap<String, String>>,
 ) -> ScimResult<HttpResponse> {
-    run_list(&state, client.org, ListParams::from_query(&q)?).await
+    super::run_list(&state, client.org, ListParams::from_query(&q)?, page).await
 }
 
 /// `POST /Groups/.search`
@@ -134,7 +107,7 @@ pub async fn search(
     payload: web::Payload,
 ) -> ScimResult<HttpResponse> {
     let body = read_json(&state, &req, payload).await?;
-    run_list(&state, client.org, ListParams::from_search(&body)?).await
+    super::run_list(&state, client.org, ListParams::from_search(&body)?, page).await
 }
 
 /// `POST /Groups` (members in the body are honoured).

@@ -265,9 +265,54 @@ impl ListParams {
         ListParams::from_query(&q)
     }
 
+    pub fn parsed_filter(&self) -> ScimResult<Option<filter::Filter>> {
+        self.filter
+            .as_deref()
+            .map(|f| filter::parse(f).map_err(ScimError::invalid_filter))
+            .transpose()
+    }
+
     pub fn projection(&self) -> resource::Projection {
         resource::Projection::new(self.attributes.as_deref(), self.excluded.as_deref())
     }
+}
+
+/// A page of resources: (exact total, rendered resources).
+pub type PageFn = fn(
+    &mut crate::db::DbConn,
+    &crate::db::ids::OrgId,
+    &str,
+    Option<&filter::Filter>,
+    &ListParams,
+    i64,
+    i64,
+) -> ScimResult<(i64, Vec<Value>)>;
+
+/// `GET /Users`, `GET /Groups` and their `/.search`.
+pub async fn run_list(
+    state: &AppState,
+    org: crate::db::ids::OrgId,
+    params: ListParams,
+    page: PageFn,
+) -> ScimResult<HttpResponse> {
+    let filter = params.parsed_filter()?;
+    let base = base_url(state);
+    let body = state
+        .db
+        .run(move |conn| -> ScimResult<Value> {
+            let (total, resources) = page(
+                conn,
+                &org,
+                &base,
+                filter.as_ref(),
+                &params,
+                params.start_index - 1,
+                params.count,
+            )?;
+            Ok(list_response(total, params.start_index, resources))
+        })
+        .await?;
+    Ok(respond(StatusCode::OK, &body))
 }
 
 pub fn list_response(total: i64, start_index: i64, resources: Vec<Value>) -> Value {

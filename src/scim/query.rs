@@ -255,14 +255,12 @@ fn column_compare(sql: &mut Sql, col: Col, op: &Op, value: &Value) -> Result<(),
     }
 }
 
-/// The WHERE condition of a user filter (the caller adds the org and break-glass guards).
-pub fn user_filter(org: &str, f: &Filter) -> Result<Sql, ScimError> {
-    let mut sql = Sql::default();
-    user_expr(&mut sql, org, f)?;
-    Ok(sql)
-}
-
-fn user_expr(sql: &mut Sql, org: &str, f: &Filter) -> Result<(), ScimError> {
+/// `and` / `or` / `not` in SQL, the same for every kind of filter; `leaf` writes the rest.
+fn logical(
+    sql: &mut Sql,
+    f: &Filter,
+    leaf: &mut dyn FnMut(&mut Sql, &Filter) -> Result<(), ScimError>,
+) -> Result<(), ScimError> {
     match f {
         Filter::And(a, b) | Filter::Or(a, b) => {
             let word = if matches!(f, Filter::And(..)) {
@@ -271,16 +269,36 @@ fn user_expr(sql: &mut Sql, org: &str, f: &Filter) -> Result<(), ScimError> {
                 " OR "
             };
             sql.push("(");
-            user_expr(sql, org, a)?;
+            logical(sql, a, leaf)?;
             sql.push(word);
-            user_expr(sql, org, b)?;
+            logical(sql, b, leaf)?;
             sql.push(")");
         }
         Filter::Not(a) => {
             sql.push("NOT (");
-            user_expr(sql, org, a)?;
+            logical(sql, a, leaf)?;
             sql.push(")");
         }
+        other => leaf(sql, other)?,
+    }
+    Ok(())
+}
+
+/// The WHERE condition of a user filter (the caller adds the org and break-glass guards).
+pub fn user_filter(org: &str, f: &Filter) -> Result<Sql, ScimError> {
+    let mut sql = Sql::default();
+    user_expr(&mut sql, org, f)?;
+    Ok(sql)
+}
+
+fn user_expr(sql: &mut Sql, org: &str, f: &Filter) -> Result<(), ScimError> {
+    logical(sql, f, &mut |sql, f| user_leaf(sql, org, f))
+}
+
+fn user_leaf(sql: &mut Sql, org: &str, f: &Filter) -> Result<(), ScimError> {
+    match f {
+        // Only reached through `logical`, which handles these itself.
+        Filter::And(..) | Filter::Or(..) | Filter::Not(..) => user_expr(sql, org, f)?,
         Filter::Present(path) => match user_column(path) {
             Some(Col::Text { col, .. }) => {
                 sql.push(&format!("({col} IS NOT NULL AND {col} <> '')"));
@@ -336,24 +354,13 @@ fn user_expr(sql: &mut Sql, org: &str, f: &Filter) -> Result<(), ScimError> {
 
 /// A condition on one element (`a.ekey`) of a multi-valued attribute.
 fn element_expr(sql: &mut Sql, org: &str, root: &str, f: &Filter) -> Result<(), ScimError> {
+    logical(sql, f, &mut |sql, f| element_leaf(sql, org, root, f))
+}
+
+fn element_leaf(sql: &mut Sql, org: &str, root: &str, f: &Filter) -> Result<(), ScimError> {
     match f {
-        Filter::And(a, b) | Filter::Or(a, b) => {
-            let word = if matches!(f, Filter::And(..)) {
-                " AND "
-            } else {
-                " OR "
-            };
-            sql.push("(");
-            element_expr(sql, org, root, a)?;
-            sql.push(word);
-            element_expr(sql, org, root, b)?;
-            sql.push(")");
-        }
-        Filter::Not(a) => {
-            sql.push("NOT (");
-            element_expr(sql, org, root, a)?;
-            sql.push(")");
-        }
+        // Only reached through `logical`, which handles these itself.
+        Filter::And(..) | Filter::Or(..) | Filter::Not(..) => element_expr(sql, org, root, f)?,
         Filter::Present(p) => {
             sql.push("a.ekey IN (SELECT b.ekey FROM user_attrs b WHERE b.org_id = ")
                 .text(org)
@@ -407,24 +414,13 @@ fn member_condition(sql: &mut Sql, org: &str, op: &Op, value: &Value) -> Result<
 }
 
 fn group_expr(sql: &mut Sql, org: &str, f: &Filter) -> Result<(), ScimError> {
+    logical(sql, f, &mut |sql, f| group_leaf(sql, org, f))
+}
+
+fn group_leaf(sql: &mut Sql, org: &str, f: &Filter) -> Result<(), ScimError> {
     match f {
-        Filter::And(a, b) | Filter::Or(a, b) => {
-            let word = if matches!(f, Filter::And(..)) {
-                " AND "
-            } else {
-                " OR "
-            };
-            sql.push("(");
-            group_expr(sql, org, a)?;
-            sql.push(word);
-            group_expr(sql, org, b)?;
-            sql.push(")");
-        }
-        Filter::Not(a) => {
-            sql.push("NOT (");
-            group_expr(sql, org, a)?;
-            sql.push(")");
-        }
+        // Only reached through `logical`, which handles these itself.
+        Filter::And(..) | Filter::Or(..) | Filter::Not(..) => group_expr(sql, org, f)?,
         Filter::Present(path) if path.attr == "members" => {
             sql.push("g.id IN (SELECT m.group_id FROM memberships m WHERE m.org_id = ")
                 .text(org)

@@ -91,37 +91,13 @@ pub fn page(
     Ok((total, render_all(conn, base, &users, &params.projection())?))
 }
 
-async fn run_list(state: &AppState, org: OrgId, params: ListParams) -> ScimResult<HttpResponse> {
-    let filter = match &params.filter {
-        Some(f) => Some(filter::parse(f).map_err(ScimError::invalid_filter)?),
-        None => None,
-    };
-    let base = base_url(state);
-    let body = state
-        .db
-        .run(move |conn| -> ScimResult<Value> {
-            let (total, resources) = page(
-                conn,
-                &org,
-                &base,
-                filter.as_ref(),
-                &params,
-                params.start_index - 1,
-                params.count,
-            )?;
-            Ok(list_response(total, params.start_index, resources))
-        })
-        .await?;
-    Ok(respond(StatusCode::OK, &body))
-}
-
 /// `GET /Users`
 pub async fn list(
     state: web::Data<AppState>,
     client: ScimClient,
     q: web::Query<HashMap<String, String>>,
 ) -> ScimResult<HttpResponse> {
-    run_list(&state, client.org, ListParams::from_query(&q)?).await
+    super::run_list(&state, client.org, ListParams::from_query(&q)?, page).await
 }
 
 /// `POST /Users/.search`
@@ -132,7 +108,7 @@ pub async fn search(
     payload: web::Payload,
 ) -> ScimResult<HttpResponse> {
     let body = read_json(&state, &req, payload).await?;
-    run_list(&state, client.org, ListParams::from_search(&body)?).await
+    super::run_list(&state, client.org, ListParams::from_search(&body)?, page).await
 }
 
 /// `POST /.search` at the root: users, then groups, paged as one list. A filter that does not
@@ -145,10 +121,7 @@ pub async fn search_root(
 ) -> ScimResult<HttpResponse> {
     let body = read_json(&state, &req, payload).await?;
     let params = ListParams::from_search(&body)?;
-    let filter = match &params.filter {
-        Some(f) => Some(filter::parse(f).map_err(ScimError::invalid_filter)?),
-        None => None,
-    };
+    let filter = params.parsed_filter()?;
     let base = base_url(&state);
     let org = client.org;
     let body = state

@@ -936,3 +936,60 @@ async fn encrypted_assertions_are_decrypted_and_verified() {
         400
     );
 }
+
+/// A per-connection attribute mapping overrides the preset; the IdP certificate's expiry is
+/// exported as a metric.
+#[tokio::test]
+async fn custom_attribute_names_and_certificate_expiry_metric() {
+    let s = setup(
+        Backend::Sqlite,
+        &[
+            "--attribute",
+            "email=urn:custom:mail",
+            "--attribute",
+            "groups=team-claim",
+        ],
+    )
+    .await
+    .unwrap();
+    let bad = s.app.cli(&[
+        "connection",
+        "add-saml",
+        "acme",
+        "--entity-id",
+        IDP_ENTITY,
+        "--sso-url",
+        IDP_SSO,
+        "--cert-file",
+        s.app.data_dir.path().join("idp.pem").to_str().unwrap(),
+        "--attribute",
+        "colour=x",
+    ]);
+    assert!(
+        !bad.status.success() && bad.stderr.contains("unknown attribute mapping"),
+        "{}",
+        bad.stderr
+    );
+    let r = s.response(json!({"name_id": "00u-cus", "attributes": {"urn:custom:mail": ["custom@acme.test"], "team-claim": ["Platform"], "email": ["ignored@elsewhere.test"]}}));
+    assert_eq!(
+        s.sign_in(r["saml_response"].as_str().unwrap(), None)
+            .await
+            .status(),
+        303
+    );
+    let me: Value = s.app.me_json().await.json().await.unwrap();
+    assert_eq!(me["user_name"], "custom@acme.test");
+    assert_eq!(me["groups"], json!(["Platform"]));
+
+    let metrics = s.app.get("/metrics").await.text().await.unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("gatehouse_saml_idp_certificate_not_after_seconds{")
+                && l.contains(&s.connection)
+        })
+        .unwrap_or_else(|| panic!("no certificate metric:\n{metrics}"));
+    let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    let in_days = (value - gatehouse::clock::now() as f64) / 86_400.0;
+    assert!((29.0..=31.0).contains(&in_days), "{line}");
+}
