@@ -44,6 +44,8 @@ pub enum ConnectionCommand {
     },
     /// List an org's connections.
     List { org: String },
+    /// Fetch a connection's metadata URL again now (gatehouse also does it every 6 hours).
+    Refresh { org: String, id: String },
 }
 
 fn describe(settings: &Settings, c: &connections::Connection) -> Value {
@@ -159,6 +161,30 @@ pub fn run(
                 for k in ["sp_entity_id", "acs_url", "metadata_url", "login_url"] {
                     println!("{k}: {}", v[k].as_str().unwrap_or_default());
                 }
+            }
+        }
+        ConnectionCommand::Refresh { org, id } => {
+            let mut conn = db.conn()?;
+            let o = orgs::find(&mut conn, &org)?;
+            let c = connections::get(&mut conn, &id)?
+                .filter(|c| c.org_id == o.id)
+                .ok_or_else(|| anyhow::anyhow!("no connection {id} in {}", o.slug))?;
+            drop(conn);
+            let result =
+                crate::saml::refresh::refresh_one(db, &c, settings.outbound_allow_private, now)?;
+            let text = match result {
+                crate::saml::refresh::Refreshed::Unchanged => "unchanged".to_string(),
+                crate::saml::refresh::Refreshed::Updated {
+                    certs_before,
+                    certs_after,
+                } => {
+                    format!("updated ({certs_before} -> {certs_after} certificate(s))")
+                }
+            };
+            if json_out {
+                println!("{}", json!({"id": c.id, "result": text}));
+            } else {
+                println!("{}: {text}", c.id);
             }
         }
         ConnectionCommand::List { org } => {

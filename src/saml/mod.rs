@@ -3,6 +3,7 @@
 
 pub mod certificates;
 pub mod config;
+pub mod refresh;
 pub mod routes;
 pub mod validate;
 

@@ -85,3 +85,27 @@ pub fn mark_success(conn: &mut DbConn, id: &str, now: i64) -> Result<()> {
         .execute(conn)?;
     Ok(())
 }
+
+pub fn update_config(
+    conn: &mut DbConn,
+    id: &str,
+    config: &serde_json::Value,
+    now: i64,
+) -> Result<()> {
+    diesel::update(connections::table.find(id))
+        .set((
+            connections::config.eq(config.to_string()),
+            connections::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// SAML connections imported from a metadata URL (they are refreshed periodically).
+pub fn with_metadata_url(conn: &mut DbConn) -> Result<Vec<Connection>> {
+    Ok(connections::table
+        .filter(connections::kind.eq("saml"))
+        .filter(connections::config.like("%\"metadata_url\":\"%"))
+        .select(Connection::as_select())
+        .load(conn)?)
+}

@@ -993,3 +993,113 @@ async fn custom_attribute_names_and_certificate_expiry_metric() {
     let in_days = (value - gatehouse::clock::now() as f64) / 86_400.0;
     assert!((29.0..=31.0).contains(&in_days), "{line}");
 }
+
+fn metadata_xml(cert_pem: &str) -> String {
+    let b64: String = cert_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    format!(
+        r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="{IDP_ENTITY}"><md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{b64}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor><md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="{IDP_SSO}"/></md:IDPSSODescriptor></md:EntityDescriptor>"#
+    )
+}
+
+/// Metadata imported from a URL is fetched again (here on demand; the server does it every
+/// 6 hours): an IdP certificate rotation is picked up, and a response signed with the new key
+/// is accepted.
+#[tokio::test]
+async fn metadata_url_refresh_picks_up_a_rotated_certificate() {
+    let mut s = setup(Backend::Sqlite, &[]).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("md.xml"), metadata_xml(&s.idp.cert_pem)).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+            "--directory",
+            dir.path().to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/md.xml");
+    let allow = [("GATEHOUSE_OUTBOUND_ALLOW_PRIVATE", "true")];
+    let mut out = s.app.cli_env(
+        &allow,
+        &[
+            "connection",
+            "add-saml",
+            "acme",
+            "--metadata-url",
+            &url,
+            "--json",
+        ],
+    );
+    for _ in 0..50 {
+        if out.status.success() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100)); // the server is starting
+        out = s.app.cli_env(
+            &allow,
+            &[
+                "connection",
+                "add-saml",
+                "acme",
+                "--metadata-url",
+                &url,
+                "--json",
+            ],
+        );
+    }
+    let created: Value = serde_json::from_str(out.ok().stdout.trim()).unwrap();
+    s.connection = created["id"].as_str().unwrap().to_string();
+    s.acs_url = created["acs_url"].as_str().unwrap().to_string();
+    s.sp_entity_id = created["sp_entity_id"].as_str().unwrap().to_string();
+
+    // The IdP rotates its key and publishes the new certificate.
+    let rotated = key_pair("rotated idp");
+    std::fs::write(dir.path().join("md.xml"), metadata_xml(&rotated.cert_pem)).unwrap();
+    let refreshed = s
+        .app
+        .cli_env(&allow, &["connection", "refresh", "acme", &s.connection])
+        .ok()
+        .stdout;
+    assert!(refreshed.contains("updated"), "{refreshed}");
+    assert!(s
+        .app
+        .cli_env(&allow, &["connection", "refresh", "acme", &s.connection])
+        .ok()
+        .stdout
+        .contains("unchanged"));
+    s.idp = rotated;
+    let r = s.response(json!({}));
+    assert_eq!(
+        s.sign_in(r["saml_response"].as_str().unwrap(), None)
+            .await
+            .status(),
+        303
+    );
+
+    // An unreachable metadata URL keeps the settings and is audited.
+    let _ = server.kill();
+    let _ = server.wait();
+    let failed = s
+        .app
+        .cli_env(&allow, &["connection", "refresh", "acme", &s.connection]);
+    assert!(!failed.status.success());
+    let audit = s.app.cli_ok(&["audit", "list", "acme", "--limit", "5"]);
+    assert!(
+        audit.contains("connection.metadata_refresh") && audit.contains("failure"),
+        "{audit}"
+    );
+}
