@@ -1103,3 +1103,83 @@ async fn metadata_url_refresh_picks_up_a_rotated_certificate() {
         "{audit}"
     );
 }
+
+/// An IdP whose metadata asks for signed requests gets an HTTP-Redirect AuthnRequest signed
+/// with the SP key of our metadata (RSA-SHA256 over the raw query, per the binding).
+#[tokio::test]
+async fn signed_authn_requests_when_the_idp_asks() {
+    let app = spawn_app().await;
+    app.cli_ok(&["org", "create", "acme", "--domain", "acme.test"]);
+    let idp = key_pair("signing idp");
+    let md = metadata_xml(&idp.cert_pem).replace(
+        "<md:IDPSSODescriptor ",
+        "<md:IDPSSODescriptor WantAuthnRequestsSigned=\"true\" ",
+    );
+    let file = app.data_dir.path().join("md.xml");
+    std::fs::write(&file, md).unwrap();
+    let out: Value = serde_json::from_str(
+        app.cli_ok(&[
+            "connection",
+            "add-saml",
+            "acme",
+            "--metadata-file",
+            file.to_str().unwrap(),
+            "--json",
+        ])
+        .trim(),
+    )
+    .unwrap();
+    let id = out["id"].as_str().unwrap();
+    let res = app.get(&format!("/sso/saml/{id}/login")).await;
+    assert_eq!(res.status(), 303);
+    let location = res.headers()["location"].to_str().unwrap().to_string();
+    let query = location.split_once('?').unwrap().1;
+    let raw: Vec<(&str, &str)> = query
+        .split('&')
+        .map(|p| p.split_once('=').unwrap())
+        .collect();
+    let get = |k: &str| raw.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
+    let sig_alg = get("SigAlg").expect("SigAlg");
+    assert_eq!(
+        url::form_urlencoded::parse(format!("a={sig_alg}").as_bytes())
+            .next()
+            .unwrap()
+            .1,
+        "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
+    );
+    let mut signed = format!("SAMLRequest={}", get("SAMLRequest").unwrap());
+    if let Some(r) = get("RelayState") {
+        signed.push_str(&format!("&RelayState={r}"));
+    }
+    signed.push_str(&format!("&SigAlg={sig_alg}"));
+    let signature: String = url::form_urlencoded::parse(
+        format!("s={}", get("Signature").expect("Signature")).as_bytes(),
+    )
+    .next()
+    .unwrap()
+    .1
+    .into_owned();
+    let signature = base64_decode(&signature);
+    let keys: Value = serde_json::from_str(app.cli_ok(&["keys", "list", "--json"]).trim()).unwrap();
+    let cert_pem = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["purpose"] == "saml_sp" && k["retired_at"].is_null())
+        .unwrap()["certificate_pem"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let cert = X509::from_pem(cert_pem.as_bytes()).unwrap();
+    let public_key = cert.public_key().unwrap();
+    let mut verifier = openssl::sign::Verifier::new(MessageDigest::sha256(), &public_key).unwrap();
+    verifier.update(signed.as_bytes()).unwrap();
+    assert!(
+        verifier.verify(&signature).unwrap(),
+        "the redirect signature verifies with the SP certificate"
+    );
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    openssl::base64::decode_block(s).unwrap()
+}
