@@ -21,6 +21,7 @@
 //! | `GATEHOUSE_PASSWORD_HASH_CONCURRENCY` | `password_hash_concurrency` | 2 |
 //! | `GATEHOUSE_OUTBOUND_ALLOW_PRIVATE` | `outbound_allow_private` | false |
 //! | `GATEHOUSE_SCIM_MAX_BODY_BYTES` | `scim_max_body_bytes` | 4194304 (4 MiB) |
+//! | `GATEHOUSE_SCIM_RATE_LIMIT` | `scim_rate_limit` | 100 (requests/s per token; 0 = off) |
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -92,6 +93,7 @@ struct FileConfig {
     password_hash_concurrency: Option<usize>,
     outbound_allow_private: Option<bool>,
     scim_max_body_bytes: Option<usize>,
+    scim_rate_limit: Option<u32>,
 }
 
 /// The effective configuration.
@@ -118,6 +120,8 @@ pub struct Settings {
     pub password_hash_concurrency: usize,
     pub outbound_allow_private: bool,
     pub scim_max_body_bytes: usize,
+    /// SCIM requests per second per token (bursts up to 3×); 0 turns the limit off.
+    pub scim_rate_limit: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -146,6 +150,7 @@ const KNOWN_ENV: &[&str] = &[
     "GATEHOUSE_PASSWORD_HASH_CONCURRENCY",
     "GATEHOUSE_OUTBOUND_ALLOW_PRIVATE",
     "GATEHOUSE_SCIM_MAX_BODY_BYTES",
+    "GATEHOUSE_SCIM_RATE_LIMIT",
 ];
 
 impl Settings {
@@ -280,6 +285,9 @@ impl Settings {
             scim_max_body_bytes: env_parse(env, "GATEHOUSE_SCIM_MAX_BODY_BYTES")?
                 .or(fc.scim_max_body_bytes)
                 .unwrap_or(4 * 1024 * 1024),
+            scim_rate_limit: env_parse(env, "GATEHOUSE_SCIM_RATE_LIMIT")?
+                .or(fc.scim_rate_limit)
+                .unwrap_or(100),
         };
         settings.validate()?;
         Ok((settings, warnings))

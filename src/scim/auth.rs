@@ -88,6 +88,20 @@ pub async fn scim_context(
         }
         Err(e) => return Ok(req.into_response(e.error_response())),
     };
+    if let Err(retry_after) =
+        super::rate_limit::check(client.token_id.as_str(), state.settings.scim_rate_limit)
+    {
+        let mut err = ScimError::new(
+            actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+            None,
+            format!(
+                "more than {} requests per second for this token; retry in {retry_after} s",
+                state.settings.scim_rate_limit
+            ),
+        );
+        err.retry_after = Some(retry_after);
+        return Ok(req.into_response(err.error_response()));
+    }
     req.extensions_mut().insert(client.clone());
     let mut res = next.call(req).await?.map_into_boxed_body();
 

@@ -9,6 +9,7 @@ pub mod patch;
 #[cfg(test)]
 mod property_tests;
 pub mod query;
+pub mod rate_limit;
 pub mod resource;
 pub mod schema;
 pub mod store;

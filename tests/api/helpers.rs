@@ -73,6 +73,8 @@ pub fn test_env(data_dir: &std::path::Path, database_url: &str) -> BTreeMap<Stri
     env.insert("GATEHOUSE_DATABASE_URL".into(), database_url.into());
     env.insert("GATEHOUSE_SECRET_KEY".into(), TEST_SECRET_KEY.into());
     env.insert("GATEHOUSE_LOG".into(), "warn".into());
+    // Tests fire requests faster than any IdP; the limit has its own test.
+    env.insert("GATEHOUSE_SCIM_RATE_LIMIT".into(), "0".into());
     env
 }
 

@@ -1006,3 +1006,37 @@ async fn every_filter_combination_is_200_or_400_on_sqlite() {
 async fn every_filter_combination_is_200_or_400_on_postgres() {
     every_filter_combination_is_200_or_400(Backend::Postgres).await;
 }
+
+/// Beyond the per-token rate (bursts up to 3×), 429 with an integer Retry-After, as a SCIM
+/// error; other tokens are not affected; after the wait the token works again.
+#[tokio::test]
+async fn a_token_over_its_rate_gets_429_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database_url(Backend::Sqlite, dir.path()).unwrap();
+    let mut env = test_env(dir.path(), &url);
+    env.insert("GATEHOUSE_SCIM_RATE_LIMIT".into(), "2".into());
+    let app = spawn_with_env(env, dir, url).await;
+    let a = app.scim("acme");
+    let b = app.scim("globex");
+    let mut limited = None;
+    for _ in 0..20 {
+        let (s, j, h) = a.send(Method::GET, "/Users", None).await;
+        if s == 429 {
+            limited = Some((j, h));
+            break;
+        }
+        assert_eq!(s, 200);
+    }
+    let (j, h) = limited.expect("the burst of 6 was exceeded");
+    assert_eq!(j["status"], "429");
+    let retry: u64 = h["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .expect("an integer Retry-After");
+    assert!((1..=2).contains(&retry));
+    assert_eq!(h["content-type"], "application/scim+json");
+    assert_eq!(b.get("/Users").await.0, 200, "another token is not limited");
+    tokio::time::sleep(std::time::Duration::from_secs(retry)).await;
+    assert_eq!(a.get("/Users").await.0, 200);
+}
