@@ -33,6 +33,24 @@ pub fn is_private(ip: IpAddr) -> bool {
                 || v4.octets()[0] == 0
         }
         IpAddr::V6(v6) => {
+            let seg = v6.segments();
+            // IPv4 embedded in NAT64 (64:ff9b::/96), 6to4 (2002::/16) or IPv4-compatible (::/96).
+            let embedded = |hi: u16, lo: u16| {
+                IpAddr::V4(std::net::Ipv4Addr::new(
+                    (hi >> 8) as u8,
+                    hi as u8,
+                    (lo >> 8) as u8,
+                    lo as u8,
+                ))
+            };
+            let nat64 = seg[0] == 0x64 && seg[1] == 0xff9b && seg[2..6] == [0, 0, 0, 0];
+            let compat = seg[0..6] == [0, 0, 0, 0, 0, 0];
+            if (nat64 || compat) && is_private(embedded(seg[6], seg[7])) {
+                return true;
+            }
+            if seg[0] == 0x2002 && is_private(embedded(seg[1], seg[2])) {
+                return true;
+            }
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
@@ -88,6 +106,8 @@ pub fn get_text(url: &str, allow_private: bool) -> Result<String, OutboundError>
     };
     let client = reqwest::blocking::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        // A proxy would resolve the host itself and undo the address check.
+        .no_proxy()
         .timeout(Duration::from_secs(10))
         .connect_timeout(Duration::from_secs(5))
         .resolve(&host, addr)

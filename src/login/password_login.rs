@@ -160,19 +160,41 @@ pub async fn submit(
         ));
     };
     let lookup_key = folded.clone().unwrap_or_default();
-    let (admin, candidates) = state
+    let (admin, candidates, refused) = state
         .db
         .run(move |conn| -> Result<_, IdentityError> {
             if lookup_key.is_empty() {
-                return Ok((None, Vec::new()));
+                return Ok((None, Vec::new(), Vec::new()));
             }
             let admin = admins::find_by_email(conn, &lookup_key)?;
-            let candidates = if admin.is_some() {
-                Vec::new()
-            } else {
-                users::password_candidates(conn, &lookup_key)?
-            };
-            Ok((admin, candidates))
+            if admin.is_some() {
+                return Ok((admin, Vec::new(), Vec::new()));
+            }
+            // SSO enforcement and break-glass accounts are decided before any password is
+            // checked: such accounts never sign in here (the work is the same either way).
+            let mut allowed = Vec::new();
+            let mut refused = Vec::new();
+            for u in users::password_candidates(conn, &lookup_key)? {
+                let org = orgs::get(conn, &u.org_id)?;
+                let enforced: Vec<String> = crate::identity::domains::list(conn, &u.org_id)?
+                    .into_iter()
+                    .filter(|d| d.enforce)
+                    .map(|d| d.domain)
+                    .collect();
+                let ok = !u.is_break_glass
+                    && crate::identity::enforcement::password_allowed(
+                        org.enforcement(),
+                        &enforced,
+                        false,
+                        u.email.as_deref(),
+                    );
+                if ok {
+                    allowed.push(u);
+                } else {
+                    refused.push(u);
+                }
+            }
+            Ok((None, allowed, refused))
         })
         .await
         .map_err(AppError::from)?;
@@ -218,9 +240,15 @@ pub async fn submit(
     let Some(user) = user.clone().filter(|u| u.active) else {
         // Audit under the org of the account when there is one (its admins can act), else
         // under the instance. The typed e-mail is kept, never the password.
-        let org = candidates.first().map(|u| u.org_id.clone());
+        let org = candidates
+            .first()
+            .or(refused.first())
+            .map(|u| u.org_id.clone());
         let reason = match (&user, candidates.is_empty() && admin.is_none()) {
             (Some(_), _) => "account deactivated",
+            (None, true) if !refused.is_empty() => {
+                "password sign-in refused: the organization requires SSO for this account (or it is a break-glass account)"
+            }
             (None, true) => "no account with a password for this e-mail",
             (None, false) => "wrong password",
         };
@@ -286,6 +314,39 @@ fn signed_in_redirect(
         .finish()
 }
 
+/// Back-off on wrong TOTP codes per (admin, client address): after 5 failures each further
+/// attempt waits 2^(n-5) s (at most 15 min) since the last one. It slows guessing to a crawl
+/// without a lockout someone else could trigger from another address.
+static TOTP_FAILURES: std::sync::OnceLock<
+    std::sync::Mutex<std::collections::HashMap<String, (u32, std::time::Instant)>>,
+> = std::sync::OnceLock::new();
+const TOTP_FREE_ATTEMPTS: u32 = 5;
+
+fn totp_wait(key: &str) -> Option<u64> {
+    let map = TOTP_FAILURES.get_or_init(Default::default).lock().ok()?;
+    let (n, at) = map.get(key)?;
+    if *n < TOTP_FREE_ATTEMPTS {
+        return None;
+    }
+    let wait = 2u64.saturating_pow(n - TOTP_FREE_ATTEMPTS).min(900);
+    let elapsed = at.elapsed().as_secs();
+    (elapsed < wait).then(|| wait - elapsed)
+}
+
+fn totp_result(key: &str, ok: bool) {
+    if let Ok(mut map) = TOTP_FAILURES.get_or_init(Default::default).lock() {
+        if ok {
+            map.remove(key);
+        } else {
+            let e = map
+                .entry(key.to_string())
+                .or_insert((0, std::time::Instant::now()));
+            e.0 += 1;
+            e.1 = std::time::Instant::now();
+        }
+    }
+}
+
 #[derive(Deserialize)]
 pub struct TotpForm {
     pending: String,
@@ -320,6 +381,14 @@ pub async fn submit_totp(
         .ok_or_else(expired)?;
     if pending.exp < now {
         return Err(expired());
+    }
+    let peer = req
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    let backoff_key = format!("{}|{peer}", pending.admin);
+    if let Some(wait) = totp_wait(&backoff_key) {
+        return Err(AppError::TooManyRequests { retry_after: wait }.into());
     }
     let key = state.key.clone();
     let code = form.code;
@@ -365,6 +434,7 @@ pub async fn submit_totp(
             .map_err(AppError::from)
         })
         .await?;
+    totp_result(&backoff_key, result.is_some());
     match result {
         Some(cookie_value) => Ok(signed_in_redirect(&state, cookie_value, pending.return_to)),
         None => {

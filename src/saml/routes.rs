@@ -317,16 +317,20 @@ pub async fn acs(
     let permits = ACS_PERMITS
         .get_or_init(|| Arc::new(Semaphore::new(ACS_CONCURRENCY)))
         .clone();
-    let Ok(_permit) = permits.try_acquire_owned() else {
+    // Wait briefly for a validation slot; answer 429 only when the queue does not move.
+    let Ok(Ok(_permit)) =
+        tokio::time::timeout(std::time::Duration::from_secs(5), permits.acquire_owned()).await
+    else {
         return Err(AppError::TooManyRequests { retry_after: 1 }.into());
     };
     let now = crate::clock::now();
     let form = form.into_inner();
     let outcome = process(&state, &c, &cfg, key.as_ref(), form, now).await;
     match outcome {
-        Ok(location) => Ok(HttpResponse::SeeOther()
-            .insert_header(("location", location))
+        Ok(token) => Ok(HttpResponse::SeeOther()
+            .insert_header(("location", handoff::COMPLETE_URL))
             .insert_header(("cache-control", "no-store"))
+            .cookie(handoff::cookie(&state.settings, token))
             .finish()),
         Err(AcsError::Server(e)) => Err(e.into()),
         Err(AcsError::Refused { cause, xml }) => {
@@ -452,7 +456,12 @@ async fn process(
                     .values((
                         saml_replay::connection_id.eq(&conn_id),
                         saml_replay::assertion_id.eq(&verified.assertion_id),
-                        saml_replay::expires_at.eq(verified.not_on_or_after.unwrap_or(now + 3600) + skew),
+                        // Until the assertion could no longer pass any time check.
+                        saml_replay::expires_at.eq(verified
+                            .not_on_or_after
+                            .unwrap_or(now + 3600)
+                            .max(now + validate::MAX_ISSUE_AGE_SECS + skew)
+                            + skew),
                     ))
                     .execute(conn);
                 match replay {
@@ -488,8 +497,8 @@ async fn process(
                     })),
                     now,
                 )?;
-                let location = handoff::create(conn, &org.id, &user.id, &conn_id, method, return_to.as_deref(), now)?;
-                Ok(Ok(location))
+                let token = handoff::create(conn, &org.id, &user.id, &conn_id, method, return_to.as_deref(), now)?;
+                Ok(Ok(token))
             })
             .map_err(AppError::from)
         })

@@ -1,8 +1,9 @@
 //! From a verified IdP sign-in to a session. The ACS is a cross-site POST: it carries no
 //! `SameSite=Lax` cookie, so it cannot see who is signed in in this browser. It stores a
-//! single-use handoff and redirects to `GET /sso/complete` (a top-level GET, which does carry
-//! the session cookie). There an unsolicited sign-in never silently replaces another user's
-//! live session: the browser is asked "continue as X?".
+//! single-use handoff, gives this browser its token in a short-lived cookie (never in the URL,
+//! so a link cannot sign someone into another account), and redirects to `GET /sso/complete`
+//! (a top-level GET, which does carry the session cookie). There an unsolicited sign-in never
+//! silently replaces another user's live session: the browser is asked "continue as X?".
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -25,7 +26,27 @@ use crate::startup::AppState;
 
 const HANDOFF_SECS: i64 = 120;
 
-/// Stores a handoff (inside the ACS transaction) and returns the URL to redirect to.
+pub const COMPLETE_URL: &str = "/sso/complete";
+
+pub fn cookie_name(settings: &crate::config::Settings) -> &'static str {
+    if settings.is_https() {
+        "__Host-gatehouse_handoff"
+    } else {
+        "gatehouse_handoff"
+    }
+}
+
+/// The cookie that carries a handoff token to `/sso/complete` (two minutes).
+pub fn cookie(
+    settings: &crate::config::Settings,
+    token: String,
+) -> actix_web::cookie::Cookie<'static> {
+    let mut c = session::build_cookie(settings, cookie_name(settings), token).into_owned();
+    c.set_max_age(actix_web::cookie::time::Duration::seconds(HANDOFF_SECS));
+    c
+}
+
+/// Stores a handoff (inside the ACS transaction) and returns its token.
 pub fn create(
     conn: &mut DbConn,
     org: &OrgId,
@@ -47,7 +68,7 @@ pub fn create(
             sso_handoffs::expires_at.eq(now + HANDOFF_SECS),
         ))
         .execute(conn)?;
-    Ok(format!("/sso/complete?h={token}"))
+    Ok(token)
 }
 
 #[derive(Queryable, Selectable)]
@@ -76,19 +97,17 @@ fn load(conn: &mut DbConn, token: &str, now: i64) -> Result<Option<Handoff>, Ide
 struct ContinuePage<'a> {
     current: &'a str,
     next: &'a str,
-    handoff: &'a str,
     csrf: &'a str,
 }
 
 #[derive(Deserialize)]
-pub struct CompleteQuery {
-    h: String,
+pub struct CompleteForm {
+    csrf: String,
 }
 
-#[derive(Deserialize)]
-pub struct CompleteForm {
-    h: String,
-    csrf: String,
+fn token_of(req: &HttpRequest, state: &AppState) -> Option<String> {
+    req.cookie(cookie_name(&state.settings))
+        .map(|c| c.value().to_string())
 }
 
 fn expired() -> PageError {
@@ -97,15 +116,14 @@ fn expired() -> PageError {
     ))
 }
 
-/// `GET /sso/complete?h=…`
+/// `GET /sso/complete` (the handoff token comes in this browser's cookie)
 pub async fn complete(
     state: web::Data<AppState>,
     req: HttpRequest,
-    q: web::Query<CompleteQuery>,
     current: Option<SignedIn>,
 ) -> Result<HttpResponse, PageError> {
     let now = crate::clock::now();
-    let token = q.into_inner().h;
+    let token = token_of(&req, &state).ok_or_else(expired)?;
     let t = token.clone();
     let handoff = state
         .db
@@ -139,7 +157,6 @@ pub async fn complete(
             &ContinuePage {
                 current: &current_name,
                 next: &next.user_name,
-                handoff: &token,
                 csrf: &csrf_token,
             },
         );
@@ -163,7 +180,8 @@ pub async fn confirm(
             AppError::BadRequest("This form expired. Start the sign-in again.".into()).into(),
         );
     }
-    finish(&state, &req, form.h, crate::clock::now()).await
+    let token = token_of(&req, &state).ok_or_else(expired)?;
+    finish(&state, &req, token, crate::clock::now()).await
 }
 
 /// Consumes the handoff and starts the session (a new session id, the old one revoked).
@@ -220,9 +238,14 @@ async fn finish(
         .await?;
     let (cookie_value, return_to) = result.ok_or_else(expired)?;
     let name = session::cookie_name(&state.settings);
-    Ok(HttpResponse::SeeOther()
+    let mut res = HttpResponse::SeeOther()
         .insert_header(("location", return_to.unwrap_or_else(|| "/sso/me".into())))
         .insert_header(("cache-control", "no-store"))
         .cookie(session::build_cookie(&state.settings, name, cookie_value))
-        .finish())
+        .finish();
+    let _ = res.add_removal_cookie(&session::removal_cookie(
+        &state.settings,
+        cookie_name(&state.settings),
+    ));
+    Ok(res)
 }

@@ -184,7 +184,11 @@ impl Setup {
             return res;
         }
         let next = res.headers()["location"].to_str().unwrap().to_string();
-        assert!(next.starts_with("/sso/complete?h="), "{next}");
+        assert_eq!(
+            next, "/sso/complete",
+            "the handoff token travels in a cookie, never in the URL"
+        );
+        assert!(set_cookie(&res, "gatehouse_handoff").is_some_and(|c| c.contains("HttpOnly")));
         self.app.get_html(&next).await
     }
 
@@ -344,13 +348,12 @@ async fn an_unsolicited_assertion_never_silently_replaces_another_users_session(
         "still Ann until confirmed"
     );
     // Confirming switches (with the form's CSRF value).
-    let h = form_field(&page, "h");
     let csrf = form_field(&page, "csrf");
     let res = s
         .app
         .client
         .post(s.app.url("/sso/complete"))
-        .form(&[("h", h.as_str()), ("csrf", csrf.as_str())])
+        .form(&[("csrf", csrf.as_str())])
         .send()
         .await
         .unwrap();
@@ -362,7 +365,7 @@ async fn an_unsolicited_assertion_never_silently_replaces_another_users_session(
         .app
         .client
         .post(s.app.url("/sso/complete"))
-        .form(&[("h", h.as_str()), ("csrf", csrf.as_str())])
+        .form(&[("csrf", csrf.as_str())])
         .send()
         .await
         .unwrap();
@@ -1182,4 +1185,26 @@ async fn signed_authn_requests_when_the_idp_asks() {
 
 fn base64_decode(s: &str) -> Vec<u8> {
     openssl::base64::decode_block(s).unwrap()
+}
+
+/// A handoff cannot be carried to another browser: without this browser's handoff cookie,
+/// `/sso/complete` signs no one in (no login CSRF through a link).
+#[tokio::test]
+async fn the_handoff_is_bound_to_the_browser() {
+    let s = setup(Backend::Sqlite, &[]).await.unwrap();
+    let r = s.response(json!({}));
+    let res = s.post_acs(r["saml_response"].as_str().unwrap(), None).await;
+    assert_eq!(res.status(), 303);
+    let other_browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = other_browser
+        .get(s.app.url("/sso/complete"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(set_cookie(&res, "gatehouse_session").is_none());
 }

@@ -628,3 +628,108 @@ fn set_cookie_blocking(res: &reqwest::blocking::Response, name: &str) -> String 
         })
         .expect("session cookie")
 }
+
+/// SSO enforcement applies to new password sign-ins, not only to sessions alive when it was
+/// switched on; break-glass accounts never use this page.
+#[tokio::test]
+async fn enforcement_refuses_password_sign_in() {
+    let app = spawn_app().await;
+    app.seed_local_user();
+    app.cli_env(
+        &[("GH_TEST_PW", PASSWORD)],
+        &[
+            "user",
+            "add",
+            "acme",
+            "contractor@partner.test",
+            "--password-env",
+            "GH_TEST_PW",
+        ],
+    )
+    .ok();
+    app.cli_ok(&["enforcement", "set", "acme", "domains"]);
+    app.cli_ok(&[
+        "domain",
+        "add",
+        "acme",
+        "corp.test",
+        "--verified",
+        "--enforce",
+    ]);
+    assert_eq!(
+        app.login("alice@acme.test", PASSWORD).await.status(),
+        303,
+        "acme.test is not enforced"
+    );
+    app.sql("UPDATE domains SET enforce = TRUE WHERE domain = 'acme.test'");
+    assert_eq!(app.login("alice@acme.test", PASSWORD).await.status(), 401);
+    assert_eq!(
+        app.login("contractor@partner.test", PASSWORD)
+            .await
+            .status(),
+        303,
+        "contractors outside enforced domains keep passwords"
+    );
+    app.cli_ok(&["enforcement", "set", "acme", "all"]);
+    assert_eq!(
+        app.login("contractor@partner.test", PASSWORD)
+            .await
+            .status(),
+        401
+    );
+    assert!(app
+        .cli_ok(&["audit", "list", "acme", "--json"])
+        .contains("requires SSO"));
+    app.cli_ok(&["enforcement", "set", "acme", "off"]);
+    app.sql(
+        "UPDATE users SET is_break_glass = TRUE WHERE user_name_folded = 'contractor@partner.test'",
+    );
+    assert_eq!(
+        app.login("contractor@partner.test", PASSWORD)
+            .await
+            .status(),
+        401,
+        "break-glass accounts use /sso/breakglass"
+    );
+}
+
+/// Wrong TOTP codes back off per (admin, address) after five tries.
+#[tokio::test]
+async fn totp_guessing_backs_off() {
+    let app = spawn_app().await;
+    app.cli_env(
+        &[("GH_TEST_PW", PASSWORD)],
+        &[
+            "admin",
+            "add",
+            "guess@example.test",
+            "--password-env",
+            "GH_TEST_PW",
+        ],
+    )
+    .ok();
+    let page = app
+        .login("guess@example.test", PASSWORD)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let (pending, csrf) = (form_field(&page, "pending"), form_field(&page, "csrf"));
+    let mut statuses = Vec::new();
+    for _ in 0..7 {
+        let res = app
+            .client
+            .post(app.url("/sso/login/totp"))
+            .form(&[
+                ("pending", pending.as_str()),
+                ("csrf", csrf.as_str()),
+                ("code", "000000"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        statuses.push(res.status().as_u16());
+    }
+    assert_eq!(&statuses[..5], &[401; 5]);
+    assert!(statuses[5..].contains(&429), "{statuses:?}");
+}
