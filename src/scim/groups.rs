@@ -17,7 +17,7 @@ use super::schema::{self, Resource};
 use super::{base_url, filter, read_json, respond_resource, store, ListParams, ResourceId};
 use crate::clock;
 use crate::db::ids::OrgId;
-use crate::db::{write_tx, DbConn};
+use crate::db::DbConn;
 use crate::startup::AppState;
 
 fn fields(body: &Value) -> ScimResult<store::GroupFields> {
@@ -122,16 +122,12 @@ pub async fn create(
     let members = store::members_in(&body)?;
     let base = base_url(&state);
     let now = clock::now();
-    let value = state
-        .db
-        .run(move |conn| {
-            write_tx(conn, |conn| {
-                let g = store::create_group(conn, &client.org, fields, now)?;
-                store::add_members(conn, &client.org, &g.id, &members, now)?;
-                render_one(conn, &base, &g, &Projection::default())
-            })
-        })
-        .await?;
+    let value = super::in_write_tx(&state, move |conn| {
+        let g = store::create_group(conn, &client.org, fields, now)?;
+        store::add_members(conn, &client.org, &g.id, &members, now)?;
+        render_one(conn, &base, &g, &Projection::default())
+    })
+    .await?;
     Ok(respond_resource(StatusCode::CREATED, &value))
 }
 
@@ -167,19 +163,15 @@ pub async fn replace(
     let members = store::members_in(&body)?;
     let base = base_url(&state);
     let now = clock::now();
-    let value = state
-        .db
-        .run(move |conn| {
-            write_tx(conn, |conn| {
-                let g = store::get_group(conn, &client.org, &id)?;
-                store::update_group(conn, &client.org, &g, fields)?;
-                store::remove_all_members(conn, &g.id)?;
-                store::add_members(conn, &client.org, &g.id, &members, now)?;
-                let g = store::touch_group(conn, &g, now)?;
-                render_one(conn, &base, &g, &Projection::default())
-            })
-        })
-        .await?;
+    let value = super::in_write_tx(&state, move |conn| {
+        let g = store::get_group(conn, &client.org, &id)?;
+        store::update_group(conn, &client.org, &g, fields)?;
+        store::remove_all_members(conn, &g.id)?;
+        store::add_members(conn, &client.org, &g.id, &members, now)?;
+        let g = store::touch_group(conn, &g, now)?;
+        render_one(conn, &base, &g, &Projection::default())
+    })
+    .await?;
     Ok(respond_resource(StatusCode::OK, &value))
 }
 
@@ -198,45 +190,41 @@ pub async fn patch(
     let base = base_url(&state);
     let now = clock::now();
     let want_body = params.attributes.is_some();
-    let value = state
-        .db
-        .run(move |conn| {
-            write_tx(conn, |conn| -> ScimResult<Option<Value>> {
-                let g = store::get_group(conn, &client.org, &id)?;
-                let mut doc = g
-                    .scim_json
-                    .as_deref()
-                    .and_then(|t| serde_json::from_str::<serde_json::Map<String, Value>>(t).ok())
-                    .unwrap_or_default();
-                doc.insert("displayName".into(), Value::String(g.display_name.clone()));
-                if let Some(e) = &g.external_id {
-                    doc.insert("externalId".into(), Value::String(e.clone()));
+    let value = super::in_write_tx(&state, move |conn| -> ScimResult<Option<Value>> {
+        let g = store::get_group(conn, &client.org, &id)?;
+        let mut doc = g
+            .scim_json
+            .as_deref()
+            .and_then(|t| serde_json::from_str::<serde_json::Map<String, Value>>(t).ok())
+            .unwrap_or_default();
+        doc.insert("displayName".into(), Value::String(g.display_name.clone()));
+        if let Some(e) = &g.external_id {
+            doc.insert("externalId".into(), Value::String(e.clone()));
+        }
+        let changes = patch::apply(Resource::Group, &mut doc, &ops)?;
+        let fields = fields(&Value::Object(doc))?;
+        store::update_group(conn, &client.org, &g, fields)?;
+        for change in changes {
+            match change {
+                MemberChange::Add(ids) => {
+                    store::add_members(conn, &client.org, &g.id, &ids, now)?;
                 }
-                let changes = patch::apply(Resource::Group, &mut doc, &ops)?;
-                let fields = fields(&Value::Object(doc))?;
-                store::update_group(conn, &client.org, &g, fields)?;
-                for change in changes {
-                    match change {
-                        MemberChange::Add(ids) => {
-                            store::add_members(conn, &client.org, &g.id, &ids, now)?;
-                        }
-                        MemberChange::Remove(ids) => {
-                            store::remove_members(conn, &g.id, &ids)?;
-                        }
-                        MemberChange::RemoveAll => {
-                            store::remove_all_members(conn, &g.id)?;
-                        }
-                    }
+                MemberChange::Remove(ids) => {
+                    store::remove_members(conn, &g.id, &ids)?;
                 }
-                let g = store::touch_group(conn, &g, now)?;
-                if want_body {
-                    Ok(Some(render_one(conn, &base, &g, &params.projection())?))
-                } else {
-                    Ok(None)
+                MemberChange::RemoveAll => {
+                    store::remove_all_members(conn, &g.id)?;
                 }
-            })
-        })
-        .await?;
+            }
+        }
+        let g = store::touch_group(conn, &g, now)?;
+        if want_body {
+            Ok(Some(render_one(conn, &base, &g, &params.projection())?))
+        } else {
+            Ok(None)
+        }
+    })
+    .await?;
     Ok(match value {
         Some(v) => respond_resource(StatusCode::OK, &v),
         None => HttpResponse::NoContent().finish(),
@@ -249,14 +237,10 @@ pub async fn delete(
     client: ScimClient,
     ResourceId(id): ResourceId,
 ) -> ScimResult<HttpResponse> {
-    state
-        .db
-        .run(move |conn| {
-            write_tx(conn, |conn| {
-                let g = store::get_group(conn, &client.org, &id)?;
-                store::delete_group(conn, &client.org, &g)
-            })
-        })
-        .await?;
+    super::in_write_tx(&state, move |conn| {
+        let g = store::get_group(conn, &client.org, &id)?;
+        store::delete_group(conn, &client.org, &g)
+    })
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }

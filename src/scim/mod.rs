@@ -278,6 +278,15 @@ impl ListParams {
     }
 }
 
+/// Runs `f` in one write transaction off the async workers (every SCIM write goes this way).
+pub async fn in_write_tx<T, F>(state: &AppState, f: F) -> ScimResult<T>
+where
+    F: FnOnce(&mut crate::db::DbConn) -> ScimResult<T> + Send + 'static,
+    T: Send + 'static,
+{
+    state.db.run(move |conn| crate::db::write_tx(conn, f)).await
+}
+
 /// A page of resources: (exact total, rendered resources).
 pub type PageFn = fn(
     &mut crate::db::DbConn,

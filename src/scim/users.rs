@@ -18,7 +18,7 @@ use super::{
 };
 use crate::clock;
 use crate::db::ids::OrgId;
-use crate::db::{write_tx, DbConn};
+use crate::db::DbConn;
 use crate::identity::users::User;
 use crate::startup::AppState;
 
@@ -178,15 +178,11 @@ pub async fn create(
     let doc = normalize(&body)?;
     let base = base_url(&state);
     let now = clock::now();
-    let value = state
-        .db
-        .run(move |conn| {
-            write_tx(conn, |conn| {
-                let user = store::create_user(conn, &client.org, doc, now)?;
-                render_one(conn, &base, &user, &Projection::default())
-            })
-        })
-        .await?;
+    let value = super::in_write_tx(&state, move |conn| {
+        let user = store::create_user(conn, &client.org, doc, now)?;
+        render_one(conn, &base, &user, &Projection::default())
+    })
+    .await?;
     Ok(respond_resource(StatusCode::CREATED, &value))
 }
 
@@ -221,16 +217,12 @@ pub async fn replace(
     let doc = normalize(&body)?;
     let base = base_url(&state);
     let now = clock::now();
-    let value = state
-        .db
-        .run(move |conn| {
-            write_tx(conn, |conn| {
-                let user = store::get_user(conn, &client.org, &id)?;
-                let user = store::replace_user(conn, &client.org, &user, doc, now)?;
-                render_one(conn, &base, &user, &Projection::default())
-            })
-        })
-        .await?;
+    let value = super::in_write_tx(&state, move |conn| {
+        let user = store::get_user(conn, &client.org, &id)?;
+        let user = store::replace_user(conn, &client.org, &user, doc, now)?;
+        render_one(conn, &base, &user, &Projection::default())
+    })
+    .await?;
     Ok(respond_resource(StatusCode::OK, &value))
 }
 
@@ -246,22 +238,18 @@ pub async fn patch(
     let ops = patch::parse_operations(&body)?;
     let base = base_url(&state);
     let now = clock::now();
-    let value = state
-        .db
-        .run(move |conn| {
-            write_tx(conn, |conn| {
-                let user = store::get_user(conn, &client.org, &id)?;
-                let mut doc = super::resource::user_doc(&user);
-                if doc.contains_key("active") || !user.active {
-                    doc.insert("active".into(), Value::Bool(user.active));
-                }
-                patch::apply(Resource::User, &mut doc, &ops)?;
-                let doc = normalize(&Value::Object(doc))?;
-                let user = store::replace_user(conn, &client.org, &user, doc, now)?;
-                render_one(conn, &base, &user, &Projection::default())
-            })
-        })
-        .await?;
+    let value = super::in_write_tx(&state, move |conn| {
+        let user = store::get_user(conn, &client.org, &id)?;
+        let mut doc = super::resource::user_doc(&user);
+        if doc.contains_key("active") || !user.active {
+            doc.insert("active".into(), Value::Bool(user.active));
+        }
+        patch::apply(Resource::User, &mut doc, &ops)?;
+        let doc = normalize(&Value::Object(doc))?;
+        let user = store::replace_user(conn, &client.org, &user, doc, now)?;
+        render_one(conn, &base, &user, &Projection::default())
+    })
+    .await?;
     Ok(respond_resource(StatusCode::OK, &value))
 }
 
@@ -272,14 +260,10 @@ pub async fn delete(
     ResourceId(id): ResourceId,
 ) -> ScimResult<HttpResponse> {
     let now = clock::now();
-    state
-        .db
-        .run(move |conn| {
-            write_tx(conn, |conn| {
-                let user = store::get_user(conn, &client.org, &id)?;
-                store::delete_user(conn, &client.org, &user, now)
-            })
-        })
-        .await?;
+    super::in_write_tx(&state, move |conn| {
+        let user = store::get_user(conn, &client.org, &id)?;
+        store::delete_user(conn, &client.org, &user, now)
+    })
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
