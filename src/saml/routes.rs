@@ -428,7 +428,7 @@ async fn process(
     let expected = request.as_ref().map(|(id, _)| id.clone());
     let xml_for_check = xml.clone();
     let verified = tokio::task::spawn_blocking(move || {
-        validate::validate(&xml_for_check, &ctx, expected.as_deref(), now)
+        validate::validate(&xml_for_check, env, &ctx, expected.as_deref(), now)
     })
     .await
     .map_err(|e| AppError::Internal(anyhow::anyhow!("validation task: {e}")))?

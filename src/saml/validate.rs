@@ -137,9 +137,9 @@ fn decrypt_envelope(
     xml: &str,
     key: Option<&PKey<Private>>,
     config: &SamlConfig,
-) -> Result<String, Failure> {
+) -> Result<Option<String>, Failure> {
     let Some(enc_start) = first_element(xml, "EncryptedAssertion") else {
-        return Ok(xml.to_string());
+        return Ok(None);
     };
     // A signed Response: verify it here, then drop its (verified) signature so the document can
     // carry the decrypted assertion, whose own signature samael verifies next.
@@ -160,7 +160,7 @@ fn decrypt_envelope(
             )
             .is_err()
             {
-                return Ok(xml.to_string()); // samael reports the signature failure in words
+                return Ok(None); // samael reports the signature failure in words
             }
             // One Response and one EncryptedAssertion (checked by the caller): the verified
             // signature is the Response's, which covered everything we keep.
@@ -208,12 +208,12 @@ fn decrypt_envelope(
         None => plain,
     };
     let _ = enc_start;
-    Ok(format!(
+    Ok(Some(format!(
         "{}{}{}",
         &xml[..ea_start],
         plain.trim(),
         &xml[ea_end..]
-    ))
+    )))
 }
 
 /// XML Encryption content decryption: AES-CBC (128/192/256, ISO 10126 padding) and AES-GCM
@@ -492,10 +492,12 @@ fn unknown_signer(xml: &str, config: &SamlConfig) -> Option<String> {
     None
 }
 
-/// Full validation. `expected_request` is the request id this response must answer
-/// (SP-initiated), or `None` for an unsolicited (IdP-initiated) response.
+/// Full validation. `env` is the caller's [`envelope`] of `xml` (read once per response);
+/// `expected_request` is the request id this response must answer (SP-initiated), or `None`
+/// for an unsolicited (IdP-initiated) response.
 pub fn validate(
     xml: &str,
+    env: Envelope,
     sp: &SpContext,
     expected_request: Option<&str>,
     now: i64,
@@ -504,7 +506,12 @@ pub fn validate(
         return fail("the document holds more than one EncryptedAssertion (signature wrapping?)");
     }
     let decrypted = decrypt_envelope(xml, sp.key.as_ref(), &sp.config)?;
-    let xml = decrypted.as_str();
+    // A decrypted document has an assertion the first reading could not see: read it again.
+    let env = match &decrypted {
+        Some(d) => envelope(d),
+        None => env,
+    };
+    let xml = decrypted.as_deref().unwrap_or(xml);
     let assertions = count_elements(xml, "Assertion") + count_elements(xml, "EncryptedAssertion");
     let responses = count_elements(xml, "Response");
     if assertions != 1 || responses > 1 {
@@ -512,7 +519,6 @@ pub fn validate(
             "the document holds {responses} Response and {assertions} Assertion elements; exactly one of each is accepted (signature wrapping?)"
         ));
     }
-    let env = envelope(xml);
     if let Some(status) = env.status.as_deref() {
         if status != SUCCESS {
             return fail(format!(
