@@ -105,6 +105,9 @@ pub async fn spawn_with_env(
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .cookie_store(true)
+        // Below the server's 5 s keep-alive: a pooled connection is never reused just as the
+        // server closes it (seen as IncompleteMessage when a test pauses under load).
+        .pool_idle_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(30))
         .build()
         .expect("client");
