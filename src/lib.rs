@@ -14,6 +14,7 @@ pub mod domain;
 pub mod http;
 pub mod identity;
 pub mod login;
+pub mod oidc;
 pub mod outbound;
 pub mod saml;
 pub mod scim;

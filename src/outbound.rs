@@ -1,5 +1,5 @@
-//! The guarded outbound client for every fetch made on an admin's or IdP's say-so (metadata
-//! URLs; later OIDC discovery and webhooks): http(s) only, time-outs, a size cap, no redirects,
+//! The guarded outbound client for every fetch made on an admin's or IdP's say-so (SAML
+//! metadata URLs, OIDC discovery/JWKS/token/userinfo, alert webhooks): http(s) only, time-outs, a size cap, no redirects,
 //! and no private, loopback or link-local targets unless `outbound_allow_private` is set. The
 //! address that was checked is the one connected to (no DNS rebinding in between).
 
@@ -96,8 +96,37 @@ pub fn check(url: &str, allow_private: bool) -> Result<(Url, SocketAddr), Outbou
     Ok((parsed, addr))
 }
 
-/// GET with the guards (blocking: call from a blocking context).
-pub fn get_text(url: &str, allow_private: bool) -> Result<String, OutboundError> {
+/// An error with its causes ("error sending request" alone says nothing).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// A request made through the guards.
+pub struct Request<'a> {
+    pub method: reqwest::Method,
+    pub url: &'a str,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+}
+
+/// What came back: status, headers and at most [`MAX_BODY_BYTES`] of body.
+pub struct Response {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+/// Sends a request with the guards, whatever the status (blocking: call from a blocking
+/// context).
+pub fn send(req: Request<'_>, allow_private: bool) -> Result<Response, OutboundError> {
+    let url = req.url;
     let (parsed, addr) = check(url, allow_private)?;
     let host = parsed.host_str().unwrap_or_default().to_string();
     let failed = |reason: String| OutboundError::Failed {
@@ -113,23 +142,54 @@ pub fn get_text(url: &str, allow_private: bool) -> Result<String, OutboundError>
         .resolve(&host, addr)
         .build()
         .map_err(|e| failed(e.to_string()))?;
-    let res = client
-        .get(parsed)
-        .send()
-        .map_err(|e| failed(e.to_string()))?;
-    if !res.status().is_success() {
-        return Err(failed(format!("HTTP status {}", res.status())));
+    let mut builder = client.request(req.method, parsed);
+    for (k, v) in &req.headers {
+        builder = builder.header(k.as_str(), v.as_str());
     }
-    let mut body = String::new();
+    if let Some(body) = req.body {
+        builder = builder.body(body);
+    }
+    let res = builder.send().map_err(|e| failed(chain(&e)))?;
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let mut body = Vec::new();
     res.take(MAX_BODY_BYTES + 1)
-        .read_to_string(&mut body)
+        .read_to_end(&mut body)
         .map_err(|e| failed(e.to_string()))?;
     if body.len() as u64 > MAX_BODY_BYTES {
         return Err(failed(format!(
             "response larger than {MAX_BODY_BYTES} bytes"
         )));
     }
-    Ok(body)
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// GET with the guards; anything but a 2xx is an error (blocking: call from a blocking
+/// context).
+pub fn get_text(url: &str, allow_private: bool) -> Result<String, OutboundError> {
+    let res = send(
+        Request {
+            method: reqwest::Method::GET,
+            url,
+            headers: Vec::new(),
+            body: None,
+        },
+        allow_private,
+    )?;
+    if !(200..300).contains(&res.status) {
+        return Err(OutboundError::Failed {
+            url: url.into(),
+            reason: format!("HTTP status {}", res.status),
+        });
+    }
+    String::from_utf8(res.body).map_err(|_| OutboundError::Failed {
+        url: url.into(),
+        reason: "the response is not UTF-8 text".into(),
+    })
 }
 
 #[cfg(test)]

@@ -156,6 +156,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .configure(crate::login::routes)
         .configure(crate::scim::routes)
         .configure(crate::saml::routes)
+        .configure(crate::oidc::routes::routes)
         .configure(crate::sso::routes);
 }
 

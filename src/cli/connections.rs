@@ -1,4 +1,4 @@
-//! `gatehouse connection add-saml | list`.
+//! `gatehouse connection add-saml | add-oidc | list | refresh`.
 
 use clap::{ArgGroup, Subcommand};
 use serde_json::{json, Value};
@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 use crate::config::Settings;
 use crate::db::write_tx;
 use crate::identity::{orgs, IdentityError};
+use crate::oidc::config::{self as oidc_config, OidcConfig};
 use crate::saml::config::{self as saml_config, cert_info, SamlConfig, PRESETS};
 use crate::saml::routes::{acs_url, login_url, sp_entity_id};
 use crate::sso::connections;
@@ -42,6 +43,33 @@ pub enum ConnectionCommand {
         #[arg(long = "clock-skew", default_value_t = saml_config::DEFAULT_SKEW_SECS)]
         clock_skew: i64,
     },
+    /// Add an OpenID Connect connection (the issuer is discovered now, to check it).
+    AddOidc {
+        org: String,
+        /// The issuer URL (its /.well-known/openid-configuration is read).
+        #[arg(long)]
+        issuer: String,
+        #[arg(long = "client-id")]
+        client_id: String,
+        /// The environment variable that holds the client secret (never a command-line
+        /// argument: those show up in process lists and shell history).
+        #[arg(long = "client-secret-env", value_name = "VAR")]
+        client_secret_env: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(oidc_config::PRESETS))]
+        preset: Option<String>,
+        /// The claim that lists the user's groups.
+        #[arg(long = "groups-claim", default_value = "groups")]
+        groups_claim: String,
+        /// An Entra tenant id allowed to sign in (repeat for several; required for a
+        /// multi-tenant issuer such as .../organizations/v2.0).
+        #[arg(long = "tenant-allow", value_name = "ID")]
+        tenant_allow: Vec<String>,
+        /// Allowed clock difference with the IdP, in seconds.
+        #[arg(long = "clock-leeway", default_value_t = oidc_config::DEFAULT_LEEWAY_SECS)]
+        clock_leeway: i64,
+    },
     /// List an org's connections.
     List { org: String },
     /// Fetch a connection's metadata URL again now (gatehouse also does it every 6 hours).
@@ -49,6 +77,24 @@ pub enum ConnectionCommand {
 }
 
 fn describe(settings: &Settings, c: &connections::Connection) -> Value {
+    if c.kind == "oidc" {
+        let cfg: Option<OidcConfig> = serde_json::from_str(&c.config).ok();
+        return json!({
+            "id": c.id,
+            "kind": c.kind,
+            "name": c.name,
+            "enabled": c.enabled,
+            "redirect_uri": crate::oidc::routes::redirect_uri(settings, &c.id),
+            "login_url": crate::oidc::routes::login_url(settings, &c.id),
+            "issuer": cfg.as_ref().map(|c| c.issuer.clone()),
+            "client_id": cfg.as_ref().map(|c| c.client_id.clone()),
+            "client_secret": if c.secret_enc.is_some() { "(set, write-only)" } else { "(missing)" },
+            "preset": cfg.as_ref().and_then(|c| c.preset.clone()),
+            "groups_claim": cfg.as_ref().map(|c| c.groups_claim.clone()),
+            "tenant_allow": cfg.as_ref().map(|c| c.tenant_allow.clone()),
+            "last_success_at": c.last_success_at,
+        });
+    }
     let cfg: Option<SamlConfig> = serde_json::from_str(&c.config).ok();
     json!({
         "id": c.id,
@@ -72,6 +118,7 @@ fn describe(settings: &Settings, c: &connections::Connection) -> Value {
 pub fn run(
     settings: &Settings,
     db: &crate::db::Db,
+    key: &crate::crypto::SecretKey,
     command: ConnectionCommand,
     json_out: bool,
     now: i64,
@@ -187,6 +234,76 @@ pub fn run(
                 println!("{}: {text}", c.id);
             }
         }
+        ConnectionCommand::AddOidc {
+            org,
+            issuer,
+            client_id,
+            client_secret_env,
+            name,
+            preset,
+            groups_claim,
+            tenant_allow,
+            clock_leeway,
+        } => {
+            let secret = std::env::var(&client_secret_env)
+                .ok()
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "the environment variable {client_secret_env} (--client-secret-env) is not set"
+                    )
+                })?;
+            let cfg = OidcConfig {
+                issuer: issuer.trim_end_matches('/').to_string(),
+                client_id,
+                preset: preset.clone(),
+                groups_claim,
+                tenant_allow,
+                scopes: vec!["openid".into(), "email".into(), "profile".into()],
+                leeway_secs: clock_leeway,
+            };
+            cfg.validate().map_err(anyhow::Error::msg)?;
+            // Discover now: a wrong issuer is reported here, not at the first sign-in.
+            let probe = format!("probe:{}", crate::crypto::random_token(8));
+            crate::oidc::provider::discover(&probe, &cfg, settings.outbound_allow_private, now)
+                .map_err(|f| anyhow::anyhow!("OpenID discovery failed: {}", f.0))?;
+            let name = name.unwrap_or_else(|| {
+                preset
+                    .clone()
+                    .map(|p| format!("{p} OIDC"))
+                    .unwrap_or_else(|| "OIDC".into())
+            });
+            let mut conn = db.conn()?;
+            let c = write_tx(&mut conn, |c| -> Result<_, IdentityError> {
+                let o = orgs::find(c, &org)?;
+                let created = connections::create(
+                    c,
+                    &o.id,
+                    "oidc",
+                    &name,
+                    &serde_json::to_value(&cfg).map_err(anyhow::Error::from)?,
+                    now,
+                )?;
+                let sealed = crate::oidc::routes::seal_secret(key, &created.id, &secret);
+                connections::set_secret(c, &created.id, &sealed)?;
+                crate::audit::record(
+                    c,
+                    &crate::audit::Event::new(Some(&o.id), "cli", "connection.add").payload(json!({"id": created.id, "kind": "oidc", "issuer": cfg.issuer, "client_id": cfg.client_id, "client_secret": "(set)", "preset": cfg.preset, "tenant_allow": cfg.tenant_allow})),
+                    now,
+                )?;
+                connections::get(c, &created.id)?
+                    .ok_or_else(|| IdentityError::NotFound("connection".into()))
+            })?;
+            let v = describe(settings, &c);
+            if json_out {
+                println!("{v}");
+            } else {
+                println!("added OIDC connection {} ({})", c.id, c.name);
+                for k in ["redirect_uri", "login_url"] {
+                    println!("{k}: {}", v[k].as_str().unwrap_or_default());
+                }
+            }
+        }
         ConnectionCommand::List { org } => {
             let mut conn = db.conn()?;
             let o = orgs::find(&mut conn, &org)?;
@@ -196,13 +313,19 @@ pub fn run(
                 println!("{}", Value::Array(out));
             } else {
                 for v in out {
+                    let endpoint = match v["kind"].as_str() {
+                        Some("oidc") => format!(
+                            "redirect_uri={}",
+                            v["redirect_uri"].as_str().unwrap_or_default()
+                        ),
+                        _ => format!("acs={}", v["acs_url"].as_str().unwrap_or_default()),
+                    };
                     println!(
-                        "{}\t{}\t{}\tenabled={}\tacs={}",
+                        "{}\t{}\t{}\tenabled={}\t{endpoint}",
                         v["id"].as_str().unwrap_or_default(),
                         v["kind"].as_str().unwrap_or_default(),
                         v["name"].as_str().unwrap_or_default(),
                         v["enabled"],
-                        v["acs_url"].as_str().unwrap_or_default()
                     );
                 }
             }

@@ -122,8 +122,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Connection(c) => {
             crate::telemetry::init(settings.log_format, "warn");
-            let (db, _) = crate::startup::prepare(&settings)?;
-            connections::run(&settings, &db, c, json, crate::clock::now())
+            let (db, key) = crate::startup::prepare(&settings)?;
+            connections::run(&settings, &db, &key, c, json, crate::clock::now())
         }
         other => {
             // Operator commands log only warnings: their output is the data.

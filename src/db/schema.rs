@@ -211,6 +211,20 @@ diesel::table! {
 }
 
 diesel::table! {
+    oidc_requests (state_hash) {
+        state_hash -> Text,
+        connection_id -> Text,
+        browser_hash -> Text,
+        nonce_enc -> Text,
+        verifier_enc -> Text,
+        return_to -> Nullable<Text>,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        consumed_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
     saml_requests (id) {
         id -> Text,
         connection_id -> Text,
@@ -278,6 +292,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     user_attrs,
     connections,
     saml_requests,
+    oidc_requests,
     saml_replay,
     user_identities,
     sso_handoffs,

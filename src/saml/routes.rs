@@ -20,7 +20,7 @@ use crate::identity::{keys, orgs, IdentityError};
 use crate::login::return_to::safe_local_path;
 use crate::sso::connections::{self, Connection};
 use crate::sso::handoff;
-use crate::sso::resolve::{self, Asserted};
+use crate::sso::resolve::Asserted;
 use crate::startup::AppState;
 
 const REQUEST_TTL_SECS: i64 = 600;
@@ -480,25 +480,17 @@ async fn process(
                     }
                 }
                 let org = orgs::get(conn, &org_id)?;
-                let outcome = match resolve::resolve(conn, &org, &conn_id, &asserted, now)? {
-                    Ok(o) => o,
-                    Err(refusal) => return Ok(Err(refusal.to_string())),
-                };
-                let user = outcome.user();
-                connections::mark_success(conn, &conn_id, now)?;
-                audit::record(
+                handoff::verified_sign_in(
                     conn,
-                    &Event::new(Some(&org.id), format!("user:{}", user.id), "login.saml").payload(json!({
-                        "connection": conn_id,
-                        "account": outcome.how(),
-                        "asserted": asserted,
-                        "attributes": verified.attributes,
-                        "response_xml": xml_audit,
-                    })),
+                    &org,
+                    &conn_id,
+                    "saml",
+                    method,
+                    &asserted,
+                    json!({"attributes": verified.attributes, "response_xml": xml_audit}),
+                    return_to.as_deref(),
                     now,
-                )?;
-                let token = handoff::create(conn, &org.id, &user.id, &conn_id, method, return_to.as_deref(), now)?;
-                Ok(Ok(token))
+                )
             })
             .map_err(AppError::from)
         })

@@ -79,6 +79,14 @@ pub fn for_verified_domain(conn: &mut DbConn, domain: &str) -> Result<Vec<Connec
         .load(conn)?)
 }
 
+/// Stores a connection's sealed secret (the OIDC client secret).
+pub fn set_secret(conn: &mut DbConn, id: &str, sealed: &str) -> Result<()> {
+    diesel::update(connections::table.find(id))
+        .set(connections::secret_enc.eq(Some(sealed)))
+        .execute(conn)?;
+    Ok(())
+}
+
 pub fn mark_success(conn: &mut DbConn, id: &str, now: i64) -> Result<()> {
     diesel::update(connections::table.find(id))
         .set(connections::last_success_at.eq(Some(now)))

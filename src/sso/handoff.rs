@@ -46,6 +46,58 @@ pub fn cookie(
     c
 }
 
+/// After a verified assertion or ID token, inside the caller's write transaction: resolves the
+/// account (design.md rules 3–5), records the connection's success, audits the sign-in as
+/// `login.{protocol}` with `evidence` (the decoded payload), and stores a handoff. Returns its
+/// token, or the refusal in words.
+#[allow(clippy::too_many_arguments)]
+pub fn verified_sign_in(
+    conn: &mut DbConn,
+    org: &crate::identity::orgs::Organization,
+    connection_id: &str,
+    protocol: &str,
+    method: &str,
+    asserted: &crate::sso::resolve::Asserted,
+    evidence: serde_json::Value,
+    return_to: Option<&str>,
+    now: i64,
+) -> Result<Result<String, String>, IdentityError> {
+    let outcome = match crate::sso::resolve::resolve(conn, org, connection_id, asserted, now)? {
+        Ok(o) => o,
+        Err(refusal) => return Ok(Err(refusal.to_string())),
+    };
+    let user = outcome.user();
+    crate::sso::connections::mark_success(conn, connection_id, now)?;
+    let mut payload = json!({
+        "connection": connection_id,
+        "account": outcome.how(),
+        "asserted": asserted,
+    });
+    if let (Some(p), serde_json::Value::Object(extra)) = (payload.as_object_mut(), evidence) {
+        p.extend(extra);
+    }
+    audit::record(
+        conn,
+        &Event::new(
+            Some(&org.id),
+            format!("user:{}", user.id),
+            format!("login.{protocol}"),
+        )
+        .payload(payload),
+        now,
+    )?;
+    let token = create(
+        conn,
+        &org.id,
+        &user.id,
+        connection_id,
+        method,
+        return_to,
+        now,
+    )?;
+    Ok(Ok(token))
+}
+
 /// Stores a handoff (inside the ACS transaction) and returns its token.
 pub fn create(
     conn: &mut DbConn,

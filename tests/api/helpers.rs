@@ -345,6 +345,22 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The email-first step of `/sso/login`: an e-mail and no password.
+    pub async fn email_first(&self, email: &str, return_to: &str) -> reqwest::Response {
+        let csrf = self.login_csrf().await;
+        self.client
+            .post(self.url("/sso/login"))
+            .form(&[
+                ("email", email),
+                ("password", ""),
+                ("csrf", &csrf),
+                ("return_to", return_to),
+            ])
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn me_json(&self) -> reqwest::Response {
         self.client
             .get(self.url("/sso/me"))

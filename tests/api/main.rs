@@ -5,6 +5,7 @@
 
 mod helpers;
 mod identity;
+mod oidc;
 mod platform;
 mod saml;
 mod scim;

@@ -230,20 +230,7 @@ async fn sp_initiated_sign_in_with_jit(backend: Backend) {
     );
 
     // Email-first start: POST /sso/login with the e-mail only goes to this connection.
-    let csrf = s.app.login_csrf().await;
-    let res = s
-        .app
-        .client
-        .post(s.app.url("/sso/login"))
-        .form(&[
-            ("email", "ann@acme.test"),
-            ("password", ""),
-            ("csrf", &csrf),
-            ("return_to", "/app/home"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = s.app.email_first("ann@acme.test", "/app/home").await;
     assert_eq!(res.status(), 303);
     let to_connection = res.headers()["location"].to_str().unwrap().to_string();
     assert_eq!(
