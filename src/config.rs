@@ -22,6 +22,8 @@
 //! | `GATEHOUSE_OUTBOUND_ALLOW_PRIVATE` | `outbound_allow_private` | false |
 //! | `GATEHOUSE_SCIM_MAX_BODY_BYTES` | `scim_max_body_bytes` | 4194304 (4 MiB) |
 //! | `GATEHOUSE_SCIM_RATE_LIMIT` | `scim_rate_limit` | 100 (requests/s per token; 0 = off) |
+//! | `GATEHOUSE_ALLOWED_RETURN_HOSTS` | `allowed_return_hosts` | none (comma-separated hosts a sign-in may return to besides our own paths) |
+//! | `GATEHOUSE_ALERT_WEBHOOK` | `alert_webhook` | unset (URL that receives a JSON POST for every break-glass sign-in) |
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -94,6 +96,8 @@ struct FileConfig {
     outbound_allow_private: Option<bool>,
     scim_max_body_bytes: Option<usize>,
     scim_rate_limit: Option<u32>,
+    allowed_return_hosts: Option<Vec<String>>,
+    alert_webhook: Option<String>,
 }
 
 /// The effective configuration.
@@ -122,6 +126,10 @@ pub struct Settings {
     pub scim_max_body_bytes: usize,
     /// SCIM requests per second per token (bursts up to 3×); 0 turns the limit off.
     pub scim_rate_limit: u32,
+    /// Hosts (lower case, optionally `host:port`) that `return_to` may name besides local paths.
+    pub allowed_return_hosts: Vec<String>,
+    /// Receives a JSON POST (through the guarded outbound client) for every break-glass use.
+    pub alert_webhook: Option<Url>,
 }
 
 #[derive(Debug, Clone)]
@@ -151,6 +159,8 @@ const KNOWN_ENV: &[&str] = &[
     "GATEHOUSE_OUTBOUND_ALLOW_PRIVATE",
     "GATEHOUSE_SCIM_MAX_BODY_BYTES",
     "GATEHOUSE_SCIM_RATE_LIMIT",
+    "GATEHOUSE_ALLOWED_RETURN_HOSTS",
+    "GATEHOUSE_ALERT_WEBHOOK",
 ];
 
 impl Settings {
@@ -250,7 +260,42 @@ impl Settings {
             Some(list) => parse_cidrs(list)?,
             None => fc.trusted_proxies.unwrap_or_default(),
         };
+        let allowed_return_hosts: Vec<String> = match env.get("GATEHOUSE_ALLOWED_RETURN_HOSTS") {
+            Some(list) => list
+                .split(',')
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
+            None => fc
+                .allowed_return_hosts
+                .unwrap_or_default()
+                .into_iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .collect(),
+        };
+        let alert_webhook = match env
+            .get("GATEHOUSE_ALERT_WEBHOOK")
+            .cloned()
+            .or(fc.alert_webhook)
+            .filter(|v| !v.trim().is_empty())
+        {
+            None => None,
+            Some(v) => {
+                let url = Url::parse(v.trim()).map_err(|e| {
+                    env_err("GATEHOUSE_ALERT_WEBHOOK", format!("`{v}` is not a URL: {e}"))
+                })?;
+                if !matches!(url.scheme(), "http" | "https") {
+                    return Err(env_err(
+                        "GATEHOUSE_ALERT_WEBHOOK",
+                        format!("`{v}` must be an http(s) URL"),
+                    ));
+                }
+                Some(url)
+            }
+        };
         let settings = Settings {
+            allowed_return_hosts,
+            alert_webhook,
             listen,
             public_url,
             public_url_derived,
@@ -392,6 +437,18 @@ impl Settings {
             (
                 "outbound_allow_private",
                 self.outbound_allow_private.to_string(),
+            ),
+            (
+                "allowed_return_hosts",
+                format!("[{}]", self.allowed_return_hosts.join(", ")),
+            ),
+            (
+                "alert_webhook",
+                // A webhook URL may carry a token: show only where it goes.
+                self.alert_webhook
+                    .as_ref()
+                    .map(|u| format!("{}://{}/…", u.scheme(), u.host_str().unwrap_or("")))
+                    .unwrap_or_else(|| "(unset)".into()),
             ),
         ];
         lines.iter().map(|(k, v)| format!("{k} = {v}\n")).collect()

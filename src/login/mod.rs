@@ -1,6 +1,7 @@
 //! Signing in and out: the password sign-in (local accounts and instance admins with TOTP),
 //! sessions, `/sso/me`, `/sso/logout`, and the guards they share (login CSRF, return_to).
 
+pub mod backoff;
 pub mod csrf;
 pub mod me;
 pub mod password;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::session::{self, Subject};
-use super::{csrf, return_to, totp};
+use super::{backoff, csrf, return_to, totp};
 use crate::audit::{self, Event, Outcome};
 use crate::clock;
 use crate::db::ids::AdminId;
@@ -17,7 +17,10 @@ use crate::db::write_tx;
 use crate::domain::Email;
 use crate::http::errors::{AppError, PageError};
 use crate::http::pages::render;
-use crate::identity::{admins, orgs, users, IdentityError};
+use crate::db::ids::OrgId;
+use crate::domain::Enforcement;
+use crate::identity::{admins, domains, orgs, users, IdentityError};
+use crate::sso::connections::{self, Connection};
 use crate::startup::AppState;
 
 const TOTP_PENDING_CONTEXT: &str = "login:totp-pending";
@@ -25,12 +28,43 @@ const TOTP_PENDING_SECS: i64 = 300;
 const WRONG_CREDENTIALS: &str = "That e-mail and password do not match an account.";
 
 #[derive(Template)]
-#[template(path = "login/password.html")]
-struct LoginPage<'a> {
+#[template(path = "login/email.html")]
+struct EmailPage<'a> {
     csrf: &'a str,
     email: &'a str,
     return_to: &'a str,
     error: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "login/password.html")]
+struct PasswordPage<'a> {
+    csrf: &'a str,
+    email: &'a str,
+    return_to: &'a str,
+    error: Option<&'a str>,
+}
+
+/// A sign-in button of an SSO connection.
+pub struct SsoChoice {
+    pub name: String,
+    pub url: String,
+}
+
+#[derive(Template)]
+#[template(path = "login/choose.html")]
+struct ChoosePage<'a> {
+    email: &'a str,
+    choices: &'a [SsoChoice],
+    password_url: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "login/sso_required.html")]
+struct SsoRequiredPage<'a> {
+    org: &'a str,
+    choices: &'a [SsoChoice],
+    break_glass: bool,
 }
 
 #[derive(Template)]
@@ -44,19 +78,51 @@ struct TotpPage<'a> {
 #[derive(Deserialize)]
 pub struct PageQuery {
     return_to: Option<String>,
+    email: Option<String>,
+    /// `password`: the password step for `email` (the "use a password instead" link).
+    step: Option<String>,
 }
 
-/// `GET /sso/login`
+/// `GET /sso/login`: one e-mail field (or the password step, from "use a password instead").
 pub async fn page(
     state: web::Data<AppState>,
     req: HttpRequest,
     q: web::Query<PageQuery>,
 ) -> HttpResponse {
-    let return_to = return_to::safe_local_path(q.return_to.as_deref()).unwrap_or_default();
-    login_page(&state, &req, "", &return_to, None, StatusCode::OK)
+    let return_to = return_to::safe(q.return_to.as_deref(), &state.settings.allowed_return_hosts)
+        .unwrap_or_default();
+    let email = q
+        .email
+        .as_deref()
+        .and_then(|e| Email::parse(e).ok())
+        .map(|e| e.to_string());
+    match (q.step.as_deref(), email) {
+        (Some("password"), Some(email)) => password_page(
+            &state,
+            &req,
+            &email,
+            &return_to,
+            None,
+            StatusCode::OK,
+        ),
+        _ => email_page(&state, &req, "", &return_to, None, StatusCode::OK),
+    }
 }
 
-fn login_page(
+fn with_csrf<F>(state: &AppState, req: &HttpRequest, status: StatusCode, page: F) -> HttpResponse
+where
+    F: FnOnce(&str) -> HttpResponse,
+{
+    let (token, cookie) = csrf::ensure(req, &state.settings);
+    let mut res = page(&token);
+    *res.status_mut() = status;
+    if let Some(c) = cookie {
+        let _ = res.add_cookie(&c);
+    }
+    no_store(res)
+}
+
+fn email_page(
     state: &AppState,
     req: &HttpRequest,
     email: &str,
@@ -64,20 +130,38 @@ fn login_page(
     error: Option<&str>,
     status: StatusCode,
 ) -> HttpResponse {
-    let (token, cookie) = csrf::ensure(req, &state.settings);
-    let mut res = render(
-        status,
-        &LoginPage {
-            csrf: &token,
-            email,
-            return_to,
-            error,
-        },
-    );
-    if let Some(c) = cookie {
-        let _ = res.add_cookie(&c);
-    }
-    no_store(res)
+    with_csrf(state, req, status, |csrf| {
+        render(
+            status,
+            &EmailPage {
+                csrf,
+                email,
+                return_to,
+                error,
+            },
+        )
+    })
+}
+
+fn password_page(
+    state: &AppState,
+    req: &HttpRequest,
+    email: &str,
+    return_to: &str,
+    error: Option<&str>,
+    status: StatusCode,
+) -> HttpResponse {
+    with_csrf(state, req, status, |csrf| {
+        render(
+            status,
+            &PasswordPage {
+                csrf,
+                email,
+                return_to,
+                error,
+            },
+        )
+    })
 }
 
 fn no_store(mut res: HttpResponse) -> HttpResponse {
@@ -86,6 +170,68 @@ fn no_store(mut res: HttpResponse) -> HttpResponse {
         actix_web::http::header::HeaderValue::from_static("no-store"),
     );
     res
+}
+
+fn encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// The sign-in buttons of these connections, carrying `return_to`.
+pub fn choices(connections: &[Connection], return_to: Option<&str>) -> Vec<SsoChoice> {
+    connections
+        .iter()
+        .map(|c| {
+            let mut url = format!("/sso/{}/{}/login", c.kind, c.id);
+            if let Some(r) = return_to {
+                url.push_str("?return_to=");
+                url.push_str(&encode(r));
+            }
+            SsoChoice {
+                name: c.name.clone(),
+                url,
+            }
+        })
+        .collect()
+}
+
+/// What the e-mail's domain alone decides (never whether an account exists): the SSO
+/// connections of the org that verified it, and whether that org requires SSO for it.
+struct DomainRoute {
+    org_name: String,
+    connections: Vec<Connection>,
+    enforced: bool,
+}
+
+async fn domain_route(state: &AppState, email: Option<&Email>) -> Result<DomainRoute, AppError> {
+    let domain = email.map(|e| e.domain().clone());
+    state
+        .db
+        .run(move |conn| -> Result<DomainRoute, IdentityError> {
+            let none = DomainRoute {
+                org_name: String::new(),
+                connections: Vec::new(),
+                enforced: false,
+            };
+            let Some(domain) = domain else {
+                return Ok(none);
+            };
+            let Some(d) = domains::find(conn, &domain)?.filter(|d| d.verified) else {
+                return Ok(none);
+            };
+            let org = orgs::get(conn, &d.org_id)?;
+            let enforced = match org.enforcement() {
+                Enforcement::Off => false,
+                Enforcement::Domains => d.enforce,
+                Enforcement::All => true,
+            };
+            Ok(DomainRoute {
+                org_name: org.name,
+                connections: connections::for_verified_domain(conn, domain.as_str())?,
+                enforced,
+            })
+        })
+        .await
+        .map_err(AppError::from)
 }
 
 #[derive(Deserialize)]
@@ -105,6 +251,36 @@ struct PendingTotp {
     return_to: Option<String>,
 }
 
+/// Audits a refused password sign-in under the org of the account or domain (its admins can
+/// act), else under the instance. The typed e-mail is kept, never the password.
+async fn audit_refusal(
+    state: &AppState,
+    org: Option<OrgId>,
+    email: &str,
+    reason: &str,
+    now: i64,
+) -> Result<(), AppError> {
+    let event = Event::new(org.as_ref(), format!("anonymous:{email}"), "login.password")
+        .outcome(Outcome::Failure)
+        .payload(json!({"email": email, "reason": reason}));
+    state
+        .db
+        .run(move |conn| audit::record(conn, &event, now).map_err(AppError::from))
+        .await?;
+    Ok(())
+}
+
+fn sso_required(org: &str, choices: &[SsoChoice], break_glass: bool) -> HttpResponse {
+    no_store(render(
+        StatusCode::FORBIDDEN,
+        &SsoRequiredPage {
+            org,
+            choices,
+            break_glass,
+        },
+    ))
+}
+
 /// `POST /sso/login`
 pub async fn submit(
     state: web::Data<AppState>,
@@ -118,48 +294,66 @@ pub async fn submit(
         )
         .into());
     }
-    let return_to = return_to::safe_local_path(form.return_to.as_deref());
+    let return_to = return_to::safe(form.return_to.as_deref(), &state.settings.allowed_return_hosts);
     let email = Email::parse(&form.email).ok();
     let folded = email.as_ref().map(|e| e.folded());
+    let shown_email = email.as_ref().map(|e| e.to_string()).unwrap_or_default();
     let password = form
         .password
         .filter(|p| !secrecy::ExposeSecret::expose_secret(p).is_empty());
-    // No password: home realm discovery by the e-mail's domain only (never by whether the
-    // account exists). A verified domain with an SSO connection goes to that IdP.
+    let route = domain_route(&state, email.as_ref()).await?;
+    let back = return_to.as_deref().unwrap_or("");
+
+    // No password: routing by the e-mail's domain only (design.md rule 1).
     let Some(password) = password else {
-        let domain = email
-            .as_ref()
-            .map(|e| e.domain().to_string())
-            .unwrap_or_default();
-        let found = state
-            .db
-            .run(move |conn| {
-                crate::sso::connections::for_verified_domain(conn, &domain).map_err(AppError::from)
-            })
-            .await?;
-        if let Some(c) = found.first() {
-            let mut location = format!("/sso/{}/{}/login", c.kind, c.id);
-            if let Some(r) = &return_to {
-                location.push_str("?return_to=");
-                location.push_str(
-                    &url::form_urlencoded::byte_serialize(r.as_bytes()).collect::<String>(),
-                );
-            }
+        if email.is_none() {
+            return Ok(email_page(
+                &state,
+                &req,
+                &form.email,
+                back,
+                Some("Enter your work e-mail address."),
+                StatusCode::OK,
+            ));
+        }
+        let choices = choices(&route.connections, return_to.as_deref());
+        if choices.len() == 1 && route.enforced {
             return Ok(HttpResponse::SeeOther()
-                .insert_header(("location", location))
+                .insert_header(("location", choices[0].url.clone()))
                 .finish());
         }
-        let shown = email.as_ref().map(|e| e.to_string()).unwrap_or_default();
-        return Ok(login_page(
+        if !choices.is_empty() {
+            let password_url = (!route.enforced).then(|| {
+                format!(
+                    "/sso/login?step=password&email={}&return_to={}",
+                    encode(&shown_email),
+                    encode(back)
+                )
+            });
+            return Ok(no_store(render(
+                StatusCode::OK,
+                &ChoosePage {
+                    email: &shown_email,
+                    choices: &choices,
+                    password_url: password_url.as_deref(),
+                },
+            )));
+        }
+        return Ok(password_page(
             &state,
             &req,
-            &shown,
-            return_to.as_deref().unwrap_or(""),
-            Some("Enter your password to sign in."),
+            &shown_email,
+            back,
+            None,
             StatusCode::OK,
         ));
     };
+
     let lookup_key = folded.clone().unwrap_or_default();
+    let backoff_key = backoff::key("password", &lookup_key, &req);
+    if let Some(wait) = backoff::wait(&backoff_key) {
+        return Err(AppError::TooManyRequests { retry_after: wait }.into());
+    }
     let (admin, candidates, refused) = state
         .db
         .run(move |conn| -> Result<_, IdentityError> {
@@ -171,12 +365,13 @@ pub async fn submit(
                 return Ok((admin, Vec::new(), Vec::new()));
             }
             // SSO enforcement and break-glass accounts are decided before any password is
-            // checked: such accounts never sign in here (the work is the same either way).
+            // checked; their passwords are still checked (same work), and only a correct one
+            // learns why it cannot be used here.
             let mut allowed = Vec::new();
             let mut refused = Vec::new();
             for u in users::password_candidates(conn, &lookup_key)? {
                 let org = orgs::get(conn, &u.org_id)?;
-                let enforced: Vec<String> = crate::identity::domains::list(conn, &u.org_id)?
+                let enforced: Vec<String> = domains::list(conn, &u.org_id)?
                     .into_iter()
                     .filter(|d| d.enforce)
                     .map(|d| d.domain)
@@ -191,7 +386,11 @@ pub async fn submit(
                 if ok {
                     allowed.push(u);
                 } else {
-                    refused.push(u);
+                    let choices = connections::list(conn, &u.org_id)?
+                        .into_iter()
+                        .filter(|c| c.enabled)
+                        .collect::<Vec<_>>();
+                    refused.push((u, org.name, choices));
                 }
             }
             Ok((None, allowed, refused))
@@ -202,6 +401,7 @@ pub async fn submit(
         Some(a) => vec![a.password_hash.clone()],
         None => candidates
             .iter()
+            .chain(refused.iter().map(|(u, _, _)| u))
             .filter_map(|u| u.password_hash.clone())
             .collect(),
     };
@@ -209,6 +409,7 @@ pub async fn submit(
     let now = clock::now();
 
     if let (Some(admin), Some(_)) = (&admin, matched) {
+        backoff::record(&backoff_key, true);
         let pending = PendingTotp {
             admin: admin.id.clone(),
             exp: now + TOTP_PENDING_SECS,
@@ -220,58 +421,79 @@ pub async fn submit(
                 .as_bytes(),
             TOTP_PENDING_CONTEXT,
         );
-        let (token, cookie) = csrf::ensure(&req, &state.settings);
-        let mut res = render(
-            StatusCode::OK,
-            &TotpPage {
-                csrf: &token,
-                pending: &sealed,
-                error: None,
-            },
-        );
-        if let Some(c) = cookie {
-            let _ = res.add_cookie(&c);
-        }
-        return Ok(no_store(res));
+        return Ok(with_csrf(&state, &req, StatusCode::OK, |csrf| {
+            render(
+                StatusCode::OK,
+                &TotpPage {
+                    csrf,
+                    pending: &sealed,
+                    error: None,
+                },
+            )
+        }));
+    }
+
+    // The domain requires SSO: no password sign-in, whoever asks (decided by domain only).
+    if route.enforced {
+        let org = candidates
+            .first()
+            .map(|u| u.org_id.clone())
+            .or(refused.first().map(|(u, _, _)| u.org_id.clone()));
+        audit_refusal(
+            &state,
+            org,
+            &shown_email,
+            "password sign-in refused: the organization requires SSO for this e-mail domain",
+            now,
+        )
+        .await?;
+        let choices = choices(&route.connections, return_to.as_deref());
+        return Ok(sso_required(&route.org_name, &choices, false));
+    }
+
+    // A correct password for an account that may not use it here: say why (and where to go).
+    let allowed_count = candidates.len();
+    if let Some((u, org_name, conns)) = matched
+        .and_then(|i| i.checked_sub(allowed_count))
+        .and_then(|i| refused.get(i))
+    {
+        backoff::record(&backoff_key, true);
+        let reason = if u.is_break_glass {
+            "password sign-in refused: break-glass accounts sign in at /sso/breakglass"
+        } else {
+            "password sign-in refused: the organization requires SSO for this account"
+        };
+        audit_refusal(&state, Some(u.org_id.clone()), &shown_email, reason, now).await?;
+        let choices = choices(conns, return_to.as_deref());
+        return Ok(sso_required(org_name, &choices, u.is_break_glass));
     }
 
     let user = matched.and_then(|i| candidates.get(i).cloned());
-    let shown_email = email.as_ref().map(|e| e.to_string()).unwrap_or_default();
     let Some(user) = user.clone().filter(|u| u.active) else {
-        // Audit under the org of the account when there is one (its admins can act), else
-        // under the instance. The typed e-mail is kept, never the password.
+        backoff::record(&backoff_key, false);
         let org = candidates
             .first()
-            .or(refused.first())
+            .or(refused.first().map(|(u, _, _)| u))
             .map(|u| u.org_id.clone());
         let reason = match (&user, candidates.is_empty() && admin.is_none()) {
             (Some(_), _) => "account deactivated",
             (None, true) if !refused.is_empty() => {
-                "password sign-in refused: the organization requires SSO for this account (or it is a break-glass account)"
+                "wrong password for an account that must use SSO (or a break-glass account)"
             }
             (None, true) => "no account with a password for this e-mail",
             (None, false) => "wrong password",
         };
-        let event = Event::new(
-            org.as_ref(),
-            format!("anonymous:{shown_email}"),
-            "login.password",
-        )
-        .outcome(Outcome::Failure)
-        .payload(json!({"email": shown_email, "reason": reason}));
-        state
-            .db
-            .run(move |conn| audit::record(conn, &event, now).map_err(AppError::from))
-            .await?;
-        return Ok(login_page(
+        audit_refusal(&state, org, &shown_email, reason, now).await?;
+        return Ok(password_page(
             &state,
             &req,
             &shown_email,
-            return_to.as_deref().unwrap_or(""),
+            back,
             Some(WRONG_CREDENTIALS),
             StatusCode::UNAUTHORIZED,
         ));
     };
+    backoff::record(&backoff_key, true);
 
     let previous = session::cookie_hash(&req, &state.settings);
     let event = Event::new(
@@ -314,39 +536,6 @@ fn signed_in_redirect(
         .finish()
 }
 
-/// Back-off on wrong TOTP codes per (admin, client address): after 5 failures each further
-/// attempt waits 2^(n-5) s (at most 15 min) since the last one. It slows guessing to a crawl
-/// without a lockout someone else could trigger from another address.
-static TOTP_FAILURES: std::sync::OnceLock<
-    std::sync::Mutex<std::collections::HashMap<String, (u32, std::time::Instant)>>,
-> = std::sync::OnceLock::new();
-const TOTP_FREE_ATTEMPTS: u32 = 5;
-
-fn totp_wait(key: &str) -> Option<u64> {
-    let map = TOTP_FAILURES.get_or_init(Default::default).lock().ok()?;
-    let (n, at) = map.get(key)?;
-    if *n < TOTP_FREE_ATTEMPTS {
-        return None;
-    }
-    let wait = 2u64.saturating_pow(n - TOTP_FREE_ATTEMPTS).min(900);
-    let elapsed = at.elapsed().as_secs();
-    (elapsed < wait).then(|| wait - elapsed)
-}
-
-fn totp_result(key: &str, ok: bool) {
-    if let Ok(mut map) = TOTP_FAILURES.get_or_init(Default::default).lock() {
-        if ok {
-            map.remove(key);
-        } else {
-            let e = map
-                .entry(key.to_string())
-                .or_insert((0, std::time::Instant::now()));
-            e.0 += 1;
-            e.1 = std::time::Instant::now();
-        }
-    }
-}
-
 #[derive(Deserialize)]
 pub struct TotpForm {
     pending: String,
@@ -382,12 +571,8 @@ pub async fn submit_totp(
     if pending.exp < now {
         return Err(expired());
     }
-    let peer = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default();
-    let backoff_key = format!("{}|{peer}", pending.admin);
-    if let Some(wait) = totp_wait(&backoff_key) {
+    let backoff_key = backoff::key("totp", pending.admin.as_str(), &req);
+    if let Some(wait) = backoff::wait(&backoff_key) {
         return Err(AppError::TooManyRequests { retry_after: wait }.into());
     }
     let key = state.key.clone();
@@ -434,7 +619,7 @@ pub async fn submit_totp(
             .map_err(AppError::from)
         })
         .await?;
-    totp_result(&backoff_key, result.is_some());
+    backoff::record(&backoff_key, result.is_some());
     match result {
         Some(cookie_value) => Ok(signed_in_redirect(&state, cookie_value, pending.return_to)),
         None => {

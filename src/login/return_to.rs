@@ -1,5 +1,7 @@
-//! `return_to` is only ever a local path: anything that a browser could resolve to another
-//! origin (`//host`, `/\host`, `https:`, control characters) is dropped.
+//! `return_to` is a local path: anything that a browser could resolve to another origin
+//! (`//host`, `/\host`, `https:`, control characters) is dropped — unless it is an absolute
+//! http(s) URL whose host the operator listed in `allowed_return_hosts` (forward-auth setups
+//! that protect apps on other hosts).
 
 pub fn safe_local_path(candidate: Option<&str>) -> Option<String> {
     let p = candidate?.trim();
@@ -19,9 +21,53 @@ pub fn safe_local_path(candidate: Option<&str>) -> Option<String> {
     Some(p.to_string())
 }
 
+/// A local path, or an absolute http(s) URL on one of `allowed_hosts` (`host` or
+/// `host:port`, lower case).
+pub fn safe(candidate: Option<&str>, allowed_hosts: &[String]) -> Option<String> {
+    let p = candidate?.trim();
+    if p.starts_with('/') {
+        return safe_local_path(Some(p));
+    }
+    if allowed_hosts.is_empty() || p.len() > 2048 || p.chars().any(|c| c.is_control()) {
+        return None;
+    }
+    let url = url::Url::parse(p).ok()?;
+    if !matches!(url.scheme(), "http" | "https") || !url.username().is_empty() || url.password().is_some() {
+        return None;
+    }
+    let host = url.host_str()?.to_ascii_lowercase();
+    let with_port = url.port().map(|port| format!("{host}:{port}"));
+    allowed_hosts
+        .iter()
+        .any(|h| *h == host || Some(h) == with_port.as_ref())
+        .then(|| url.to_string())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::safe_local_path;
+    use super::{safe, safe_local_path};
+
+    #[test]
+    fn other_hosts_only_when_listed() {
+        let allowed = vec!["app.example.com".to_string(), "wiki.example.com:8443".to_string()];
+        assert_eq!(
+            safe(Some("https://app.example.com/x?y=1"), &allowed).as_deref(),
+            Some("https://app.example.com/x?y=1")
+        );
+        assert!(safe(Some("https://wiki.example.com:8443/"), &allowed).is_some());
+        for bad in [
+            "https://evil.example/",
+            "https://app.example.com.evil.example/",
+            "https://user@app.example.com/",
+            "javascript://app.example.com/%0aalert(1)",
+            "https://wiki.example.com/",
+            "//app.example.com/",
+        ] {
+            assert_eq!(safe(Some(bad), &allowed), None, "{bad}");
+        }
+        assert_eq!(safe(Some("https://app.example.com/"), &[]), None);
+        assert_eq!(safe(Some("/local"), &[]).as_deref(), Some("/local"));
+    }
 
     #[test]
     fn only_local_paths_survive() {

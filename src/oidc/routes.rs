@@ -20,7 +20,7 @@ use crate::db::schema::oidc_requests;
 use crate::db::{write_tx, DbConn};
 use crate::http::errors::{AppError, PageError};
 use crate::identity::{domains, orgs, IdentityError};
-use crate::login::return_to::safe_local_path;
+use crate::login::return_to;
 use crate::login::session;
 use crate::sso::connections::{self, Connection};
 use crate::sso::handoff;
@@ -147,7 +147,7 @@ pub async fn login(
         oidc_requests::browser_hash.eq(sha256_hex(&browser)),
         oidc_requests::nonce_enc.eq(state.key.seal(nonce.as_bytes(), "oidc-nonce")),
         oidc_requests::verifier_enc.eq(state.key.seal(verifier.secret().as_bytes(), "oidc-pkce")),
-        oidc_requests::return_to.eq(safe_local_path(q.return_to.as_deref())),
+        oidc_requests::return_to.eq(return_to::safe(q.return_to.as_deref(), &state.settings.allowed_return_hosts)),
         oidc_requests::created_at.eq(now),
         oidc_requests::expires_at.eq(now + REQUEST_TTL_SECS),
     );

@@ -290,6 +290,29 @@ pub fn form_field(html: &str, name: &str) -> String {
         .replace("&#x3d;", "=")
 }
 
+/// The `href`s of the links with this class, unescaped.
+pub fn links(html: &str, class: &str) -> Vec<String> {
+    let marker = format!("class=\"{class}\" href=\"");
+    html.match_indices(&marker)
+        .map(|(i, _)| {
+            let start = i + marker.len();
+            let end = html[start..].find('"').unwrap() + start;
+            unescape(&html[start..end])
+        })
+        .collect()
+}
+
+pub fn unescape(s: &str) -> String {
+    s.replace("&#x2b;", "+")
+        .replace("&#x2f;", "/")
+        .replace("&#x3d;", "=")
+        .replace("&#x27;", "'")
+        .replace("&#39;", "'")
+        .replace("&quot;", "\"")
+        .replace("&#34;", "\"")
+        .replace("&amp;", "&")
+}
+
 pub const PASSWORD: &str = "correct horse battery staple";
 
 impl TestApp {
@@ -359,6 +382,17 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+    }
+
+    /// The email-first step for an e-mail whose domain has SSO: the links of the page's
+    /// "Continue with …" buttons (or the redirect, when the domain requires SSO).
+    pub async fn sso_choices(&self, email: &str, return_to: &str) -> Vec<String> {
+        let res = self.email_first(email, return_to).await;
+        if res.status() == 303 {
+            return vec![res.headers()["location"].to_str().unwrap().to_string()];
+        }
+        assert_eq!(res.status(), 200);
+        links(&res.text().await.unwrap(), "button sso-connection")
     }
 
     pub async fn me_json(&self) -> reqwest::Response {

@@ -276,15 +276,14 @@ async fn code_flow_with_jit(backend: Backend) {
         .cli_ok(&["role", "map", "acme", "Engineering", "developer"]);
 
     // Email-first: an e-mail of the verified domain goes to this connection.
-    let res = s.app.email_first("ann@acme.test", "/app/home").await;
-    assert_eq!(res.status(), 303);
+    let links = s.app.sso_choices("ann@acme.test", "/app/home").await;
     assert_eq!(
-        location(&res),
-        format!("/sso/oidc/{}/login?return_to=%2Fapp%2Fhome", s.connection)
+        links,
+        vec![format!("/sso/oidc/{}/login?return_to=%2Fapp%2Fhome", s.connection)]
     );
 
     // The authorization request: code, PKCE S256, state and nonce, our redirect URI.
-    let res = s.app.get(&location(&res)).await;
+    let res = s.app.get(&links[0]).await;
     assert_eq!(res.status(), 303);
     let bound = set_cookie(&res, "gatehouse_oidc").unwrap();
     assert!(

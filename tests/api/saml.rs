@@ -230,12 +230,10 @@ async fn sp_initiated_sign_in_with_jit(backend: Backend) {
     );
 
     // Email-first start: POST /sso/login with the e-mail only goes to this connection.
-    let res = s.app.email_first("ann@acme.test", "/app/home").await;
-    assert_eq!(res.status(), 303);
-    let to_connection = res.headers()["location"].to_str().unwrap().to_string();
+    let links = s.app.sso_choices("ann@acme.test", "/app/home").await;
     assert_eq!(
-        to_connection,
-        format!("/sso/saml/{}/login?return_to=%2Fapp%2Fhome", s.connection)
+        links,
+        vec![format!("/sso/saml/{}/login?return_to=%2Fapp%2Fhome", s.connection)]
     );
 
     let request = s.start("/app/home").await;

@@ -662,7 +662,7 @@ async fn enforcement_refuses_password_sign_in() {
         "acme.test is not enforced"
     );
     app.sql("UPDATE domains SET enforce = TRUE WHERE domain = 'acme.test'");
-    assert_eq!(app.login("alice@acme.test", PASSWORD).await.status(), 401);
+    assert_eq!(app.login("alice@acme.test", PASSWORD).await.status(), 403);
     assert_eq!(
         app.login("contractor@partner.test", PASSWORD)
             .await
@@ -675,7 +675,7 @@ async fn enforcement_refuses_password_sign_in() {
         app.login("contractor@partner.test", PASSWORD)
             .await
             .status(),
-        401
+        403
     );
     assert!(app
         .cli_ok(&["audit", "list", "acme", "--json"])
@@ -688,7 +688,7 @@ async fn enforcement_refuses_password_sign_in() {
         app.login("contractor@partner.test", PASSWORD)
             .await
             .status(),
-        401,
+        403,
         "break-glass accounts use /sso/breakglass"
     );
 }

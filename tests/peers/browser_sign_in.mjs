@@ -15,18 +15,28 @@ try {
   const page = await browser.newPage();
   await page.goto(`${base}/sso/login?return_to=%2Fsso%2Fme`);
   await page.fill('#email', email);
+  // The domain has SSO but does not require it: the page offers its connection.
+  await Promise.all([
+    page.waitForSelector('a.sso-connection', { timeout: 30000 }),
+    page.click('button[type=submit]'),
+  ]);
   if (idpLogin) {
     await Promise.all([
       page.waitForSelector('input[name=login]', { timeout: 30000 }),
-      page.click('button[type=submit]'),
+      page.click('a.sso-connection'),
     ]);
     await page.fill('input[name=login]', idpLogin);
     await page.fill('input[name=password]', 'any password');
+    await Promise.all([
+      page.waitForURL(`${base}/sso/me`, { timeout: 30000 }),
+      page.click('button[type=submit]'),
+    ]);
+  } else {
+    await Promise.all([
+      page.waitForURL(`${base}/sso/me`, { timeout: 30000 }),
+      page.click('a.sso-connection'),
+    ]);
   }
-  await Promise.all([
-    page.waitForURL(`${base}/sso/me`, { timeout: 30000 }),
-    page.click('button[type=submit]'),
-  ]);
   const text = await page.textContent('#user-name');
   console.log(JSON.stringify({ url: page.url(), text }));
 } finally {
