@@ -282,7 +282,10 @@ impl Settings {
             None => None,
             Some(v) => {
                 let url = Url::parse(v.trim()).map_err(|e| {
-                    env_err("GATEHOUSE_ALERT_WEBHOOK", format!("`{v}` is not a URL: {e}"))
+                    env_err(
+                        "GATEHOUSE_ALERT_WEBHOOK",
+                        format!("`{v}` is not a URL: {e}"),
+                    )
                 })?;
                 if !matches!(url.scheme(), "http" | "https") {
                     return Err(env_err(

@@ -141,6 +141,17 @@ pub enum AdminCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum BreakglassCommand {
+    /// Create or mark an org's break-glass account (at most two per org) with a new generated
+    /// password and TOTP seed; prints `password: …` and the otpauth:// URI, once.
+    Set { org: String, email: String },
+    /// List an org's break-glass accounts.
+    List { org: String },
+    /// Make a break-glass account an ordinary account again (its password and TOTP removed).
+    Remove { org: String, email: String },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum KeysCommand {
     /// Add new signing keys; the previous ones stay published during the overlap.
     Rotate,
@@ -263,6 +274,7 @@ pub fn run(settings: &Settings, command: Command, json: bool) -> anyhow::Result<
         Command::ScimToken(c) => scim_token(&ctx, c),
         Command::User(c) => user(&ctx, c),
         Command::Admin(c) => admin(&ctx, c),
+        Command::Breakglass(c) => breakglass_cmd(&ctx, c),
         Command::Keys(c) => keys_cmd(&ctx, c),
         Command::Audit(c) => audit_cmd(&ctx, c),
         Command::Serve | Command::Migrate | Command::Config(_) | Command::Connection(_) => {
@@ -649,6 +661,58 @@ fn admin(ctx: &Ctx, c: AdminCommand) -> anyhow::Result<()> {
                 all.iter()
                     .map(|a| format!("{}\t{}\n", a.id, a.email))
                     .collect()
+            });
+        }
+    }
+    Ok(())
+}
+
+fn breakglass_cmd(ctx: &Ctx, c: BreakglassCommand) -> anyhow::Result<()> {
+    use crate::identity::breakglass;
+    match c {
+        BreakglassCommand::Set { org, email } => {
+            let o = ctx.org(&org)?;
+            let email = parse(Email::parse(&email))?;
+            // 144 random bits, shown once; only its argon2id hash is stored.
+            let generated = crate::crypto::random_token(18);
+            let hash = password::hash_blocking(&SecretString::from(generated.clone()))?;
+            let seed = totp::new_seed();
+            let uri = totp::otpauth_uri(&seed, &email.to_string())?;
+            let u = ctx.tx(|c| {
+                let u = breakglass::set(c, &ctx.key, &o.id, &email, &hash, &seed, ctx.now)?;
+                record(c, Some(&o.id), "breakglass.set", json!({"user_name": u.user_name, "password": "(generated, shown once)", "totp": "(new seed)"}), ctx.now)?;
+                Ok(u)
+            })?;
+            ctx.out(
+                json!({"id": u.id, "user_name": u.user_name, "password": generated, "otpauth_uri": uri}),
+                || format!("password: {generated}\n{uri}"),
+            );
+        }
+        BreakglassCommand::List { org } => {
+            let o = ctx.org(&org)?;
+            let all = ctx.read(|c| breakglass::list(c, &o.id))?;
+            ctx.out(Value::Array(all.iter().map(user_json).collect()), || {
+                all.iter()
+                    .map(|u| format!("{}\t{}\n", u.id, u.user_name))
+                    .collect()
+            });
+        }
+        BreakglassCommand::Remove { org, email } => {
+            let o = ctx.org(&org)?;
+            let email = parse(Email::parse(&email))?;
+            let u = ctx.tx(|c| {
+                let u = breakglass::remove(c, &o.id, &email, ctx.now)?;
+                record(
+                    c,
+                    Some(&o.id),
+                    "breakglass.remove",
+                    json!({"user_name": u.user_name}),
+                    ctx.now,
+                )?;
+                Ok(u)
+            })?;
+            ctx.out(user_json(&u), || {
+                format!("{} is no longer a break-glass account", u.user_name)
             });
         }
     }

@@ -63,6 +63,10 @@ pub enum Command {
     /// Instance admins (operators).
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// An org's break-glass accounts (password + TOTP at /sso/breakglass, even when SSO is
+    /// required and the IdP is down).
+    #[command(subcommand)]
+    Breakglass(identity::BreakglassCommand),
     /// Signing keys (SAML SP certificate, identity JWT).
     #[command(subcommand)]
     Keys(KeysCommand),

@@ -49,6 +49,8 @@ diesel::table! {
         updated_at -> BigInt,
         scim_json -> Nullable<Text>,
         idp_groups -> Nullable<Text>,
+        totp_secret_enc -> Nullable<Text>,
+        totp_last_step -> Nullable<BigInt>,
     }
 }
 

@@ -3,6 +3,7 @@
 //! DbConn` so it runs inside the caller's transaction, next to its audit event.
 
 pub mod admins;
+pub mod breakglass;
 pub mod domains;
 pub mod enforcement;
 pub mod keys;

@@ -70,7 +70,11 @@ mod tests {
         assert_eq!(wait(k), Some(1));
         record(k, false);
         assert_eq!(wait(k), Some(2));
-        assert_eq!(wait("test|someone|127.0.0.10"), None, "another address is unaffected");
+        assert_eq!(
+            wait("test|someone|127.0.0.10"),
+            None,
+            "another address is unaffected"
+        );
         record(k, true);
         assert_eq!(wait(k), None);
     }

@@ -29,6 +29,21 @@ pub fn ensure(req: &HttpRequest, settings: &Settings) -> (String, Option<Cookie<
     }
 }
 
+/// A sign-in form's CSRF check, with the page to show when it fails.
+pub fn require_sign_in_form(
+    req: &HttpRequest,
+    settings: &Settings,
+    submitted: &str,
+) -> Result<(), crate::http::errors::PageError> {
+    if verify(req, settings, submitted) {
+        return Ok(());
+    }
+    Err(crate::http::errors::AppError::BadRequest(
+        "This sign-in form expired. Go back, reload the page and try again.".into(),
+    )
+    .into())
+}
+
 /// The form's value matches the cookie's.
 pub fn verify(req: &HttpRequest, settings: &Settings, submitted: &str) -> bool {
     req.cookie(cookie_name(settings))

@@ -2,6 +2,7 @@
 //! sessions, `/sso/me`, `/sso/logout`, and the guards they share (login CSRF, return_to).
 
 pub mod backoff;
+pub mod breakglass;
 pub mod csrf;
 pub mod me;
 pub mod password;
@@ -19,6 +20,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/sso/login/totp",
             web::post().to(password_login::submit_totp),
         )
+        .route("/sso/breakglass", web::get().to(breakglass::page))
+        .route("/sso/breakglass", web::post().to(breakglass::submit))
         .route("/sso/me", web::get().to(me::me))
         .route("/sso/logout", web::get().to(me::logout_page))
         .route("/sso/logout", web::post().to(me::logout));

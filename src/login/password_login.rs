@@ -13,12 +13,12 @@ use super::{backoff, csrf, return_to, totp};
 use crate::audit::{self, Event, Outcome};
 use crate::clock;
 use crate::db::ids::AdminId;
+use crate::db::ids::OrgId;
 use crate::db::write_tx;
 use crate::domain::Email;
+use crate::domain::Enforcement;
 use crate::http::errors::{AppError, PageError};
 use crate::http::pages::render;
-use crate::db::ids::OrgId;
-use crate::domain::Enforcement;
 use crate::identity::{admins, domains, orgs, users, IdentityError};
 use crate::sso::connections::{self, Connection};
 use crate::startup::AppState;
@@ -97,14 +97,9 @@ pub async fn page(
         .and_then(|e| Email::parse(e).ok())
         .map(|e| e.to_string());
     match (q.step.as_deref(), email) {
-        (Some("password"), Some(email)) => password_page(
-            &state,
-            &req,
-            &email,
-            &return_to,
-            None,
-            StatusCode::OK,
-        ),
+        (Some("password"), Some(email)) => {
+            password_page(&state, &req, &email, &return_to, None, StatusCode::OK)
+        }
         _ => email_page(&state, &req, "", &return_to, None, StatusCode::OK),
     }
 }
@@ -288,13 +283,11 @@ pub async fn submit(
     form: web::Form<LoginForm>,
 ) -> Result<HttpResponse, PageError> {
     let form = form.into_inner();
-    if !csrf::verify(&req, &state.settings, &form.csrf) {
-        return Err(AppError::BadRequest(
-            "This sign-in form expired. Go back, reload the page and try again.".into(),
-        )
-        .into());
-    }
-    let return_to = return_to::safe(form.return_to.as_deref(), &state.settings.allowed_return_hosts);
+    csrf::require_sign_in_form(&req, &state.settings, &form.csrf)?;
+    let return_to = return_to::safe(
+        form.return_to.as_deref(),
+        &state.settings.allowed_return_hosts,
+    );
     let email = Email::parse(&form.email).ok();
     let folded = email.as_ref().map(|e| e.folded());
     let shown_email = email.as_ref().map(|e| e.to_string()).unwrap_or_default();
@@ -550,12 +543,7 @@ pub async fn submit_totp(
     form: web::Form<TotpForm>,
 ) -> Result<HttpResponse, PageError> {
     let form = form.into_inner();
-    if !csrf::verify(&req, &state.settings, &form.csrf) {
-        return Err(AppError::BadRequest(
-            "This sign-in form expired. Go back, reload the page and try again.".into(),
-        )
-        .into());
-    }
+    csrf::require_sign_in_form(&req, &state.settings, &form.csrf)?;
     let now = clock::now();
     let expired = || {
         PageError(AppError::BadRequest(

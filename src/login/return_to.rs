@@ -32,7 +32,10 @@ pub fn safe(candidate: Option<&str>, allowed_hosts: &[String]) -> Option<String>
         return None;
     }
     let url = url::Url::parse(p).ok()?;
-    if !matches!(url.scheme(), "http" | "https") || !url.username().is_empty() || url.password().is_some() {
+    if !matches!(url.scheme(), "http" | "https")
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
         return None;
     }
     let host = url.host_str()?.to_ascii_lowercase();
@@ -49,7 +52,10 @@ mod tests {
 
     #[test]
     fn other_hosts_only_when_listed() {
-        let allowed = vec!["app.example.com".to_string(), "wiki.example.com:8443".to_string()];
+        let allowed = vec![
+            "app.example.com".to_string(),
+            "wiki.example.com:8443".to_string(),
+        ];
         assert_eq!(
             safe(Some("https://app.example.com/x?y=1"), &allowed).as_deref(),
             Some("https://app.example.com/x?y=1")

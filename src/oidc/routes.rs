@@ -147,7 +147,10 @@ pub async fn login(
         oidc_requests::browser_hash.eq(sha256_hex(&browser)),
         oidc_requests::nonce_enc.eq(state.key.seal(nonce.as_bytes(), "oidc-nonce")),
         oidc_requests::verifier_enc.eq(state.key.seal(verifier.secret().as_bytes(), "oidc-pkce")),
-        oidc_requests::return_to.eq(return_to::safe(q.return_to.as_deref(), &state.settings.allowed_return_hosts)),
+        oidc_requests::return_to.eq(return_to::safe(
+            q.return_to.as_deref(),
+            &state.settings.allowed_return_hosts,
+        )),
         oidc_requests::created_at.eq(now),
         oidc_requests::expires_at.eq(now + REQUEST_TTL_SECS),
     );

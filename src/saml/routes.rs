@@ -187,7 +187,8 @@ pub async fn login(
     .ok_or_else(|| AppError::Internal(anyhow::anyhow!("AuthnRequest has no destination")))?;
     let now = crate::clock::now();
     let (id, conn_id) = (request.id.clone(), c.id.clone());
-    let return_to = crate::login::return_to::safe(q.return_to.as_deref(), &state.settings.allowed_return_hosts);
+    let return_to =
+        crate::login::return_to::safe(q.return_to.as_deref(), &state.settings.allowed_return_hosts);
     state
         .db
         .run(move |conn| {

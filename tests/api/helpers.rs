@@ -535,3 +535,19 @@ impl Scim<'_> {
 pub fn patch_op(ops: serde_json::Value) -> serde_json::Value {
     serde_json::json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": ops})
 }
+
+/// The TOTP code of an `otpauth://` URI now (or `step_offset` 30-second steps away).
+pub fn totp_code(uri: &str, step_offset: i64) -> String {
+    let secret = uri
+        .split("secret=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let seed = totp_rs::Secret::Encoded(secret.to_string())
+        .to_bytes()
+        .unwrap();
+    let t = (gatehouse::clock::now() + step_offset * 30) as u64;
+    gatehouse::login::totp::code_at(&seed, t).unwrap()
+}

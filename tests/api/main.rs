@@ -10,3 +10,4 @@ mod platform;
 mod saml;
 mod scim;
 mod sessions;
+mod signin;

@@ -279,7 +279,10 @@ async fn code_flow_with_jit(backend: Backend) {
     let links = s.app.sso_choices("ann@acme.test", "/app/home").await;
     assert_eq!(
         links,
-        vec![format!("/sso/oidc/{}/login?return_to=%2Fapp%2Fhome", s.connection)]
+        vec![format!(
+            "/sso/oidc/{}/login?return_to=%2Fapp%2Fhome",
+            s.connection
+        )]
     );
 
     // The authorization request: code, PKCE S256, state and nonce, our redirect URI.

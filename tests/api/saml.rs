@@ -18,12 +18,12 @@ use crate::helpers::*;
 const IDP_ENTITY: &str = "https://idp.example.test/saml";
 const IDP_SSO: &str = "https://idp.example.test/sso";
 
-struct KeyPair {
-    key_pem: String,
-    cert_pem: String,
+pub(crate) struct KeyPair {
+    pub(crate) key_pem: String,
+    pub(crate) cert_pem: String,
 }
 
-fn key_pair(cn: &str) -> KeyPair {
+pub(crate) fn key_pair(cn: &str) -> KeyPair {
     let pkey = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
     let mut name = X509NameBuilder::new().unwrap();
     name.append_entry_by_text("CN", cn).unwrap();
@@ -233,7 +233,10 @@ async fn sp_initiated_sign_in_with_jit(backend: Backend) {
     let links = s.app.sso_choices("ann@acme.test", "/app/home").await;
     assert_eq!(
         links,
-        vec![format!("/sso/saml/{}/login?return_to=%2Fapp%2Fhome", s.connection)]
+        vec![format!(
+            "/sso/saml/{}/login?return_to=%2Fapp%2Fhome",
+            s.connection
+        )]
     );
 
     let request = s.start("/app/home").await;

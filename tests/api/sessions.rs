@@ -394,21 +394,6 @@ async fn https_public_url_gives_host_prefixed_secure_cookies() {
         .contains("Secure"));
 }
 
-fn totp_code(uri: &str, step_offset: i64) -> String {
-    let secret = uri
-        .split("secret=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap();
-    let seed = totp_rs::Secret::Encoded(secret.to_string())
-        .to_bytes()
-        .unwrap();
-    let t = (gatehouse::clock::now() + step_offset * 30) as u64;
-    gatehouse::login::totp::code_at(&seed, t).unwrap()
-}
-
 #[tokio::test]
 async fn instance_admins_sign_in_with_password_then_single_use_totp() {
     let app = spawn_app().await;
