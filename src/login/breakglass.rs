@@ -29,6 +29,7 @@ struct BreakglassPage<'a> {
     csrf: &'a str,
     email: &'a str,
     error: Option<&'a str>,
+    reference: String,
 }
 
 fn page_with(
@@ -45,6 +46,7 @@ fn page_with(
             csrf: &token,
             email,
             error,
+            reference: super::password_login::reference(),
         },
     );
     if let Some(c) = cookie {

@@ -43,6 +43,7 @@ struct PasswordPage<'a> {
     email: &'a str,
     return_to: &'a str,
     error: Option<&'a str>,
+    reference: String,
 }
 
 /// A sign-in button of an SSO connection.
@@ -65,6 +66,7 @@ struct SsoRequiredPage<'a> {
     org: &'a str,
     choices: &'a [SsoChoice],
     break_glass: bool,
+    reference: String,
 }
 
 #[derive(Template)]
@@ -154,9 +156,15 @@ fn password_page(
                 email,
                 return_to,
                 error,
+                reference: reference(),
             },
         )
     })
+}
+
+/// This request's id, shown on refusal pages (the audit event carries the same id).
+pub fn reference() -> String {
+    crate::http::context::current_request_id().unwrap_or_else(|| "-".into())
 }
 
 fn no_store(mut res: HttpResponse) -> HttpResponse {
@@ -272,6 +280,7 @@ fn sso_required(org: &str, choices: &[SsoChoice], break_glass: bool) -> HttpResp
             org,
             choices,
             break_glass,
+            reference: reference(),
         },
     ))
 }

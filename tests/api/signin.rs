@@ -254,6 +254,10 @@ async fn the_enforcement_matrix() {
                 403 => {
                     let page = res.text().await.unwrap();
                     assert!(
+                        page.contains("id=\"request-id\""),
+                        "{row} {who}: a reference"
+                    );
+                    assert!(
                         page.contains("requires you to sign in with its identity provider"),
                         "{row} {who}: {page}"
                     );
