@@ -4,6 +4,7 @@
 //! PostgreSQL), `http` (middleware, errors, health), `startup` (the actix `App`), `cli`
 //! (the operator commands), `telemetry` (tracing).
 
+pub mod admin;
 pub mod audit;
 pub mod cli;
 pub mod clock;

@@ -157,6 +157,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .configure(crate::scim::routes)
         .configure(crate::saml::routes)
         .configure(crate::oidc::routes::routes)
+        .configure(crate::admin::routes)
         .configure(crate::sso::routes);
 }
 

@@ -137,34 +137,28 @@ pub fn run(
             attributes,
             clock_skew,
         } => {
-            let mut cfg = if let Some(path) = metadata_file {
-                let xml = std::fs::read_to_string(&path)
-                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-                saml_config::from_metadata(&xml).map_err(anyhow::Error::msg)?
+            let source = if let Some(path) = metadata_file {
+                saml_config::Source::MetadataXml(
+                    std::fs::read_to_string(&path)
+                        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?,
+                )
             } else if let Some(url) = metadata_url {
-                let xml = crate::outbound::get_text(&url, settings.outbound_allow_private)?;
-                let mut cfg = saml_config::from_metadata(&xml).map_err(anyhow::Error::msg)?;
-                cfg.metadata_url = Some(url);
-                cfg
+                saml_config::Source::MetadataUrl(url)
             } else {
                 let (entity_id, sso_url, cert_file) = match (entity_id, sso_url, cert_file) {
                     (Some(e), Some(s), Some(c)) => (e, s, c),
                     _ => anyhow::bail!("--entity-id needs --sso-url and --cert-file"),
                 };
-                let pem = std::fs::read_to_string(&cert_file)
-                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", cert_file.display()))?;
-                SamlConfig {
-                    idp_entity_id: entity_id,
+                saml_config::Source::Explicit {
+                    entity_id,
                     sso_url,
-                    certs: vec![saml_config::normalize_cert(&pem).map_err(anyhow::Error::msg)?],
-                    idp_initiated: true,
-                    preset: None,
-                    clock_skew_secs: saml_config::DEFAULT_SKEW_SECS,
-                    sign_requests: false,
-                    metadata_url: None,
-                    attribute_map: Default::default(),
+                    cert_pem: std::fs::read_to_string(&cert_file).map_err(|e| {
+                        anyhow::anyhow!("cannot read {}: {e}", cert_file.display())
+                    })?,
                 }
             };
+            let mut cfg = saml_config::from_source(source, settings.outbound_allow_private)
+                .map_err(anyhow::Error::msg)?;
             for a in &attributes {
                 let (field, name) = a
                     .split_once('=')
@@ -276,23 +270,7 @@ pub fn run(
             let mut conn = db.conn()?;
             let c = write_tx(&mut conn, |c| -> Result<_, IdentityError> {
                 let o = orgs::find(c, &org)?;
-                let created = connections::create(
-                    c,
-                    &o.id,
-                    "oidc",
-                    &name,
-                    &serde_json::to_value(&cfg).map_err(anyhow::Error::from)?,
-                    now,
-                )?;
-                let sealed = crate::oidc::routes::seal_secret(key, &created.id, &secret);
-                connections::set_secret(c, &created.id, &sealed)?;
-                crate::audit::record(
-                    c,
-                    &crate::audit::Event::new(Some(&o.id), "cli", "connection.add").payload(json!({"id": created.id, "kind": "oidc", "issuer": cfg.issuer, "client_id": cfg.client_id, "client_secret": "(set)", "preset": cfg.preset, "tenant_allow": cfg.tenant_allow})),
-                    now,
-                )?;
-                connections::get(c, &created.id)?
-                    .ok_or_else(|| IdentityError::NotFound("connection".into()))
+                crate::oidc::routes::store_connection(c, key, &o.id, "cli", &name, &cfg, &secret, now)
             })?;
             let v = describe(settings, &c);
             if json_out {

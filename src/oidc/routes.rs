@@ -59,6 +59,40 @@ pub fn seal_secret(state_key: &crate::crypto::SecretKey, connection: &str, secre
     state_key.seal(secret.as_bytes(), &secret_context(connection))
 }
 
+/// Stores a new OIDC connection with its sealed client secret, audited (inside the caller's
+/// write transaction; the issuer was discovered by the caller).
+#[allow(clippy::too_many_arguments)]
+pub fn store_connection(
+    conn: &mut DbConn,
+    key: &crate::crypto::SecretKey,
+    org: &crate::db::ids::OrgId,
+    actor: &str,
+    name: &str,
+    cfg: &OidcConfig,
+    secret: &str,
+    now: i64,
+) -> Result<Connection, IdentityError> {
+    let created = connections::create(
+        conn,
+        org,
+        "oidc",
+        name,
+        &serde_json::to_value(cfg).map_err(anyhow::Error::from)?,
+        now,
+    )?;
+    connections::set_secret(conn, &created.id, &seal_secret(key, &created.id, secret))?;
+    audit::record(
+        conn,
+        &Event::new(Some(org), actor.to_string(), "connection.add").payload(json!({
+            "id": created.id, "kind": "oidc", "issuer": cfg.issuer, "client_id": cfg.client_id,
+            "client_secret": "(set)", "preset": cfg.preset, "tenant_allow": cfg.tenant_allow,
+        })),
+        now,
+    )?;
+    connections::get(conn, &created.id)?
+        .ok_or_else(|| IdentityError::NotFound("connection".into()))
+}
+
 fn oidc_config(c: &Connection) -> Result<OidcConfig, AppError> {
     if c.kind != "oidc" {
         return Err(AppError::NotFound);

@@ -110,6 +110,46 @@ pub fn cert_info(b64: &str) -> Option<CertInfo> {
     })
 }
 
+/// Where a new connection's IdP settings come from.
+pub enum Source {
+    MetadataXml(String),
+    MetadataUrl(String),
+    Explicit {
+        entity_id: String,
+        sso_url: String,
+        cert_pem: String,
+    },
+}
+
+/// Builds a connection's settings from its source (a metadata URL is fetched through the
+/// guarded outbound client: blocking).
+pub fn from_source(source: Source, allow_private: bool) -> Result<SamlConfig, String> {
+    match source {
+        Source::MetadataXml(xml) => from_metadata(&xml),
+        Source::MetadataUrl(url) => {
+            let xml = crate::outbound::get_text(&url, allow_private).map_err(|e| e.to_string())?;
+            let mut cfg = from_metadata(&xml)?;
+            cfg.metadata_url = Some(url);
+            Ok(cfg)
+        }
+        Source::Explicit {
+            entity_id,
+            sso_url,
+            cert_pem,
+        } => Ok(SamlConfig {
+            idp_entity_id: entity_id,
+            sso_url,
+            certs: vec![normalize_cert(&cert_pem)?],
+            idp_initiated: true,
+            preset: None,
+            clock_skew_secs: DEFAULT_SKEW_SECS,
+            sign_requests: false,
+            metadata_url: None,
+            attribute_map: Default::default(),
+        }),
+    }
+}
+
 /// Reads IdP metadata. DTDs and entities are refused before any parser sees the document.
 pub fn from_metadata(xml: &str) -> Result<SamlConfig, String> {
     reject_dtd(xml)?;

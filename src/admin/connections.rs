@@ -1,0 +1,362 @@
+//! Connections: create SAML (paste IdP metadata XML, a metadata URL, or entity ID + SSO URL +
+//! certificate) and OIDC (issuer, client id, write-only secret, preset, tenant allowlist);
+//! a connection's page shows what to enter at the IdP with copy buttons, setup hints per
+//! IdP, a "Test sign-in" link, and the attributes or claims of its latest sign-in.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest};
+use askama::Template;
+use diesel::prelude::*;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{access, check_post, time, AdminResult, Nav};
+use crate::db::schema::audit_events;
+use crate::db::write_tx;
+use crate::http::errors::AppError;
+use crate::http::pages::render;
+use crate::identity::IdentityError;
+use crate::oidc::config::OidcConfig;
+use crate::saml::config::{self as saml_config, SamlConfig};
+use crate::sso::connections;
+use crate::startup::AppState;
+
+#[derive(Template)]
+#[template(path = "admin/connection_new.html")]
+struct NewPage {
+    nav: Nav,
+    error: Option<String>,
+    saml_presets: &'static [&'static str],
+    oidc_presets: &'static [&'static str],
+}
+
+#[derive(Deserialize)]
+pub struct NewQuery {
+    error: Option<String>,
+}
+
+/// `GET /sso/admin/orgs/{org}/connections/new`
+pub async fn new_page(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    q: web::Query<NewQuery>,
+) -> AdminResult {
+    let admin = access(&state, &req, &path).await?;
+    Ok(render(
+        StatusCode::OK,
+        &NewPage {
+            nav: admin.nav(),
+            error: q.error.clone(),
+            saml_presets: saml_config::PRESETS,
+            oidc_presets: crate::oidc::config::PRESETS,
+        },
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct CreateForm {
+    csrf: String,
+    kind: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    preset: String,
+    // SAML
+    #[serde(default)]
+    metadata_xml: String,
+    #[serde(default)]
+    metadata_url: String,
+    #[serde(default)]
+    entity_id: String,
+    #[serde(default)]
+    sso_url: String,
+    #[serde(default)]
+    certificate: String,
+    // OIDC
+    #[serde(default)]
+    issuer: String,
+    #[serde(default)]
+    client_id: String,
+    #[serde(default)]
+    client_secret: String,
+    #[serde(default)]
+    tenant_allow: String,
+    #[serde(default)]
+    groups_claim: String,
+}
+
+fn filled(s: &str) -> Option<String> {
+    Some(s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+/// `POST /sso/admin/orgs/{org}/connections`
+pub async fn create(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    form: web::Form<CreateForm>,
+) -> AdminResult {
+    let admin = access(&state, &req, &path).await?;
+    check_post(&req, &admin, &form.csrf)?;
+    let form = form.into_inner();
+    let back_new = format!("/sso/admin/orgs/{}/connections/new", admin.org.slug);
+    let refuse = |message: String| {
+        actix_web::HttpResponse::SeeOther()
+            .insert_header((
+                "location",
+                format!(
+                    "{back_new}?error={}",
+                    url::form_urlencoded::byte_serialize(message.as_bytes()).collect::<String>()
+                ),
+            ))
+            .finish()
+    };
+    let preset = filled(&form.preset);
+    let allow_private = state.settings.outbound_allow_private;
+    let now = crate::clock::now();
+    // Settings first (fetching and discovering off the workers), then one transaction.
+    let built: Result<(Value, Option<String>), String> = match form.kind.as_str() {
+        "saml" => {
+            let source = if let Some(xml) = filled(&form.metadata_xml) {
+                saml_config::Source::MetadataXml(xml)
+            } else if let Some(url) = filled(&form.metadata_url) {
+                saml_config::Source::MetadataUrl(url)
+            } else {
+                saml_config::Source::Explicit {
+                    entity_id: form.entity_id.trim().to_string(),
+                    sso_url: form.sso_url.trim().to_string(),
+                    cert_pem: form.certificate.clone(),
+                }
+            };
+            let preset2 = preset.clone();
+            web::block(move || -> Result<Value, String> {
+                let mut cfg: SamlConfig = saml_config::from_source(source, allow_private)?;
+                cfg.preset = preset2;
+                cfg.validate()?;
+                serde_json::to_value(&cfg).map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("{e}")))?
+            .map(|v| (v, None))
+        }
+        "oidc" => {
+            let cfg = OidcConfig {
+                issuer: form.issuer.trim().trim_end_matches('/').to_string(),
+                client_id: form.client_id.trim().to_string(),
+                preset: preset.clone(),
+                groups_claim: filled(&form.groups_claim).unwrap_or_else(|| "groups".into()),
+                tenant_allow: form
+                    .tenant_allow
+                    .split([',', ' ', '\n'])
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+                scopes: vec!["openid".into(), "email".into(), "profile".into()],
+                leeway_secs: crate::oidc::config::DEFAULT_LEEWAY_SECS,
+            };
+            let secret = filled(&form.client_secret);
+            web::block(move || -> Result<(Value, Option<String>), String> {
+                cfg.validate()?;
+                let secret = secret.ok_or("the client secret is required")?;
+                let probe = format!("probe:{}", crate::crypto::random_token(8));
+                crate::oidc::provider::discover(&probe, &cfg, allow_private, now)
+                    .map_err(|f| format!("OpenID discovery failed: {}", f.0))?;
+                Ok((serde_json::to_value(&cfg).map_err(|e| e.to_string())?, Some(secret)))
+            })
+            .await
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("{e}")))?
+        }
+        _ => Err("choose SAML or OIDC".into()),
+    };
+    let (config, secret) = match built {
+        Ok(b) => b,
+        Err(message) => return Ok(refuse(message)),
+    };
+    let kind = form.kind.clone();
+    let name = filled(&form.name).unwrap_or_else(|| {
+        format!(
+            "{} {}",
+            preset.clone().unwrap_or_default(),
+            kind.to_uppercase()
+        )
+        .trim()
+        .to_string()
+    });
+    let key = state.key.clone();
+    let slug = admin.org.slug.clone();
+    let created = state
+        .db
+        .run(move |conn| {
+            write_tx(conn, |conn| -> Result<_, IdentityError> {
+                if let Some(secret) = &secret {
+                    let cfg: OidcConfig =
+                        serde_json::from_value(config.clone()).map_err(anyhow::Error::from)?;
+                    return crate::oidc::routes::store_connection(
+                        conn,
+                        &key,
+                        &admin.org.id,
+                        &admin.actor,
+                        &name,
+                        &cfg,
+                        secret,
+                        now,
+                    );
+                }
+                let c = connections::create(conn, &admin.org.id, &kind, &name, &config, now)?;
+                admin.record(conn, "connection.add", json!({"id": c.id, "kind": kind, "idp_entity_id": config["idp_entity_id"], "metadata_url": config["metadata_url"]}), now)?;
+                Ok(c)
+            })
+            .map_err(AppError::from)
+        })
+        .await?;
+    Ok(actix_web::HttpResponse::SeeOther()
+        .insert_header((
+            "location",
+            format!("/sso/admin/orgs/{slug}/connections/{}", created.id),
+        ))
+        .finish())
+}
+
+/// A value the IdP admin copies.
+pub struct Field {
+    pub id: String,
+    pub label: String,
+    pub value: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin/connection.html")]
+struct ShowPage {
+    nav: Nav,
+    name: String,
+    kind: String,
+    enabled: bool,
+    fields: Vec<Field>,
+    hints: Vec<String>,
+    settings: Vec<(String, String)>,
+    test_url: String,
+    last_sign_in: Option<String>,
+    received: Vec<(String, String)>,
+}
+
+fn hints(kind: &str, preset: Option<&str>) -> Vec<String> {
+    let h: &[&str] = match (kind, preset) {
+        ("saml", Some("okta")) => &["Okta: Applications → Create App Integration → SAML 2.0.", "Single sign-on URL = the ACS URL; Audience URI (SP Entity ID) = the SP entity ID.", "Name ID format: EmailAddress or Persistent; attribute statements: email, firstName, lastName; group attribute statement: groups."],
+        ("saml", Some("entra")) => &["Entra ID: Enterprise applications → New application → Create your own → SAML.", "Identifier (Entity ID) = the SP entity ID; Reply URL (ACS) = the ACS URL; Sign on URL = the sign-on URL.", "Entra signs the assertion and may encrypt it: upload nothing, gatehouse's metadata URL carries its encryption certificate."],
+        ("saml", Some("google")) => &["Google Workspace: Admin console → Apps → Web and mobile apps → Add custom SAML app.", "ACS URL and Entity ID from below; Name ID: Basic Information → Primary email."],
+        ("saml", Some("onelogin")) => &["OneLogin: Applications → Add App → SAML Custom Connector (Advanced).", "Recipient and ACS (Consumer) URL = the ACS URL; Audience = the SP entity ID; ACS URL validator = the ACS URL."],
+        ("saml", Some("jumpcloud")) => &["JumpCloud: SSO Applications → Custom SAML App.", "SP Entity ID = the SP entity ID; ACS URL = the ACS URL; IdP Entity ID must match the metadata you imported."],
+        ("saml", _) => &["At the IdP, create a SAML 2.0 application with the SP entity ID and ACS URL below, or give it the SP metadata URL."],
+        ("oidc", Some("entra")) => &["Entra ID: App registrations → Redirect URI (Web) = the redirect URI below; Certificates & secrets → client secret.", "A multi-tenant issuer (…/organizations/v2.0) needs the allowed tenant ids."],
+        ("oidc", Some("google")) => &["Google Cloud console → Credentials → OAuth client ID (Web application); Authorized redirect URI = the redirect URI below.", "Only Workspace accounts of this organization's verified domains can sign in (the hd claim)."],
+        ("oidc", Some("okta")) => &["Okta: Applications → Create App Integration → OIDC, Web Application; Sign-in redirect URI = the redirect URI below; Initiate login URI = the sign-in URL.", "Add a groups claim named groups to the ID token if roles come from Okta groups."],
+        ("oidc", _) => &["Register a confidential web client with the redirect URI below; the sign-in URL is its initiate_login_uri."],
+        _ => &[],
+    };
+    h.iter().map(|s| s.to_string()).collect()
+}
+
+/// `GET /sso/admin/orgs/{org}/connections/{id}`
+pub async fn show(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> AdminResult {
+    let (org, id) = path.into_inner();
+    let admin = access(&state, &req, &org).await?;
+    let org_id = admin.org.id.clone();
+    let (c, last) = state
+        .db
+        .run(move |conn| -> Result<_, AppError> {
+            let c = connections::get(conn, &id)?
+                .filter(|c| c.org_id == org_id)
+                .ok_or(AppError::NotFound)?;
+            // The latest successful sign-in through it (its payload has what the IdP sent).
+            let last: Option<(i64, Option<String>)> = audit_events::table
+                .filter(audit_events::chain.eq(org_id.as_str()))
+                .filter(audit_events::action.eq(format!("login.{}", c.kind)))
+                .filter(audit_events::outcome.eq("success"))
+                .filter(audit_events::payload.like(format!("%\"connection\":\"{}\"%", c.id)))
+                .order(audit_events::seq.desc())
+                .select((audit_events::occurred_at, audit_events::payload))
+                .first(conn)
+                .optional()?;
+            Ok((c, last))
+        })
+        .await?;
+    let s = &state.settings;
+    let mut settings = Vec::new();
+    let (fields, preset, test_url) = if c.kind == "saml" {
+        let cfg: SamlConfig = serde_json::from_str(&c.config)
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("{e}")))?;
+        settings.push(("IdP entity ID".into(), cfg.idp_entity_id.clone()));
+        settings.push(("IdP SSO URL".into(), cfg.sso_url.clone()));
+        if let Some(u) = &cfg.metadata_url {
+            settings.push(("IdP metadata URL (refreshed every 6 h)".into(), u.clone()));
+        }
+        for info in cfg.certs.iter().filter_map(|x| saml_config::cert_info(x)) {
+            settings.push((
+                "IdP signing certificate".into(),
+                format!("SHA-256 {} · {} · expires {}", info.sha256, info.subject, info.not_after),
+            ));
+        }
+        let login = crate::saml::routes::login_url(s, &c.id);
+        (
+            vec![
+                Field { id: "sp-entity-id".into(), label: "SP entity ID (Audience)".into(), value: crate::saml::routes::sp_entity_id(s, &c.id) },
+                Field { id: "acs-url".into(), label: "ACS URL (Reply / Single sign-on URL)".into(), value: crate::saml::routes::acs_url(s, &c.id) },
+                Field { id: "metadata-url".into(), label: "SP metadata URL".into(), value: crate::saml::routes::sp_entity_id(s, &c.id) },
+                Field { id: "login-url".into(), label: "Sign-on URL".into(), value: login },
+            ],
+            cfg.preset,
+            format!("/sso/saml/{}/login?return_to=/sso/admin/orgs/{}/connections/{}", c.id, admin.org.slug, c.id),
+        )
+    } else {
+        let cfg: OidcConfig = serde_json::from_str(&c.config)
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("{e}")))?;
+        settings.push(("Issuer".into(), cfg.issuer.clone()));
+        settings.push(("Client ID".into(), cfg.client_id.clone()));
+        settings.push(("Client secret".into(), if c.secret_enc.is_some() { "set (write-only)".into() } else { "missing".into() }));
+        settings.push(("Groups claim".into(), cfg.groups_claim.clone()));
+        if !cfg.tenant_allow.is_empty() {
+            settings.push(("Allowed tenants".into(), cfg.tenant_allow.join(", ")));
+        }
+        (
+            vec![
+                Field { id: "redirect-uri".into(), label: "Redirect URI".into(), value: crate::oidc::routes::redirect_uri(s, &c.id) },
+                Field { id: "login-url".into(), label: "Sign-in URL (initiate_login_uri)".into(), value: crate::oidc::routes::login_url(s, &c.id) },
+            ],
+            cfg.preset,
+            format!("/sso/oidc/{}/login?return_to=/sso/admin/orgs/{}/connections/{}", c.id, admin.org.slug, c.id),
+        )
+    };
+    // What the IdP sent last time: attribute names to map, claim values to check.
+    let mut received = Vec::new();
+    if let Some(payload) = last.as_ref().and_then(|(_, p)| p.as_deref()) {
+        if let Ok(v) = serde_json::from_str::<Value>(payload) {
+            let source = if c.kind == "saml" { &v["attributes"] } else { &v["claims"] };
+            if let Some(map) = source.as_object() {
+                for (k, val) in map {
+                    received.push((k.clone(), val.to_string()));
+                }
+            }
+        }
+    }
+    Ok(render(
+        StatusCode::OK,
+        &ShowPage {
+            nav: admin.nav(),
+            hints: hints(&c.kind, preset.as_deref()),
+            name: c.name,
+            kind: c.kind.to_uppercase(),
+            enabled: c.enabled,
+            fields,
+            settings,
+            test_url,
+            last_sign_in: last.map(|(t, _)| time(t)),
+            received,
+        },
+    ))
+}

@@ -1,0 +1,275 @@
+//! The admin UI under `/sso/admin/`: server-rendered pages (askama), forms that work without
+//! JavaScript. Instance admins see every org; org admins (the org-admin flag, never an app
+//! role) see only their own; anyone else gets 404. Every state-changing form carries the
+//! session's CSRF token and must come from our own origin (Fetch Metadata); every change is
+//! audited with before/after, secrets masked.
+
+pub mod audit_log;
+pub mod connections;
+pub mod org;
+pub mod scim;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
+use serde_json::Value;
+
+use crate::audit::{self, Event};
+use crate::http::errors::{AppError, PageError};
+use crate::identity::orgs::{self, Organization};
+use crate::login::session::{Principal, SignedIn};
+use crate::startup::AppState;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/sso/admin", web::get().to(org::home))
+        .route("/sso/admin/static/admin.js", web::get().to(script))
+        .route("/sso/admin/orgs/{org}", web::get().to(org::overview))
+        .route("/sso/admin/orgs/{org}/domains", web::post().to(org::add_domain))
+        .route(
+            "/sso/admin/orgs/{org}/domains/{domain}",
+            web::post().to(org::change_domain),
+        )
+        .route(
+            "/sso/admin/orgs/{org}/enforcement",
+            web::post().to(org::set_enforcement),
+        )
+        .route(
+            "/sso/admin/orgs/{org}/breakglass",
+            web::post().to(org::add_breakglass),
+        )
+        .route("/sso/admin/orgs/{org}/roles", web::get().to(org::roles))
+        .route("/sso/admin/orgs/{org}/roles", web::post().to(org::add_role))
+        .route(
+            "/sso/admin/orgs/{org}/mappings",
+            web::post().to(org::add_mapping),
+        )
+        .route("/sso/admin/orgs/{org}/scim", web::get().to(scim::page))
+        .route(
+            "/sso/admin/orgs/{org}/scim/tokens",
+            web::post().to(scim::issue),
+        )
+        .route(
+            "/sso/admin/orgs/{org}/scim/tokens/{id}/revoke",
+            web::post().to(scim::revoke),
+        )
+        .route(
+            "/sso/admin/orgs/{org}/connections/new",
+            web::get().to(connections::new_page),
+        )
+        .service(
+            web::resource("/sso/admin/orgs/{org}/connections")
+                .app_data(web::FormConfig::default().limit(512 * 1024))
+                .route(web::post().to(connections::create)),
+        )
+        .route(
+            "/sso/admin/orgs/{org}/connections/{id}",
+            web::get().to(connections::show),
+        )
+        .route("/sso/admin/orgs/{org}/audit", web::get().to(audit_log::list))
+        .route(
+            "/sso/admin/orgs/{org}/audit/export.{format}",
+            web::get().to(audit_log::export),
+        )
+        .route(
+            "/sso/admin/orgs/{org}/audit/{id}",
+            web::get().to(audit_log::show),
+        );
+}
+
+/// Copy buttons (progressive enhancement; the pages work without it).
+async fn script() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header(("cache-control", "public, max-age=3600"))
+        .body(include_str!("../../templates/static/admin.js"))
+}
+
+/// Why an admin request did not get its page.
+#[derive(Debug)]
+pub enum AdminError {
+    /// Not signed in: to the sign-in page, then back here.
+    SignIn(String),
+    Page(PageError),
+}
+
+impl std::fmt::Display for AdminError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AdminError::SignIn(_) => write!(f, "not signed in"),
+            AdminError::Page(p) => write!(f, "{p}"),
+        }
+    }
+}
+
+impl ResponseError for AdminError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            AdminError::SignIn(_) => StatusCode::SEE_OTHER,
+            AdminError::Page(p) => p.status_code(),
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            AdminError::SignIn(path) => HttpResponse::SeeOther()
+                .insert_header((
+                    "location",
+                    format!(
+                        "/sso/login?return_to={}",
+                        url::form_urlencoded::byte_serialize(path.as_bytes()).collect::<String>()
+                    ),
+                ))
+                .finish(),
+            AdminError::Page(p) => p.error_response(),
+        }
+    }
+}
+
+impl From<AppError> for AdminError {
+    fn from(e: AppError) -> Self {
+        AdminError::Page(e.into())
+    }
+}
+
+impl From<crate::identity::IdentityError> for AdminError {
+    fn from(e: crate::identity::IdentityError) -> Self {
+        AdminError::Page(AppError::from(e).into())
+    }
+}
+
+pub type AdminResult = Result<HttpResponse, AdminError>;
+
+/// Who is acting, and on which org.
+pub struct Admin {
+    pub signed: SignedIn,
+    pub org: Organization,
+    pub instance: bool,
+    /// The audit actor: `admin:<id>` or `user:<id>`.
+    pub actor: String,
+    pub name: String,
+}
+
+/// The navigation every admin page shows.
+pub struct Nav {
+    pub slug: String,
+    pub org_name: String,
+    pub who: String,
+    pub instance: bool,
+    pub csrf: String,
+}
+
+impl Admin {
+    pub fn nav(&self) -> Nav {
+        Nav {
+            slug: self.org.slug.clone(),
+            org_name: self.org.name.clone(),
+            who: self.name.clone(),
+            instance: self.instance,
+            csrf: self.signed.csrf_token.clone(),
+        }
+    }
+
+    /// Records an admin change in the org's audit log (in the caller's transaction).
+    pub fn record(
+        &self,
+        conn: &mut crate::db::DbConn,
+        action: &str,
+        payload: Value,
+        now: i64,
+    ) -> Result<(), crate::identity::IdentityError> {
+        audit::record(
+            conn,
+            &Event::new(Some(&self.org.id), self.actor.clone(), action.to_string())
+                .payload(payload),
+            now,
+        )?;
+        Ok(())
+    }
+}
+
+pub async fn signed_in(req: &HttpRequest) -> Result<SignedIn, AdminError> {
+    match SignedIn::extract(req).await {
+        Ok(s) => Ok(s),
+        Err(AppError::Unauthorized(_)) => Err(AdminError::SignIn(
+            req.uri()
+                .path_and_query()
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "/sso/admin".into()),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The signed-in admin of `org` (a slug), or 404 for anyone else (nothing is revealed about
+/// orgs the caller does not administer).
+pub async fn access(state: &AppState, req: &HttpRequest, org: &str) -> Result<Admin, AdminError> {
+    let signed = signed_in(req).await?;
+    let slug = org.to_string();
+    let found = state
+        .db
+        .run(move |conn| match orgs::find(conn, &slug) {
+            Ok(o) => Ok(Some(o)),
+            Err(crate::identity::IdentityError::NotFound(_)) => Ok(None),
+            Err(e) => Err(AppError::from(e)),
+        })
+        .await?;
+    let Some(org) = found else {
+        return Err(AppError::NotFound.into());
+    };
+    let (instance, actor, name) = match &signed.principal {
+        Principal::Admin(a) => (true, format!("admin:{}", a.id), a.email.clone()),
+        Principal::User { user, .. } if user.is_org_admin && user.org_id == org.id => {
+            (false, format!("user:{}", user.id), user.user_name.clone())
+        }
+        _ => return Err(AppError::NotFound.into()),
+    };
+    Ok(Admin {
+        signed,
+        org,
+        instance,
+        actor,
+        name,
+    })
+}
+
+/// A state-changing request: the session's CSRF token in the form, and a same-origin request
+/// (Fetch Metadata; browsers that do not send it are covered by the token).
+pub fn check_post(req: &HttpRequest, admin: &Admin, submitted: &str) -> Result<(), AdminError> {
+    let site = req
+        .headers()
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok());
+    if matches!(site, Some(s) if s != "same-origin" && s != "none") {
+        return Err(AppError::Forbidden("cross-site request refused".into()).into());
+    }
+    let ok: bool = subtle::ConstantTimeEq::ct_eq(
+        submitted.as_bytes(),
+        admin.signed.csrf_token.as_bytes(),
+    )
+    .into();
+    if !ok {
+        return Err(AppError::Forbidden(
+            "This form expired or did not come from this site. Reload the page and try again."
+                .into(),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// After a change: back to a page (POST-redirect-GET), with a notice in the query.
+pub fn back_to(path: &str, notice: &str) -> HttpResponse {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    HttpResponse::SeeOther()
+        .insert_header((
+            "location",
+            format!(
+                "{path}{sep}notice={}",
+                url::form_urlencoded::byte_serialize(notice.as_bytes()).collect::<String>()
+            ),
+        ))
+        .finish()
+}
+
+pub fn time(ts: i64) -> String {
+    crate::clock::rfc3339(ts)
+}

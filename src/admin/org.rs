@@ -1,0 +1,591 @@
+//! The org overview (connections, domains, enforcement, SCIM status, counts, warnings),
+//! domains, enforcement with lock-out protection, break-glass accounts, roles and mappings.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+use diesel::prelude::*;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{access, back_to, check_post, signed_in, time, Admin, AdminError, AdminResult, Nav};
+use crate::db::schema::{scim_tokens, user_groups, users};
+use crate::db::write_tx;
+use crate::domain::{DomainName, Email, Enforcement};
+use crate::http::errors::AppError;
+use crate::http::pages::render;
+use crate::identity::{breakglass, domains, enforcement, orgs, roles, IdentityError};
+use crate::login::session::Principal;
+use crate::sso::connections;
+use crate::startup::AppState;
+
+#[derive(Template)]
+#[template(path = "admin/orgs.html")]
+struct OrgsPage {
+    who: String,
+    orgs: Vec<(String, String)>,
+}
+
+/// `GET /sso/admin`: instance admins pick an org; an org admin goes to theirs.
+pub async fn home(state: web::Data<AppState>, req: HttpRequest) -> AdminResult {
+    let signed = signed_in(&req).await?;
+    match &signed.principal {
+        Principal::Admin(a) => {
+            let all = state
+                .db
+                .run(|conn| orgs::list(conn).map_err(AppError::from))
+                .await?;
+            Ok(render(
+                StatusCode::OK,
+                &OrgsPage {
+                    who: a.email.clone(),
+                    orgs: all.into_iter().map(|o| (o.slug, o.name)).collect(),
+                },
+            ))
+        }
+        Principal::User { user, org } if user.is_org_admin => Ok(HttpResponse::SeeOther()
+            .insert_header(("location", format!("/sso/admin/orgs/{}", org.slug)))
+            .finish()),
+        _ => Err(AppError::NotFound.into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct Notice {
+    notice: Option<String>,
+    error: Option<String>,
+}
+
+struct ConnectionRow {
+    id: String,
+    kind: String,
+    name: String,
+    enabled: bool,
+    last_success: Option<String>,
+}
+
+struct DomainRow {
+    domain: String,
+    verified: bool,
+    enforce: bool,
+}
+
+#[derive(Template)]
+#[template(path = "admin/org.html")]
+struct OverviewPage {
+    nav: Nav,
+    notice: Option<String>,
+    error: Option<String>,
+    enforcement: String,
+    connections: Vec<ConnectionRow>,
+    domains: Vec<DomainRow>,
+    users: i64,
+    groups: i64,
+    scim_last_used: Option<String>,
+    break_glass: Vec<String>,
+    warnings: Vec<String>,
+}
+
+/// `GET /sso/admin/orgs/{org}`
+pub async fn overview(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    q: web::Query<Notice>,
+) -> AdminResult {
+    let admin = access(&state, &req, &path).await?;
+    let org_id = admin.org.id.clone();
+    let now = crate::clock::now();
+    let (conns, doms, n_users, n_groups, scim_last, bg) = state
+        .db
+        .run(move |conn| -> Result<_, IdentityError> {
+            let conns = connections::list(conn, &org_id)?;
+            let doms = domains::list(conn, &org_id)?;
+            let n_users: i64 = users::table
+                .filter(users::org_id.eq(org_id.as_str()))
+                .count()
+                .get_result(conn)?;
+            let n_groups: i64 = user_groups::table
+                .filter(user_groups::org_id.eq(org_id.as_str()))
+                .count()
+                .get_result(conn)?;
+            let scim_last: Option<i64> = scim_tokens::table
+                .filter(scim_tokens::org_id.eq(org_id.as_str()))
+                .select(diesel::dsl::max(scim_tokens::last_used_at))
+                .first(conn)?;
+            let bg = breakglass::list(conn, &org_id)?;
+            Ok((conns, doms, n_users, n_groups, scim_last, bg))
+        })
+        .await
+        .map_err(AppError::from)?;
+
+    let mut warnings = Vec::new();
+    for c in &conns {
+        if c.last_success_at.is_none() {
+            warnings.push(format!(
+                "Connection \"{}\" has never completed a sign-in: use its sign-in URL once to test it.",
+                c.name
+            ));
+        }
+        if c.kind == "saml" {
+            if let Ok(cfg) = serde_json::from_str::<crate::saml::config::SamlConfig>(&c.config) {
+                for cert in &cfg.certs {
+                    if let Some(not_after) = crate::saml::config::cert_not_after(cert) {
+                        let days = (not_after - now) / 86_400;
+                        if days < 30 {
+                            warnings.push(format!(
+                                "An IdP signing certificate of \"{}\" expires in {days} days ({}): import the IdP's new metadata.",
+                                c.name,
+                                time(not_after)
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mode = admin.org.enforcement();
+    if mode != Enforcement::Off && bg.is_empty() {
+        warnings.push(
+            "SSO is required but the organization has no break-glass account: if the IdP fails, nobody can sign in.".into(),
+        );
+    }
+    if doms.iter().any(|d| !d.verified) {
+        warnings.push(
+            "Some domains are not verified yet: SSO routing and account linking ignore them until an instance admin verifies them.".into(),
+        );
+    }
+    Ok(render(
+        StatusCode::OK,
+        &OverviewPage {
+            nav: admin.nav(),
+            notice: q.notice.clone(),
+            error: q.error.clone(),
+            enforcement: mode.as_str().to_string(),
+            connections: conns
+                .into_iter()
+                .map(|c| ConnectionRow {
+                    id: c.id,
+                    kind: c.kind,
+                    name: c.name,
+                    enabled: c.enabled,
+                    last_success: c.last_success_at.map(time),
+                })
+                .collect(),
+            domains: doms
+                .into_iter()
+                .map(|d| DomainRow {
+                    domain: d.domain,
+                    verified: d.verified,
+                    enforce: d.enforce,
+                })
+                .collect(),
+            users: n_users,
+            groups: n_groups,
+            scim_last_used: scim_last.map(time),
+            break_glass: bg.into_iter().map(|u| u.user_name).collect(),
+            warnings,
+        },
+    ))
+}
+
+fn org_path(admin: &Admin) -> String {
+    format!("/sso/admin/orgs/{}", admin.org.slug)
+}
+
+fn refused(admin: &Admin, message: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((
+            "location",
+            format!(
+                "{}?error={}",
+                org_path(admin),
+                url::form_urlencoded::byte_serialize(message.as_bytes()).collect::<String>()
+            ),
+        ))
+        .finish()
+}
+
+#[derive(Deserialize)]
+pub struct DomainForm {
+    csrf: String,
+    domain: String,
+    #[serde(default)]
+    verified: Option<String>,
+}
+
+/// `POST /sso/admin/orgs/{org}/domains`: org admins add unverified domains; instance admins
+/// may add them verified.
+pub async fn add_domain(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    form: web::Form<DomainForm>,
+) -> AdminResult {
+    let admin = access(&state, &req, &path).await?;
+    check_post(&req, &admin, &form.csrf)?;
+    let domain = match DomainName::parse(&form.domain) {
+        Ok(d) => d,
+        Err(e) => return Ok(refused(&admin, &format!("Not a domain name: {e}"))),
+    };
+    let verified = admin.instance && form.verified.is_some();
+    let now = crate::clock::now();
+    let path = org_path(&admin);
+    let result = state
+        .db
+        .run(move |conn| {
+            write_tx(conn, |conn| -> Result<_, IdentityError> {
+                let d = domains::add(conn, &admin.org.id, &domain, verified, false, now)?;
+                admin.record(conn, "admin.domain.add", json!({"after": {"domain": d.domain, "verified": d.verified}}), now)?;
+                Ok(d)
+            })
+        })
+        .await;
+    match result {
+        Ok(d) => Ok(back_to(&path, &format!("Added {}", d.domain))),
+        Err(IdentityError::Conflict(m)) => Ok(back_to(&path, &m)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct DomainChange {
+    csrf: String,
+    /// `verify`, `enforce` or `unenforce`.
+    action: String,
+}
+
+/// `POST /sso/admin/orgs/{org}/domains/{domain}`
+pub async fn change_domain(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    form: web::Form<DomainChange>,
+) -> AdminResult {
+    let (org, domain) = path.into_inner();
+    let admin = access(&state, &req, &org).await?;
+    check_post(&req, &admin, &form.csrf)?;
+    let domain = DomainName::parse(&domain).map_err(|_| AppError::NotFound)?;
+    let (verified, enforce) = match form.action.as_str() {
+        "verify" if admin.instance => (Some(true), None),
+        "verify" => {
+            return Ok(refused(
+                &admin,
+                "Only an instance admin can verify a domain (after checking the organization owns it).",
+            ))
+        }
+        "enforce" => (None, Some(true)),
+        "unenforce" => (None, Some(false)),
+        _ => return Err(AppError::BadRequest("unknown action".into()).into()),
+    };
+    let now = crate::clock::now();
+    let path = org_path(&admin);
+    let action = form.action.clone();
+    state
+        .db
+        .run(move |conn| {
+            write_tx(conn, |conn| -> Result<_, IdentityError> {
+                let d = domains::set_flags(conn, &admin.org.id, &domain, verified, enforce)?;
+                admin.record(conn, &format!("admin.domain.{action}"), json!({"domain": d.domain, "after": {"verified": d.verified, "enforce": d.enforce}}), now)?;
+                // Enforcing a domain may disqualify password sessions.
+                enforcement::set(conn, &admin.org.id, admin.org.enforcement(), now)?;
+                Ok(d)
+            })
+            .map_err(AppError::from)
+        })
+        .await?;
+    Ok(back_to(&path, "Domain updated"))
+}
+
+#[derive(Deserialize)]
+pub struct EnforcementForm {
+    csrf: String,
+    mode: String,
+}
+
+/// `POST /sso/admin/orgs/{org}/enforcement`. Turning on `all` is refused while the org has
+/// no break-glass account or no connection that has completed a sign-in (lock-out protection).
+pub async fn set_enforcement(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    form: web::Form<EnforcementForm>,
+) -> AdminResult {
+    let admin = access(&state, &req, &path).await?;
+    check_post(&req, &admin, &form.csrf)?;
+    let mode: Enforcement = form
+        .mode
+        .parse()
+        .map_err(|_| AppError::BadRequest("unknown enforcement mode".into()))?;
+    let now = crate::clock::now();
+    let before = admin.org.enforcement().as_str().to_string();
+    let org_id = admin.org.id.clone();
+    let (bg, tested) = state
+        .db
+        .run(move |conn| -> Result<_, AppError> {
+            let bg = breakglass::list(conn, &org_id)?.len();
+            let tested = connections::list(conn, &org_id)?
+                .iter()
+                .any(|c| c.enabled && c.last_success_at.is_some());
+            Ok((bg, tested))
+        })
+        .await?;
+    if mode == Enforcement::All && (bg == 0 || !tested) {
+        let mut why = Vec::new();
+        if bg == 0 {
+            why.push("add a break-glass account first (it can sign in when the IdP cannot)");
+        }
+        if !tested {
+            why.push("complete one sign-in through an SSO connection first (so you know it works)");
+        }
+        return Ok(refused(
+            &admin,
+            &format!(
+                "Requiring SSO for everyone was refused to keep you from locking the organization out: {}.",
+                why.join("; ")
+            ),
+        ));
+    }
+    let path = org_path(&admin);
+    let revoked = state
+        .db
+        .run(move |conn| {
+            write_tx(conn, |conn| -> Result<_, IdentityError> {
+                let revoked = enforcement::set(conn, &admin.org.id, mode, now)?;
+                admin.record(conn, "admin.enforcement.set", json!({"before": before, "after": mode.as_str(), "sessions_revoked": revoked}), now)?;
+                Ok(revoked)
+            })
+            .map_err(AppError::from)
+        })
+        .await?;
+    Ok(back_to(
+        &path,
+        &format!("Enforcement is now {} ({revoked} sessions revoked)", mode.as_str()),
+    ))
+}
+
+#[derive(Template)]
+#[template(path = "admin/secret_once.html")]
+pub struct SecretOnce {
+    pub nav: Nav,
+    pub title: String,
+    pub lines: Vec<(String, String)>,
+    pub warning: String,
+    pub back: String,
+}
+
+#[derive(Deserialize)]
+pub struct BreakglassForm {
+    csrf: String,
+    email: String,
+}
+
+/// `POST /sso/admin/orgs/{org}/breakglass`: creates (or resets) a break-glass account and
+/// shows its password and TOTP URI once.
+pub async fn add_breakglass(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    form: web::Form<BreakglassForm>,
+) -> AdminResult {
+    let admin = access(&state, &req, &path).await?;
+    check_post(&req, &admin, &form.csrf)?;
+    let email = match Email::parse(&form.email) {
+        Ok(e) => e,
+        Err(e) => return Ok(refused(&admin, &format!("Not an e-mail address: {e}"))),
+    };
+    let generated = crate::crypto::random_token(18);
+    let hash = state
+        .passwords
+        .hash(secrecy::SecretString::from(generated.clone()))
+        .await?;
+    let seed = crate::login::totp::new_seed();
+    let uri = crate::login::totp::otpauth_uri(&seed, &email.to_string())
+        .map_err(AppError::Internal)?;
+    let now = crate::clock::now();
+    let key = state.key.clone();
+    let nav = admin.nav();
+    let back = org_path(&admin);
+    let result = state
+        .db
+        .run(move |conn| {
+            write_tx(conn, |conn| -> Result<_, IdentityError> {
+                let u = breakglass::set(conn, &key, &admin.org.id, &email, &hash, &seed, now)?;
+                admin.record(conn, "admin.breakglass.set", json!({"user_name": u.user_name, "password": "(generated, shown once)"}), now)?;
+                Ok(u)
+            })
+        })
+        .await;
+    let user = match result {
+        Ok(u) => u,
+        Err(IdentityError::Conflict(m)) => {
+            return Ok(back_to(&back, &m));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut res = render(
+        StatusCode::OK,
+        &SecretOnce {
+            nav,
+            title: format!("Break-glass account {}", user.user_name),
+            lines: vec![
+                ("Password".into(), generated),
+                ("Authenticator URI (otpauth)".into(), uri),
+            ],
+            warning: "Shown once. Store both in your emergency vault now: they sign in at /sso/breakglass when SSO is unavailable.".into(),
+            back,
+        },
+    );
+    res.headers_mut().insert(
+        actix_web::http::header::CACHE_CONTROL,
+        actix_web::http::header::HeaderValue::from_static("no-store"),
+    );
+    Ok(res)
+}
+
+#[derive(Deserialize)]
+pub struct RolesQuery {
+    groups: Option<String>,
+    notice: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "admin/roles.html")]
+struct RolesPage {
+    nav: Nav,
+    notice: Option<String>,
+    roles: Vec<(String, i32)>,
+    mappings: Vec<(String, String, i32)>,
+    preview_groups: String,
+    preview: Option<String>,
+}
+
+/// `GET /sso/admin/orgs/{org}/roles` (with `?groups=X,Y`: which role such a user gets)
+pub async fn roles(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    q: web::Query<RolesQuery>,
+) -> AdminResult {
+    let admin = access(&state, &req, &path).await?;
+    let org = admin.org.clone();
+    let groups: Vec<String> = q
+        .groups
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(|g| g.trim().to_string())
+        .filter(|g| !g.is_empty())
+        .collect();
+    let g2 = groups.clone();
+    let (rs, ms, preview) = state
+        .db
+        .run(move |conn| -> Result<_, AppError> {
+            let rs = roles::list(conn, &org.id)?;
+            let ms = roles::mappings(conn, &org.id)?;
+            let preview = if g2.is_empty() {
+                None
+            } else {
+                Some(
+                    roles::resolve_app_role(conn, &org.id, None, &g2, org.default_role.as_deref())?
+                        .unwrap_or_else(|| "(no role)".into()),
+                )
+            };
+            Ok((rs, ms, preview))
+        })
+        .await?;
+    Ok(render(
+        StatusCode::OK,
+        &RolesPage {
+            nav: admin.nav(),
+            notice: q.notice.clone(),
+            roles: rs.into_iter().map(|r| (r.name, r.rank)).collect(),
+            mappings: ms.into_iter().map(|m| (m.group, m.role, m.rank)).collect(),
+            preview_groups: groups.join(", "),
+            preview,
+        },
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct RoleForm {
+    csrf: String,
+    name: String,
+    rank: i32,
+}
+
+/// `POST /sso/admin/orgs/{org}/roles`
+pub async fn add_role(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    form: web::Form<RoleForm>,
+) -> AdminResult {
+    let admin = access(&state, &req, &path).await?;
+    check_post(&req, &admin, &form.csrf)?;
+    let now = crate::clock::now();
+    let back = format!("{}/roles", org_path(&admin));
+    let form = form.into_inner();
+    let result = state
+        .db
+        .run(move |conn| {
+            write_tx(conn, |conn| -> Result<_, IdentityError> {
+                let r = roles::add(conn, &admin.org.id, &form.name, form.rank, now)?;
+                admin.record(conn, "admin.role.add", json!({"after": {"name": r.name, "rank": r.rank}}), now)?;
+                Ok(r)
+            })
+        })
+        .await;
+    match result {
+        Ok(r) => Ok(back_to(&back, &format!("Added role {}", r.name))),
+        Err(IdentityError::Conflict(m) | IdentityError::Invalid(m)) => Ok(back_to(&back, &m)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct MappingForm {
+    csrf: String,
+    group: String,
+    role: String,
+}
+
+/// `POST /sso/admin/orgs/{org}/mappings`
+pub async fn add_mapping(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    form: web::Form<MappingForm>,
+) -> AdminResult {
+    let admin = access(&state, &req, &path).await?;
+    check_post(&req, &admin, &form.csrf)?;
+    let now = crate::clock::now();
+    let back = format!("{}/roles", org_path(&admin));
+    let form = form.into_inner();
+    let result = state
+        .db
+        .run(move |conn| {
+            write_tx(conn, |conn| -> Result<_, IdentityError> {
+                let m = roles::map(conn, &admin.org.id, &form.group, &form.role, now)?;
+                admin.record(conn, "admin.role.map", json!({"after": {"group": m.group, "role": m.role}}), now)?;
+                Ok(m)
+            })
+        })
+        .await;
+    match result {
+        Ok(m) => Ok(back_to(&back, &format!("Group {} now maps to {}", m.group, m.role))),
+        Err(IdentityError::Conflict(m) | IdentityError::Invalid(m) | IdentityError::NotFound(m)) => {
+            Ok(back_to(&back, &m))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl From<AdminError> for crate::http::errors::PageError {
+    fn from(e: AdminError) -> Self {
+        match e {
+            AdminError::Page(p) => p,
+            AdminError::SignIn(_) => AppError::Unauthorized("not signed in".into()).into(),
+        }
+    }
+}

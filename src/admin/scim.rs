@@ -1,0 +1,160 @@
+//! SCIM settings: the base URL, tokens (prefix, created, last used), issue (shown once, with a
+//! warning; optionally revoking the others) and revoke.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest};
+use askama::Template;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::org::SecretOnce;
+use super::{access, back_to, check_post, time, AdminResult, Nav};
+use crate::db::write_tx;
+use crate::http::errors::AppError;
+use crate::http::pages::render;
+use crate::identity::{scim_tokens, IdentityError};
+use crate::startup::AppState;
+
+struct TokenRow {
+    id: String,
+    prefix: String,
+    created: String,
+    last_used: String,
+    revoked: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "admin/scim.html")]
+struct ScimPage {
+    nav: Nav,
+    notice: Option<String>,
+    base_url: String,
+    tokens: Vec<TokenRow>,
+}
+
+#[derive(Deserialize)]
+pub struct Notice {
+    notice: Option<String>,
+}
+
+/// `GET /sso/admin/orgs/{org}/scim`
+pub async fn page(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    q: web::Query<Notice>,
+) -> AdminResult {
+    let admin = access(&state, &req, &path).await?;
+    let org_id = admin.org.id.clone();
+    let tokens = state
+        .db
+        .run(move |conn| scim_tokens::list(conn, &org_id).map_err(AppError::from))
+        .await?;
+    Ok(render(
+        StatusCode::OK,
+        &ScimPage {
+            nav: admin.nav(),
+            notice: q.notice.clone(),
+            base_url: state.settings.url_for("/scim/v2"),
+            tokens: tokens
+                .into_iter()
+                .map(|t| TokenRow {
+                    id: t.id.to_string(),
+                    prefix: t.prefix,
+                    created: time(t.created_at),
+                    last_used: t.last_used_at.map(time).unwrap_or_else(|| "never".into()),
+                    revoked: t.revoked_at.map(time),
+                })
+                .collect(),
+        },
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct IssueForm {
+    csrf: String,
+    #[serde(default)]
+    revoke_others: Option<String>,
+}
+
+/// `POST /sso/admin/orgs/{org}/scim/tokens`: the new token, shown once.
+pub async fn issue(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    form: web::Form<IssueForm>,
+) -> AdminResult {
+    let admin = access(&state, &req, &path).await?;
+    check_post(&req, &admin, &form.csrf)?;
+    let revoke_others = form.revoke_others.is_some();
+    let now = crate::clock::now();
+    let nav = admin.nav();
+    let back = format!("/sso/admin/orgs/{}/scim", admin.org.slug);
+    let issued = state
+        .db
+        .run(move |conn| {
+            write_tx(conn, |conn| -> Result<_, IdentityError> {
+                let t = scim_tokens::issue(conn, &admin.org.id, revoke_others, now)?;
+                admin.record(conn, "admin.scim_token.issue", json!({"id": t.id, "token": "(shown once)", "revoked_others": t.revoked_others}), now)?;
+                Ok(t)
+            })
+            .map_err(AppError::from)
+        })
+        .await?;
+    let mut warning = "Shown once: paste it into your IdP's SCIM settings now. gatehouse keeps only a hash of it.".to_string();
+    if issued.revoked_others > 0 {
+        warning.push_str(&format!(
+            " {} older token(s) were revoked: the IdP must use this one.",
+            issued.revoked_others
+        ));
+    }
+    let mut res = render(
+        StatusCode::OK,
+        &SecretOnce {
+            nav,
+            title: "New SCIM token".into(),
+            lines: vec![
+                ("SCIM base URL".into(), state.settings.url_for("/scim/v2")),
+                ("Bearer token".into(), issued.token),
+            ],
+            warning,
+            back,
+        },
+    );
+    res.headers_mut().insert(
+        actix_web::http::header::CACHE_CONTROL,
+        actix_web::http::header::HeaderValue::from_static("no-store"),
+    );
+    Ok(res)
+}
+
+#[derive(Deserialize)]
+pub struct RevokeForm {
+    csrf: String,
+}
+
+/// `POST /sso/admin/orgs/{org}/scim/tokens/{id}/revoke`
+pub async fn revoke(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    form: web::Form<RevokeForm>,
+) -> AdminResult {
+    let (org, id) = path.into_inner();
+    let admin = access(&state, &req, &org).await?;
+    check_post(&req, &admin, &form.csrf)?;
+    let now = crate::clock::now();
+    let back = format!("/sso/admin/orgs/{}/scim", admin.org.slug);
+    state
+        .db
+        .run(move |conn| {
+            write_tx(conn, |conn| -> Result<_, IdentityError> {
+                scim_tokens::revoke(conn, &admin.org.id, &id, now)?;
+                admin.record(conn, "admin.scim_token.revoke", json!({"id": id}), now)?;
+                Ok(())
+            })
+            .map_err(AppError::from)
+        })
+        .await?;
+    Ok(back_to(&back, "Token revoked"))
+}
