@@ -44,18 +44,17 @@ fn parse_time(s: &str) -> Option<i64> {
     if s.is_empty() {
         return None;
     }
-    let full = if s.len() == 10 { format!("{s}T00:00:00Z") } else { s.to_string() };
+    let full = if s.len() == 10 {
+        format!("{s}T00:00:00Z")
+    } else {
+        s.to_string()
+    };
     time::OffsetDateTime::parse(&full, &time::format_description::well_known::Rfc3339)
         .ok()
         .map(|t| t.unix_timestamp())
 }
 
-fn query(
-    conn: &mut DbConn,
-    chain: &str,
-    f: &Filter,
-    limit: i64,
-) -> QueryResult<Vec<StoredEvent>> {
+fn query(conn: &mut DbConn, chain: &str, f: &Filter, limit: i64) -> QueryResult<Vec<StoredEvent>> {
     let mut q = audit_events::table
         .filter(audit_events::chain.eq(chain.to_string()))
         .into_boxed();
@@ -147,7 +146,11 @@ pub async fn list(
         .run(move |conn| query(conn, &chain, &f2, PAGE).map_err(AppError::from))
         .await?;
     let next = (events.len() as i64 == PAGE)
-        .then(|| events.last().map(|e| format!("{}&before={}", filter_query(&f), e.seq)))
+        .then(|| {
+            events
+                .last()
+                .map(|e| format!("{}&before={}", filter_query(&f), e.seq))
+        })
         .flatten();
     Ok(render(
         StatusCode::OK,
@@ -271,7 +274,13 @@ pub async fn export(
                 e.payload.clone().unwrap_or_default(),
                 e.hash.clone(),
             ];
-            body.push_str(&cells.iter().map(|c| csv_cell(c)).collect::<Vec<_>>().join(","));
+            body.push_str(
+                &cells
+                    .iter()
+                    .map(|c| csv_cell(c))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
             body.push('\n');
         }
     }

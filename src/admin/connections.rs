@@ -163,7 +163,10 @@ pub async fn create(
                 let probe = format!("probe:{}", crate::crypto::random_token(8));
                 crate::oidc::provider::discover(&probe, &cfg, allow_private, now)
                     .map_err(|f| format!("OpenID discovery failed: {}", f.0))?;
-                Ok((serde_json::to_value(&cfg).map_err(|e| e.to_string())?, Some(secret)))
+                Ok((
+                    serde_json::to_value(&cfg).map_err(|e| e.to_string())?,
+                    Some(secret),
+                ))
             })
             .await
             .map_err(|e| AppError::Internal(anyhow::anyhow!("{e}")))?
@@ -299,44 +302,88 @@ pub async fn show(
         for info in cfg.certs.iter().filter_map(|x| saml_config::cert_info(x)) {
             settings.push((
                 "IdP signing certificate".into(),
-                format!("SHA-256 {} · {} · expires {}", info.sha256, info.subject, info.not_after),
+                format!(
+                    "SHA-256 {} · {} · expires {}",
+                    info.sha256, info.subject, info.not_after
+                ),
             ));
         }
         let login = crate::saml::routes::login_url(s, &c.id);
         (
             vec![
-                Field { id: "sp-entity-id".into(), label: "SP entity ID (Audience)".into(), value: crate::saml::routes::sp_entity_id(s, &c.id) },
-                Field { id: "acs-url".into(), label: "ACS URL (Reply / Single sign-on URL)".into(), value: crate::saml::routes::acs_url(s, &c.id) },
-                Field { id: "metadata-url".into(), label: "SP metadata URL".into(), value: crate::saml::routes::sp_entity_id(s, &c.id) },
-                Field { id: "login-url".into(), label: "Sign-on URL".into(), value: login },
+                Field {
+                    id: "sp-entity-id".into(),
+                    label: "SP entity ID (Audience)".into(),
+                    value: crate::saml::routes::sp_entity_id(s, &c.id),
+                },
+                Field {
+                    id: "acs-url".into(),
+                    label: "ACS URL (Reply / Single sign-on URL)".into(),
+                    value: crate::saml::routes::acs_url(s, &c.id),
+                },
+                Field {
+                    id: "metadata-url".into(),
+                    label: "SP metadata URL".into(),
+                    value: crate::saml::routes::sp_entity_id(s, &c.id),
+                },
+                Field {
+                    id: "login-url".into(),
+                    label: "Sign-on URL".into(),
+                    value: login,
+                },
             ],
             cfg.preset,
-            format!("/sso/saml/{}/login?return_to=/sso/admin/orgs/{}/connections/{}", c.id, admin.org.slug, c.id),
+            format!(
+                "/sso/saml/{}/login?return_to=/sso/admin/orgs/{}/connections/{}",
+                c.id, admin.org.slug, c.id
+            ),
         )
     } else {
         let cfg: OidcConfig = serde_json::from_str(&c.config)
             .map_err(|e| AppError::Internal(anyhow::anyhow!("{e}")))?;
         settings.push(("Issuer".into(), cfg.issuer.clone()));
         settings.push(("Client ID".into(), cfg.client_id.clone()));
-        settings.push(("Client secret".into(), if c.secret_enc.is_some() { "set (write-only)".into() } else { "missing".into() }));
+        settings.push((
+            "Client secret".into(),
+            if c.secret_enc.is_some() {
+                "set (write-only)".into()
+            } else {
+                "missing".into()
+            },
+        ));
         settings.push(("Groups claim".into(), cfg.groups_claim.clone()));
         if !cfg.tenant_allow.is_empty() {
             settings.push(("Allowed tenants".into(), cfg.tenant_allow.join(", ")));
         }
         (
             vec![
-                Field { id: "redirect-uri".into(), label: "Redirect URI".into(), value: crate::oidc::routes::redirect_uri(s, &c.id) },
-                Field { id: "login-url".into(), label: "Sign-in URL (initiate_login_uri)".into(), value: crate::oidc::routes::login_url(s, &c.id) },
+                Field {
+                    id: "redirect-uri".into(),
+                    label: "Redirect URI".into(),
+                    value: crate::oidc::routes::redirect_uri(s, &c.id),
+                },
+                Field {
+                    id: "login-url".into(),
+                    label: "Sign-in URL (initiate_login_uri)".into(),
+                    value: crate::oidc::routes::login_url(s, &c.id),
+                },
             ],
             cfg.preset,
-            format!("/sso/oidc/{}/login?return_to=/sso/admin/orgs/{}/connections/{}", c.id, admin.org.slug, c.id),
+            format!(
+                "/sso/oidc/{}/login?return_to=/sso/admin/orgs/{}/connections/{}",
+                c.id, admin.org.slug, c.id
+            ),
         )
     };
     // What the IdP sent last time: attribute names to map, claim values to check.
     let mut received = Vec::new();
     if let Some(payload) = last.as_ref().and_then(|(_, p)| p.as_deref()) {
         if let Ok(v) = serde_json::from_str::<Value>(payload) {
-            let source = if c.kind == "saml" { &v["attributes"] } else { &v["claims"] };
+            let source = if c.kind == "saml" {
+                &v["attributes"]
+            } else {
+                &v["claims"]
+            };
             if let Some(map) = source.as_object() {
                 for (k, val) in map {
                     received.push((k.clone(), val.to_string()));

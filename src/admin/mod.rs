@@ -23,7 +23,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/sso/admin", web::get().to(org::home))
         .route("/sso/admin/static/admin.js", web::get().to(script))
         .route("/sso/admin/orgs/{org}", web::get().to(org::overview))
-        .route("/sso/admin/orgs/{org}/domains", web::post().to(org::add_domain))
+        .route(
+            "/sso/admin/orgs/{org}/domains",
+            web::post().to(org::add_domain),
+        )
         .route(
             "/sso/admin/orgs/{org}/domains/{domain}",
             web::post().to(org::change_domain),
@@ -64,7 +67,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/sso/admin/orgs/{org}/connections/{id}",
             web::get().to(connections::show),
         )
-        .route("/sso/admin/orgs/{org}/audit", web::get().to(audit_log::list))
+        .route(
+            "/sso/admin/orgs/{org}/audit",
+            web::get().to(audit_log::list),
+        )
         .route(
             "/sso/admin/orgs/{org}/audit/export.{format}",
             web::get().to(audit_log::export),
@@ -241,11 +247,9 @@ pub fn check_post(req: &HttpRequest, admin: &Admin, submitted: &str) -> Result<(
     if matches!(site, Some(s) if s != "same-origin" && s != "none") {
         return Err(AppError::Forbidden("cross-site request refused".into()).into());
     }
-    let ok: bool = subtle::ConstantTimeEq::ct_eq(
-        submitted.as_bytes(),
-        admin.signed.csrf_token.as_bytes(),
-    )
-    .into();
+    let ok: bool =
+        subtle::ConstantTimeEq::ct_eq(submitted.as_bytes(), admin.signed.csrf_token.as_bytes())
+            .into();
     if !ok {
         return Err(AppError::Forbidden(
             "This form expired or did not come from this site. Reload the page and try again."

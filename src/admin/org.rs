@@ -236,7 +236,12 @@ pub async fn add_domain(
         .run(move |conn| {
             write_tx(conn, |conn| -> Result<_, IdentityError> {
                 let d = domains::add(conn, &admin.org.id, &domain, verified, false, now)?;
-                admin.record(conn, "admin.domain.add", json!({"after": {"domain": d.domain, "verified": d.verified}}), now)?;
+                admin.record(
+                    conn,
+                    "admin.domain.add",
+                    json!({"after": {"domain": d.domain, "verified": d.verified}}),
+                    now,
+                )?;
                 Ok(d)
             })
         })
@@ -268,12 +273,10 @@ pub async fn change_domain(
     let domain = DomainName::parse(&domain).map_err(|_| AppError::NotFound)?;
     let (verified, enforce) = match form.action.as_str() {
         "verify" if admin.instance => (Some(true), None),
-        "verify" => {
-            return Ok(refused(
-                &admin,
-                "Only an instance admin can verify a domain (after checking the organization owns it).",
-            ))
-        }
+        "verify" => return Ok(refused(
+            &admin,
+            "Only an instance admin can verify a domain (after checking the organization owns it).",
+        )),
         "enforce" => (None, Some(true)),
         "unenforce" => (None, Some(false)),
         _ => return Err(AppError::BadRequest("unknown action".into()).into()),
@@ -352,7 +355,12 @@ pub async fn set_enforcement(
         .run(move |conn| {
             write_tx(conn, |conn| -> Result<_, IdentityError> {
                 let revoked = enforcement::set(conn, &admin.org.id, mode, now)?;
-                admin.record(conn, "admin.enforcement.set", json!({"before": before, "after": mode.as_str(), "sessions_revoked": revoked}), now)?;
+                admin.record(
+                    conn,
+                    "admin.enforcement.set",
+                    json!({"before": before, "after": mode.as_str(), "sessions_revoked": revoked}),
+                    now,
+                )?;
                 Ok(revoked)
             })
             .map_err(AppError::from)
@@ -360,7 +368,10 @@ pub async fn set_enforcement(
         .await?;
     Ok(back_to(
         &path,
-        &format!("Enforcement is now {} ({revoked} sessions revoked)", mode.as_str()),
+        &format!(
+            "Enforcement is now {} ({revoked} sessions revoked)",
+            mode.as_str()
+        ),
     ))
 }
 
@@ -400,8 +411,8 @@ pub async fn add_breakglass(
         .hash(secrecy::SecretString::from(generated.clone()))
         .await?;
     let seed = crate::login::totp::new_seed();
-    let uri = crate::login::totp::otpauth_uri(&seed, &email.to_string())
-        .map_err(AppError::Internal)?;
+    let uri =
+        crate::login::totp::otpauth_uri(&seed, &email.to_string()).map_err(AppError::Internal)?;
     let now = crate::clock::now();
     let key = state.key.clone();
     let nav = admin.nav();
@@ -411,7 +422,12 @@ pub async fn add_breakglass(
         .run(move |conn| {
             write_tx(conn, |conn| -> Result<_, IdentityError> {
                 let u = breakglass::set(conn, &key, &admin.org.id, &email, &hash, &seed, now)?;
-                admin.record(conn, "admin.breakglass.set", json!({"user_name": u.user_name, "password": "(generated, shown once)"}), now)?;
+                admin.record(
+                    conn,
+                    "admin.breakglass.set",
+                    json!({"user_name": u.user_name, "password": "(generated, shown once)"}),
+                    now,
+                )?;
                 Ok(u)
             })
         })
@@ -531,7 +547,12 @@ pub async fn add_role(
         .run(move |conn| {
             write_tx(conn, |conn| -> Result<_, IdentityError> {
                 let r = roles::add(conn, &admin.org.id, &form.name, form.rank, now)?;
-                admin.record(conn, "admin.role.add", json!({"after": {"name": r.name, "rank": r.rank}}), now)?;
+                admin.record(
+                    conn,
+                    "admin.role.add",
+                    json!({"after": {"name": r.name, "rank": r.rank}}),
+                    now,
+                )?;
                 Ok(r)
             })
         })
@@ -567,16 +588,24 @@ pub async fn add_mapping(
         .run(move |conn| {
             write_tx(conn, |conn| -> Result<_, IdentityError> {
                 let m = roles::map(conn, &admin.org.id, &form.group, &form.role, now)?;
-                admin.record(conn, "admin.role.map", json!({"after": {"group": m.group, "role": m.role}}), now)?;
+                admin.record(
+                    conn,
+                    "admin.role.map",
+                    json!({"after": {"group": m.group, "role": m.role}}),
+                    now,
+                )?;
                 Ok(m)
             })
         })
         .await;
     match result {
-        Ok(m) => Ok(back_to(&back, &format!("Group {} now maps to {}", m.group, m.role))),
-        Err(IdentityError::Conflict(m) | IdentityError::Invalid(m) | IdentityError::NotFound(m)) => {
-            Ok(back_to(&back, &m))
-        }
+        Ok(m) => Ok(back_to(
+            &back,
+            &format!("Group {} now maps to {}", m.group, m.role),
+        )),
+        Err(
+            IdentityError::Conflict(m) | IdentityError::Invalid(m) | IdentityError::NotFound(m),
+        ) => Ok(back_to(&back, &m)),
         Err(e) => Err(e.into()),
     }
 }

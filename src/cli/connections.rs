@@ -152,9 +152,8 @@ pub fn run(
                 saml_config::Source::Explicit {
                     entity_id,
                     sso_url,
-                    cert_pem: std::fs::read_to_string(&cert_file).map_err(|e| {
-                        anyhow::anyhow!("cannot read {}: {e}", cert_file.display())
-                    })?,
+                    cert_pem: std::fs::read_to_string(&cert_file)
+                        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", cert_file.display()))?,
                 }
             };
             let mut cfg = saml_config::from_source(source, settings.outbound_allow_private)
@@ -270,7 +269,9 @@ pub fn run(
             let mut conn = db.conn()?;
             let c = write_tx(&mut conn, |c| -> Result<_, IdentityError> {
                 let o = orgs::find(c, &org)?;
-                crate::oidc::routes::store_connection(c, key, &o.id, "cli", &name, &cfg, &secret, now)
+                crate::oidc::routes::store_connection(
+                    c, key, &o.id, "cli", &name, &cfg, &secret, now,
+                )
             })?;
             let v = describe(settings, &c);
             if json_out {

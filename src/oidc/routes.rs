@@ -89,8 +89,7 @@ pub fn store_connection(
         })),
         now,
     )?;
-    connections::get(conn, &created.id)?
-        .ok_or_else(|| IdentityError::NotFound("connection".into()))
+    connections::get(conn, &created.id)?.ok_or_else(|| IdentityError::NotFound("connection".into()))
 }
 
 fn oidc_config(c: &Connection) -> Result<OidcConfig, AppError> {

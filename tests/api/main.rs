@@ -3,6 +3,7 @@
 //! URL; `scripts/test` starts a private cluster and sets it).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod admin;
 mod helpers;
 mod identity;
 mod oidc;

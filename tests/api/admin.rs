@@ -1,0 +1,448 @@
+//! The admin UI over real HTTP: who sees what (instance admins, org admins of their own org,
+//! 404 for everyone else, an app role named "admin" grants nothing), CSRF and Fetch Metadata
+//! on every form, lock-out protection for enforcement, SCIM tokens issued in the UI working
+//! against the SCIM API, escaping of audit payloads, exports; then a Chromium journey.
+
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .build()
+        .unwrap()
+}
+
+/// Signs in at `/sso/login` in a fresh browser and returns it.
+async fn signed_in(app: &TestApp, email: &str) -> reqwest::Client {
+    let client = browser();
+    let page = client
+        .get(app.url("/sso/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = form_field(&page, "csrf");
+    let res = client
+        .post(app.url("/sso/login"))
+        .form(&[("email", email), ("password", PASSWORD), ("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303, "{email} signs in");
+    client
+}
+
+/// An instance admin, signed in with password and TOTP (code `step` steps from now).
+async fn instance_admin(app: &TestApp, step: i64) -> reqwest::Client {
+    let uri = app
+        .cli_env(
+            &[("GH_TEST_PW", PASSWORD)],
+            &[
+                "admin",
+                "add",
+                "ops@operator.test",
+                "--password-env",
+                "GH_TEST_PW",
+            ],
+        )
+        .ok()
+        .stdout;
+    let client = browser();
+    let page = client
+        .get(app.url("/sso/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = form_field(&page, "csrf");
+    let page = client
+        .post(app.url("/sso/login"))
+        .form(&[
+            ("email", "ops@operator.test"),
+            ("password", PASSWORD),
+            ("csrf", &csrf),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let res = client
+        .post(app.url("/sso/login/totp"))
+        .form(&[
+            ("pending", form_field(&page, "pending")),
+            ("csrf", form_field(&page, "csrf")),
+            ("code", totp_code(&uri, step)),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    client
+}
+
+async fn get(client: &reqwest::Client, app: &TestApp, path: &str) -> (u16, String) {
+    let res = client.get(app.url(path)).send().await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.text().await.unwrap())
+}
+
+/// The session CSRF token of an admin page.
+async fn admin_csrf(client: &reqwest::Client, app: &TestApp, org: &str) -> String {
+    let (status, page) = get(client, app, &format!("/sso/admin/orgs/{org}")).await;
+    assert_eq!(status, 200, "{page}");
+    form_field(&page, "csrf")
+}
+
+async fn post(
+    client: &reqwest::Client,
+    app: &TestApp,
+    path: &str,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    client.post(app.url(path)).form(form).send().await.unwrap()
+}
+
+fn add_user(app: &TestApp, org: &str, email: &str, extra: &[&str]) {
+    let mut args = vec!["user", "add", org, email, "--password-env", "GH_TEST_PW"];
+    args.extend_from_slice(extra);
+    app.cli_env(&[("GH_TEST_PW", PASSWORD)], &args).ok();
+}
+
+const PAGES: &[&str] = &[
+    "",
+    "/scim",
+    "/roles",
+    "/audit",
+    "/audit/export.csv",
+    "/audit/export.jsonl",
+    "/connections/new",
+];
+
+#[tokio::test]
+async fn only_admins_of_the_org_see_it() {
+    let app = spawn_app().await;
+    app.cli_ok(&["org", "create", "alpha", "--domain", "alpha.test"]);
+    app.cli_ok(&["org", "create", "beta", "--domain", "beta.test"]);
+    app.cli_ok(&["role", "add", "alpha", "admin", "--rank", "100"]);
+    add_user(&app, "alpha", "root@alpha.test", &["--org-admin"]);
+    add_user(&app, "alpha", "pat@alpha.test", &["--role", "admin"]);
+    add_user(&app, "beta", "root@beta.test", &["--org-admin"]);
+
+    // Not signed in: to the sign-in page, and back here afterwards.
+    let res = browser()
+        .get(app.url("/sso/admin/orgs/alpha/scim"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(
+        res.headers()["location"],
+        "/sso/login?return_to=%2Fsso%2Fadmin%2Forgs%2Falpha%2Fscim"
+    );
+
+    let alpha_admin = signed_in(&app, "root@alpha.test").await;
+    let app_role_admin = signed_in(&app, "pat@alpha.test").await;
+    for page in PAGES {
+        let a = format!("/sso/admin/orgs/alpha{page}");
+        let b = format!("/sso/admin/orgs/beta{page}");
+        assert_eq!(get(&alpha_admin, &app, &a).await.0, 200, "{a}");
+        assert_eq!(get(&alpha_admin, &app, &b).await.0, 404, "{b}: another org");
+        assert_eq!(
+            get(&app_role_admin, &app, &a).await.0,
+            404,
+            "{a}: an app role grants nothing"
+        );
+    }
+    assert_eq!(get(&alpha_admin, &app, "/sso/admin/orgs/nope").await.0, 404);
+    // An org admin's home is their org; a plain user has no admin home.
+    let res = alpha_admin.get(app.url("/sso/admin")).send().await.unwrap();
+    assert_eq!(res.headers()["location"], "/sso/admin/orgs/alpha");
+    assert_eq!(get(&app_role_admin, &app, "/sso/admin").await.0, 404);
+    // Nor can an org admin of beta change alpha, even with a valid token of their own.
+    let beta_admin = signed_in(&app, "root@beta.test").await;
+    let csrf = admin_csrf(&beta_admin, &app, "beta").await;
+    let res = post(
+        &beta_admin,
+        &app,
+        "/sso/admin/orgs/alpha/roles",
+        &[("csrf", &csrf), ("name", "x"), ("rank", "1")],
+    )
+    .await;
+    assert_eq!(res.status(), 404);
+
+    // Instance admins see every org.
+    let ops = instance_admin(&app, 0).await;
+    let (status, page) = get(&ops, &app, "/sso/admin").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("/sso/admin/orgs/alpha") && page.contains("/sso/admin/orgs/beta"));
+    for page in PAGES {
+        assert_eq!(
+            get(&ops, &app, &format!("/sso/admin/orgs/beta{page}"))
+                .await
+                .0,
+            200,
+            "{page}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_form_needs_the_session_token_and_our_origin() {
+    let app = spawn_app().await;
+    app.cli_ok(&["org", "create", "alpha", "--domain", "alpha.test"]);
+    add_user(&app, "alpha", "root@alpha.test", &["--org-admin"]);
+    let admin = signed_in(&app, "root@alpha.test").await;
+    let csrf = admin_csrf(&admin, &app, "alpha").await;
+    let forms: &[(&str, &[(&str, &str)])] = &[
+        (
+            "/sso/admin/orgs/alpha/domains",
+            &[("domain", "new.alpha.test")],
+        ),
+        (
+            "/sso/admin/orgs/alpha/domains/alpha.test",
+            &[("action", "enforce")],
+        ),
+        ("/sso/admin/orgs/alpha/enforcement", &[("mode", "domains")]),
+        (
+            "/sso/admin/orgs/alpha/breakglass",
+            &[("email", "bg@alpha.test")],
+        ),
+        (
+            "/sso/admin/orgs/alpha/roles",
+            &[("name", "dev"), ("rank", "5")],
+        ),
+        (
+            "/sso/admin/orgs/alpha/mappings",
+            &[("group", "Eng"), ("role", "dev")],
+        ),
+        ("/sso/admin/orgs/alpha/scim/tokens", &[]),
+        ("/sso/admin/orgs/alpha/connections", &[("kind", "saml")]),
+    ];
+    for (path, fields) in forms {
+        // No token, a wrong token, a cross-site request with the right token.
+        let res = post(&admin, &app, path, fields).await;
+        assert!(
+            matches!(res.status().as_u16(), 400 | 403),
+            "{path}: {}",
+            res.status()
+        );
+        let mut wrong = fields.to_vec();
+        wrong.push(("csrf", "forged"));
+        assert_eq!(
+            post(&admin, &app, path, &wrong).await.status(),
+            403,
+            "{path}"
+        );
+        let mut right = fields.to_vec();
+        right.push(("csrf", &csrf));
+        let res = admin
+            .post(app.url(path))
+            .header("sec-fetch-site", "cross-site")
+            .form(&right)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 403, "{path}: cross-site");
+    }
+    // Nothing changed.
+    let events = app.cli_ok(&["audit", "list", "alpha", "--json"]);
+    assert!(!events.contains("admin."), "{events}");
+    // With the token, from our own pages, it works (and is audited with before/after).
+    let res = admin
+        .post(app.url("/sso/admin/orgs/alpha/enforcement"))
+        .header("sec-fetch-site", "same-origin")
+        .form(&[("csrf", csrf.as_str()), ("mode", "domains")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let events = app.cli_ok(&["audit", "list", "alpha", "--json"]);
+    assert!(
+        events.contains("admin.enforcement.set") && events.contains(r#"\"before\":\"off\""#),
+        "{events}"
+    );
+}
+
+#[tokio::test]
+async fn requiring_sso_for_all_is_refused_until_the_org_cannot_lock_itself_out() {
+    let app = spawn_app().await;
+    app.cli_ok(&["org", "create", "alpha", "--domain", "alpha.test"]);
+    add_user(&app, "alpha", "root@alpha.test", &["--org-admin"]);
+    let admin = signed_in(&app, "root@alpha.test").await;
+    let csrf = admin_csrf(&admin, &app, "alpha").await;
+    let set_all = || {
+        admin
+            .post(app.url("/sso/admin/orgs/alpha/enforcement"))
+            .form(&[("csrf", csrf.as_str()), ("mode", "all")])
+            .send()
+    };
+    let res = set_all().await.unwrap();
+    assert_eq!(res.status(), 303);
+    let (_, page) = get(&admin, &app, res.headers()["location"].to_str().unwrap()).await;
+    assert!(page.contains("add a break-glass account first"), "{page}");
+    assert!(page.contains("complete one sign-in through an SSO connection first"));
+    assert!(page.contains(r#"<strong id="enforcement">off</strong>"#));
+
+    // A break-glass account, shown once.
+    let res = post(
+        &admin,
+        &app,
+        "/sso/admin/orgs/alpha/breakglass",
+        &[("csrf", &csrf), ("email", "bg@alpha.test")],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let page = res.text().await.unwrap();
+    assert!(page.contains("otpauth://totp/"), "{page}");
+    let res = set_all().await.unwrap();
+    let (_, page) = get(&admin, &app, res.headers()["location"].to_str().unwrap()).await;
+    assert!(!page.contains("add a break-glass account first"));
+    assert!(page.contains("complete one sign-in through an SSO connection first"));
+
+    // A connection that has completed a sign-in.
+    let s = crate::saml::key_pair("lockout idp");
+    let cert = app.data_dir.path().join("idp.pem");
+    std::fs::write(&cert, &s.cert_pem).unwrap();
+    let c: Value = serde_json::from_str(
+        app.cli_ok(&[
+            "connection",
+            "add-saml",
+            "alpha",
+            "--entity-id",
+            "https://idp.alpha.test",
+            "--sso-url",
+            "https://idp.alpha.test/sso",
+            "--cert-file",
+            cert.to_str().unwrap(),
+            "--json",
+        ])
+        .trim(),
+    )
+    .unwrap();
+    app.sql(&format!(
+        "UPDATE connections SET last_success_at = 1 WHERE id = '{}'",
+        c["id"].as_str().unwrap()
+    ));
+    let res = set_all().await.unwrap();
+    let location = res.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        location.contains("notice=Enforcement+is+now+all"),
+        "{location}"
+    );
+    assert!(app
+        .cli_ok(&["org", "list", "--json"])
+        .contains(r#""enforcement":"all""#));
+    // The admin's own password session no longer qualifies: it was revoked.
+    assert_eq!(get(&admin, &app, "/sso/admin/orgs/alpha").await.0, 303);
+}
+
+#[tokio::test]
+async fn a_scim_token_from_the_ui_works_and_revoking_it_stops_it() {
+    let app = spawn_app().await;
+    app.cli_ok(&["org", "create", "alpha", "--domain", "alpha.test"]);
+    add_user(&app, "alpha", "root@alpha.test", &["--org-admin"]);
+    let admin = signed_in(&app, "root@alpha.test").await;
+    let csrf = admin_csrf(&admin, &app, "alpha").await;
+    let res = post(
+        &admin,
+        &app,
+        "/sso/admin/orgs/alpha/scim/tokens",
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let page = res.text().await.unwrap();
+    let token = page
+        .split("ghs_")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap();
+    let token = format!("ghs_{token}");
+    let scim = reqwest::Client::new();
+    let create = |name: &'static str| {
+        scim.post(app.url("/scim/v2/Users"))
+            .bearer_auth(&token)
+            .header("content-type", "application/scim+json")
+            .body(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": name, "displayName": "<script>alert(1)</script>"}).to_string())
+            .send()
+    };
+    assert_eq!(create("ann@alpha.test").await.unwrap().status(), 201);
+
+    // The token list shows a prefix and when it was last used, never the token.
+    let (_, page) = get(&admin, &app, "/sso/admin/orgs/alpha/scim").await;
+    assert!(!page.contains(&token));
+    assert!(page.contains(&token[..10]));
+    assert!(!page.contains(">never<"), "last use shown");
+    let id = page
+        .split("/scim/tokens/")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let res = post(
+        &admin,
+        &app,
+        &format!("/sso/admin/orgs/alpha/scim/tokens/{id}/revoke"),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(create("bob@alpha.test").await.unwrap().status(), 401);
+
+    // The SCIM request is in the audit log; its payload is shown escaped.
+    let (_, page) = get(&admin, &app, "/sso/admin/orgs/alpha/audit?action=scim").await;
+    let event = page
+        .split("/sso/admin/orgs/alpha/audit/")
+        .skip(1)
+        .find(|s| !s.starts_with("export"))
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let (status, page) = get(
+        &admin,
+        &app,
+        &format!("/sso/admin/orgs/alpha/audit/{event}"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        !page.contains("<script>alert"),
+        "payloads are escaped: {page}"
+    );
+    assert!(
+        page.contains("&lt;script&gt;alert")
+            || page.contains("&#60;script&#62;alert")
+            || page.contains("&lt;script"),
+        "{page}"
+    );
+    assert!(!page.contains(&token));
+    // Exports: JSON lines parse, CSV has a header.
+    let (status, jsonl) = get(&admin, &app, "/sso/admin/orgs/alpha/audit/export.jsonl").await;
+    assert_eq!(status, 200);
+    for line in jsonl.lines() {
+        serde_json::from_str::<Value>(line).unwrap();
+    }
+    let (_, csv) = get(
+        &admin,
+        &app,
+        "/sso/admin/orgs/alpha/audit/export.csv?outcome=success",
+    )
+    .await;
+    assert!(csv.starts_with("id,seq,occurred_at,action,outcome"));
+}
