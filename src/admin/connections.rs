@@ -334,7 +334,7 @@ pub async fn show(
             ],
             cfg.preset,
             format!(
-                "/sso/saml/{}/login?return_to=/sso/admin/orgs/{}/connections/{}",
+                "/sso/saml/{}/login?test=1&return_to=/sso/admin/orgs/{}/connections/{}",
                 c.id, admin.org.slug, c.id
             ),
         )
@@ -370,7 +370,7 @@ pub async fn show(
             ],
             cfg.preset,
             format!(
-                "/sso/oidc/{}/login?return_to=/sso/admin/orgs/{}/connections/{}",
+                "/sso/oidc/{}/login?test=1&return_to=/sso/admin/orgs/{}/connections/{}",
                 c.id, admin.org.slug, c.id
             ),
         )
@@ -387,6 +387,12 @@ pub async fn show(
             if let Some(map) = source.as_object() {
                 for (k, val) in map {
                     received.push((k.clone(), val.to_string()));
+                }
+            }
+            // SAML attributes are kept as [name, [values]] pairs.
+            for pair in source.as_array().into_iter().flatten() {
+                if let (Some(k), Some(vals)) = (pair[0].as_str(), pair.get(1)) {
+                    received.push((k.to_string(), vals.to_string()));
                 }
             }
         }

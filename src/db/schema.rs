@@ -223,6 +223,7 @@ diesel::table! {
         created_at -> BigInt,
         expires_at -> BigInt,
         consumed_at -> Nullable<BigInt>,
+        purpose -> Nullable<Text>,
     }
 }
 
@@ -234,6 +235,7 @@ diesel::table! {
         created_at -> BigInt,
         expires_at -> BigInt,
         consumed_at -> Nullable<BigInt>,
+        purpose -> Nullable<Text>,
     }
 }
 

@@ -123,6 +123,8 @@ fn disabled() -> PageError {
 #[derive(Deserialize)]
 pub struct LoginQuery {
     return_to: Option<String>,
+    /// `test=1`: the admin UI's "Test sign-in" (validated in full, nobody signed in).
+    test: Option<String>,
 }
 
 /// `GET /sso/oidc/{connection}/login`: the authorization request (code + PKCE S256).
@@ -186,6 +188,7 @@ pub async fn login(
         )),
         oidc_requests::created_at.eq(now),
         oidc_requests::expires_at.eq(now + REQUEST_TTL_SECS),
+        oidc_requests::purpose.eq(q.test.as_ref().map(|_| "test")),
     );
     state
         .db
@@ -239,12 +242,21 @@ async fn refuse(
     .into()
 }
 
-type RequestRow = (String, String, String, Option<String>, i64, Option<i64>);
+type RequestRow = (
+    String,
+    String,
+    String,
+    Option<String>,
+    i64,
+    Option<i64>,
+    Option<String>,
+);
 
 struct Pending {
     nonce: String,
     verifier: String,
     return_to: Option<String>,
+    test: bool,
 }
 
 /// Finds the sign-in this callback answers, checks it belongs to this browser and consumes it.
@@ -270,10 +282,11 @@ async fn take_request(
                         oidc_requests::return_to,
                         oidc_requests::expires_at,
                         oidc_requests::consumed_at,
+                        oidc_requests::purpose,
                     ))
                     .first(conn)
                     .optional()?;
-                if matches!(&row, Some((_, _, _, _, _, None))) {
+                if matches!(&row, Some((_, _, _, _, _, None, _))) {
                     diesel::update(oidc_requests::table.find(&hash))
                         .set(oidc_requests::consumed_at.eq(Some(now)))
                         .execute(conn)?;
@@ -283,7 +296,8 @@ async fn take_request(
             .map_err(AppError::from)
         })
         .await?;
-    let Some((browser_hash, nonce_enc, verifier_enc, return_to, expires, consumed)) = row else {
+    let Some((browser_hash, nonce_enc, verifier_enc, return_to, expires, consumed, purpose)) = row
+    else {
         return Ok(Err(
             "state does not name a sign-in started here for this connection".into(),
         ));
@@ -317,6 +331,7 @@ async fn take_request(
         nonce: open(&nonce_enc, "oidc-nonce")?,
         verifier: open(&verifier_enc, "oidc-pkce")?,
         return_to,
+        test: purpose.as_deref() == Some("test"),
     }))
 }
 
@@ -513,6 +528,8 @@ pub async fn callback(
     let hd = string_claim(&claims, "hd");
     let needs_hd = cfg.requires_hosted_domain();
     let return_to = pending.return_to;
+    let test = pending.test;
+    let test_return = return_to.clone();
     let audit_claims = claims.clone();
     let result = state
         .db
@@ -533,6 +550,18 @@ pub async fn callback(
                         _ => {}
                     }
                 }
+                if test {
+                    // A test sign-in: validated in full; shows what the IdP sent, signs nobody in.
+                    connections::mark_success(conn, &conn_id, now)?;
+                    audit::record(
+                        conn,
+                        &Event::new(Some(&org.id), format!("oidc:{conn_id}"), "login.oidc").payload(json!({
+                            "connection": conn_id, "test": true, "asserted": asserted, "claims": audit_claims,
+                        })),
+                        now,
+                    )?;
+                    return Ok(Ok(String::new()));
+                }
                 handoff::verified_sign_in(
                     conn,
                     &org,
@@ -549,6 +578,13 @@ pub async fn callback(
         })
         .await?;
     match result {
+        Ok(_) if test => Ok(HttpResponse::SeeOther()
+            .insert_header((
+                "location",
+                test_return.unwrap_or_else(|| "/sso/admin".into()),
+            ))
+            .insert_header(("cache-control", "no-store"))
+            .finish()),
         Ok(token) => Ok(HttpResponse::SeeOther()
             .insert_header(("location", handoff::COMPLETE_URL))
             .insert_header(("cache-control", "no-store"))

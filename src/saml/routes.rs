@@ -151,6 +151,8 @@ pub async fn metadata(
 #[derive(Deserialize)]
 pub struct LoginQuery {
     return_to: Option<String>,
+    /// `test=1`: the admin UI's "Test sign-in" (validated in full, nobody signed in).
+    test: Option<String>,
 }
 
 /// `GET /sso/saml/{connection}/login`: an AuthnRequest over HTTP-Redirect. The request id (128
@@ -189,6 +191,7 @@ pub async fn login(
     let (id, conn_id) = (request.id.clone(), c.id.clone());
     let return_to =
         crate::login::return_to::safe(q.return_to.as_deref(), &state.settings.allowed_return_hosts);
+    let purpose = q.test.as_ref().map(|_| "test");
     state
         .db
         .run(move |conn| {
@@ -197,6 +200,7 @@ pub async fn login(
                     saml_requests::id.eq(&id),
                     saml_requests::connection_id.eq(&conn_id),
                     saml_requests::return_to.eq(return_to),
+                    saml_requests::purpose.eq(purpose),
                     saml_requests::created_at.eq(now),
                     saml_requests::expires_at.eq(now + REQUEST_TTL_SECS),
                 ))
@@ -305,6 +309,8 @@ fn refused(cause: impl Into<String>, xml: &str) -> AcsError {
     }
 }
 
+type RequestRow = (String, Option<String>, i64, Option<i64>, Option<String>);
+
 static ACS_PERMITS: std::sync::OnceLock<Arc<Semaphore>> = std::sync::OnceLock::new();
 
 /// `POST /sso/saml/{connection}/acs`
@@ -328,10 +334,14 @@ pub async fn acs(
     let form = form.into_inner();
     let outcome = process(&state, &c, &cfg, key.as_ref(), form, now).await;
     match outcome {
-        Ok(token) => Ok(HttpResponse::SeeOther()
+        Ok(Done::Session(token)) => Ok(HttpResponse::SeeOther()
             .insert_header(("location", handoff::COMPLETE_URL))
             .insert_header(("cache-control", "no-store"))
             .cookie(handoff::cookie(&state.settings, token))
+            .finish()),
+        Ok(Done::Test(back)) => Ok(HttpResponse::SeeOther()
+            .insert_header(("location", back.unwrap_or_else(|| "/sso/admin".into())))
+            .insert_header(("cache-control", "no-store"))
             .finish()),
         Err(AcsError::Server(e)) => Err(e.into()),
         Err(AcsError::Refused { cause, xml }) => {
@@ -357,7 +367,7 @@ async fn process(
     key: Option<&keys::SigningKey>,
     form: AcsForm,
     now: i64,
-) -> Result<String, AcsError> {
+) -> Result<Done, AcsError> {
     if !c.enabled {
         return Err(AcsError::Refused {
             cause: "the connection is disabled".into(),
@@ -379,7 +389,7 @@ async fn process(
         match env.in_response_to.clone() {
             Some(id) => {
                 let conn_id = c.id.clone();
-                let row: Option<(String, Option<String>, i64, Option<i64>)> = state
+                let row: Option<RequestRow> = state
                     .db
                     .run(move |conn| {
                         saml_requests::table
@@ -390,6 +400,7 @@ async fn process(
                                 saml_requests::return_to,
                                 saml_requests::expires_at,
                                 saml_requests::consumed_at,
+                                saml_requests::purpose,
                             ))
                             .first(conn)
                             .optional()
@@ -397,8 +408,10 @@ async fn process(
                     })
                     .await?;
                 match row {
-                    Some((id, return_to, expires, None)) if expires > now => Some((id, return_to)),
-                    Some((_, _, _, Some(_))) => {
+                    Some((id, return_to, expires, None, purpose)) if expires > now => {
+                        Some((id, return_to, purpose.as_deref() == Some("test")))
+                    }
+                    Some((_, _, _, Some(_), _)) => {
                         return Err(refused(
                             "InResponseTo names a sign-in request that was already used (replay)",
                             &xml,
@@ -426,7 +439,8 @@ async fn process(
         };
 
     let ctx = sp_context(state, c, cfg, key)?;
-    let expected = request.as_ref().map(|(id, _)| id.clone());
+    let expected = request.as_ref().map(|(id, _, _)| id.clone());
+    let test = request.as_ref().is_some_and(|(_, _, test)| *test);
     let xml_for_check = xml.clone();
     let verified = tokio::task::spawn_blocking(move || {
         validate::validate(&xml_for_check, env, &ctx, expected.as_deref(), now)
@@ -437,9 +451,10 @@ async fn process(
 
     let asserted = asserted(&verified, cfg);
     let return_to = match &request {
-        Some((_, r)) => r.clone(),
+        Some((_, r, _)) => r.clone(),
         None => safe_local_path(form.relay_state.as_deref()),
     };
+    let test_return = return_to.clone();
     let method = if request.is_some() {
         "saml"
     } else {
@@ -472,7 +487,7 @@ async fn process(
                     }
                     Err(e) => return Err(e.into()),
                 }
-                if let Some((id, _)) = &request {
+                if let Some((id, _, _)) = &request {
                     let n = diesel::update(saml_requests::table.find(id).filter(saml_requests::consumed_at.is_null()))
                         .set(saml_requests::consumed_at.eq(Some(now)))
                         .execute(conn)?;
@@ -481,6 +496,19 @@ async fn process(
                     }
                 }
                 let org = orgs::get(conn, &org_id)?;
+                if test {
+                    // A test sign-in: validated in full; shows what the IdP sent, signs nobody in.
+                    connections::mark_success(conn, &conn_id, now)?;
+                    audit::record(
+                        conn,
+                        &Event::new(Some(&org.id), format!("saml:{conn_id}"), "login.saml").payload(json!({
+                            "connection": conn_id, "test": true, "asserted": asserted,
+                            "attributes": verified.attributes, "response_xml": xml_audit,
+                        })),
+                        now,
+                    )?;
+                    return Ok(Ok(String::new()));
+                }
                 handoff::verified_sign_in(
                     conn,
                     &org,
@@ -496,5 +524,18 @@ async fn process(
             .map_err(AppError::from)
         })
         .await?;
-    result.map_err(|cause| refused(cause, &xml))
+    let token = result.map_err(|cause| refused(cause, &xml))?;
+    Ok(if test {
+        Done::Test(test_return)
+    } else {
+        Done::Session(token)
+    })
+}
+
+/// What a valid response led to.
+enum Done {
+    /// A new sign-in: the handoff token.
+    Session(String),
+    /// A test sign-in: back to where it started (the connection's admin page).
+    Test(Option<String>),
 }

@@ -80,6 +80,13 @@ pub fn decode(saml_response: &str) -> Result<String, Failure> {
         .map_err(|_| Failure("SAMLResponse is not base64".into()))?;
     let xml =
         String::from_utf8(bytes).map_err(|_| Failure("SAMLResponse is not UTF-8 XML".into()))?;
+    if !xml
+        .trim_start_matches('\u{feff}')
+        .trim_start()
+        .starts_with('<')
+    {
+        return fail("SAMLResponse is base64 but not an XML document");
+    }
     reject_dtd(&xml).map_err(Failure)?;
     Ok(xml)
 }

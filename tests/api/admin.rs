@@ -446,3 +446,151 @@ async fn a_scim_token_from_the_ui_works_and_revoking_it_stops_it() {
     .await;
     assert!(csv.starts_with("id,seq,occurred_at,action,outcome"));
 }
+
+/// Chromium, as a new admin would: see `tests/peers/browser_admin.mjs`. Screenshots of each
+/// page are kept in `target/test-artifacts/admin-ui/` (not committed).
+#[tokio::test]
+async fn a_new_admin_sets_up_sso_in_a_browser() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let app = spawn_app().await;
+    app.cli_ok(&["org", "create", "acme", "--domain", "acme.test"]);
+    let uri = app
+        .cli_env(
+            &[("GH_TEST_PW", PASSWORD)],
+            &[
+                "admin",
+                "add",
+                "ops@operator.test",
+                "--password-env",
+                "GH_TEST_PW",
+            ],
+        )
+        .ok()
+        .stdout;
+    // The IdP (pysaml2 behind a tiny HTTP server) answers any AuthnRequest of ours.
+    let idp = crate::saml::key_pair("admin journey idp");
+    let config = app.data_dir.path().join("idp.json");
+    std::fs::write(
+        &config,
+        json!({
+            "idp_entity_id": "https://idp.acme.test", "idp_key_pem": idp.key_pem,
+            "idp_cert_pem": idp.cert_pem, "name_id": "00u-erin",
+            "name_id_format": "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
+            "attributes": {"email": ["erin@acme.test"], "groups": ["Engineering"]},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let python = root.join("tests/.venv/bin/python");
+    let mut server = std::process::Command::new(if python.exists() {
+        python
+    } else {
+        "python3".into()
+    })
+    .arg(root.join("tests/peers/saml_idp_server.py"))
+    .arg(&config)
+    .stdout(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let port = serde_json::from_str::<Value>(&line).unwrap()["port"]
+        .as_u64()
+        .unwrap();
+    let b64: String = idp
+        .cert_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let metadata = app.data_dir.path().join("idp-metadata.xml");
+    std::fs::write(&metadata, format!(
+        r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="https://idp.acme.test"><md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{b64}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor><md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="http://127.0.0.1:{port}/sso"/></md:IDPSSODescriptor></md:EntityDescriptor>"#
+    )).unwrap();
+
+    let shots = root.join("target/test-artifacts/admin-ui");
+    let (peers, address, code) = (
+        root.join("tests/peers"),
+        app.address.clone(),
+        totp_code(&uri, 0),
+    );
+    let node = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .arg(peers.join("browser_admin.mjs"))
+            .args([
+                address.as_str(),
+                "ops@operator.test",
+                PASSWORD,
+                &code,
+                "acme",
+                metadata.to_str().unwrap(),
+            ])
+            .env("SCREENSHOT_DIR", shots)
+            .current_dir(peers)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(
+        node.status.success(),
+        "browser run failed: {}",
+        String::from_utf8_lossy(&node.stderr)
+    );
+    let out: Value = serde_json::from_str(String::from_utf8_lossy(&node.stdout).trim()).unwrap();
+
+    // The ACS URL the admin copied is the connection's.
+    let listed: Value =
+        serde_json::from_str(app.cli_ok(&["connection", "list", "acme", "--json"]).trim()).unwrap();
+    assert_eq!(out["acs_url"], listed[0]["acs_url"]);
+    // Test sign-in showed what the IdP sent and signed nobody in.
+    let received = out["received"].as_str().unwrap();
+    assert!(
+        received.contains("email") && received.contains("erin@acme.test"),
+        "{received}"
+    );
+    assert!(!app
+        .cli_ok(&["user", "list", "acme"])
+        .contains("erin@acme.test"));
+    // The SCIM token works with curl.
+    let curl = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "-H", "content-type: application/scim+json"])
+        .arg("-H")
+        .arg(format!("authorization: Bearer {}", out["scim_token"].as_str().unwrap()))
+        .arg("--data")
+        .arg(r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"sam@acme.test"}"#)
+        .arg(format!("{}/Users", out["scim_base_url"].as_str().unwrap()))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&curl.stdout), "201");
+    assert!(
+        out["preview"]
+            .as_str()
+            .unwrap()
+            .contains("gets role developer"),
+        "{out}"
+    );
+    assert!(
+        out["refusal"]
+            .as_str()
+            .unwrap()
+            .contains("add a break-glass account first"),
+        "{out}"
+    );
+    assert_eq!(out["breakglass_shown"], true);
+    assert_eq!(out["enforcement"], "all");
+    assert_eq!(out["failed_status"], 400);
+    assert!(
+        out["cause"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("xml"),
+        "{out}"
+    );
+}

@@ -4,8 +4,9 @@ AuthnRequest (GET /sso?SAMLRequest=…&RelayState=…) with an HTML form that PO
 SAMLResponse (built by saml_idp.py, i.e. pysaml2) to the ACS URL named in the request.
 
 Usage: saml_idp_server.py CONFIG.json   -> prints {"port": N} on stdout, then serves.
-CONFIG: {"idp_entity_id", "idp_key_pem", "idp_cert_pem", "sp_entity_id", "name_id",
-         "attributes": {...}}; the request's ID and ACS URL fill in the rest.
+CONFIG: {"idp_entity_id", "idp_key_pem", "idp_cert_pem", "name_id", "attributes": {...},
+         optionally "sp_entity_id"}; the request's ID, ACS URL and Issuer (the SP entity ID,
+         when the config does not name one) fill in the rest.
 """
 
 import base64
@@ -35,7 +36,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         request_id = re.search(r' ID="([^"]+)"', request_xml).group(1)
         acs = re.search(r'AssertionConsumerServiceURL="([^"]+)"', request_xml).group(1)
         relay = q.get("RelayState", [""])[0]
+        issuer = re.search(r"<(?:\w+:)?Issuer[^>]*>([^<]+)</", request_xml)
         spec = dict(CONFIG)
+        if "sp_entity_id" not in spec and issuer:
+            spec["sp_entity_id"] = html.unescape(issuer.group(1).strip())
         spec.update({"in_response_to": request_id, "acs_url": acs})
         result = saml_idp.generate(saml_idp.parse_request(spec))
         body = f"""<!doctype html><html><body onload="document.forms[0].submit()">

@@ -1,0 +1,117 @@
+// A new admin's first session in the admin UI, in Debian's Chromium (never a downloaded
+// browser): sign in (password + TOTP), add a SAML connection by pasting IdP metadata, copy the
+// ACS URL, run "Test sign-in", generate a SCIM token, map a group to a role, try to require
+// SSO for all (refused), add a break-glass account, require SSO for all, then open the audit
+// event of a failed SAML sign-in and read its cause. Screenshots go to SCREENSHOT_DIR.
+// Usage: node browser_admin.mjs BASE ADMIN_EMAIL PASSWORD TOTP_CODE ORG METADATA_FILE
+import fs from 'node:fs';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const [base, email, password, code, org, metadataFile] = process.argv.slice(2);
+const shots = process.env.SCREENSHOT_DIR;
+if (shots) fs.mkdirSync(shots, { recursive: true });
+let n = 0;
+async function shot(page, name) {
+  n += 1;
+  if (shots) await page.screenshot({ path: path.join(shots, `${String(n).padStart(2, '0')}-${name}.png`), fullPage: true });
+}
+async function submit(page, selector) {
+  await Promise.all([page.waitForNavigation({ timeout: 30000 }), page.click(selector)]);
+}
+const text = async (page, selector) => (await page.textContent(selector)).trim();
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--no-first-run'],
+});
+const out = {};
+let page;
+try {
+  page = await (await browser.newContext()).newPage();
+  // Sign in: e-mail, password, TOTP code; back to the admin UI.
+  await page.goto(`${base}/sso/admin`);
+  await page.fill('#email', email);
+  await submit(page, 'button[type=submit]');
+  await page.fill('#password', password);
+  await submit(page, 'button[type=submit]');
+  await page.fill('#code', code);
+  await submit(page, 'button[type=submit]');
+  await shot(page, 'organizations');
+  await submit(page, `a[href="/sso/admin/orgs/${org}"]`);
+  await shot(page, 'overview');
+
+  // A SAML connection from pasted metadata.
+  await submit(page, 'header a:has-text("Add connection")');
+  await page.fill('#saml-name', 'Acme IdP');
+  await page.selectOption('#saml-preset', 'okta');
+  await page.fill('#metadata-xml', fs.readFileSync(metadataFile, 'utf8'));
+  await shot(page, 'new-connection');
+  await submit(page, 'button:has-text("Create SAML connection")');
+  await shot(page, 'connection');
+  await page.click('button.copy[data-copy="acs-url"]');
+  out.acs_url = await text(page, '#acs-url');
+  out.copy_button = await text(page, 'button.copy[data-copy="acs-url"]');
+
+  // Test sign-in: through the IdP and back, with what it sent.
+  await page.click('#test-sign-in');
+  await page.waitForSelector('#received', { timeout: 30000 });
+  out.received = await text(page, '#received');
+  await shot(page, 'test-sign-in');
+
+  // A SCIM token, shown once.
+  await submit(page, 'header a:has-text("SCIM")');
+  await submit(page, 'button:has-text("Generate token")');
+  out.scim_base_url = await text(page, '#secret-1');
+  out.scim_token = await text(page, '#secret-2');
+  await shot(page, 'scim-token');
+
+  // A role and a group mapping, with the preview.
+  await page.goto(`${base}/sso/admin/orgs/${org}/roles`);
+  await page.fill('#role-name', 'developer');
+  await page.fill('#role-rank', '5');
+  await submit(page, 'button:has-text("Add role")');
+  await page.fill('#map-group', 'Engineering');
+  await page.fill('#map-role', 'developer');
+  await submit(page, 'button:has-text("Map group")');
+  await page.fill('#groups', 'Engineering, Everyone');
+  await submit(page, 'button:has-text("Preview")');
+  out.preview = await text(page, '#preview');
+  await shot(page, 'roles');
+
+  // Require SSO for all: refused without a break-glass account.
+  await page.goto(`${base}/sso/admin/orgs/${org}`);
+  await page.selectOption('#mode', 'all');
+  await submit(page, 'button:has-text("Save enforcement")');
+  out.refusal = await text(page, '#page-error');
+  await shot(page, 'enforcement-refused');
+  await page.fill('#bg-email', `breakglass@${org}.test`);
+  await submit(page, 'button:has-text("Create break-glass account")');
+  out.breakglass_shown = (await text(page, '#secret-2')).startsWith('otpauth://');
+  await shot(page, 'break-glass');
+  await submit(page, 'text=Done');
+  await page.selectOption('#mode', 'all');
+  await submit(page, 'button:has-text("Save enforcement")');
+  out.enforcement = await text(page, '#enforcement');
+  await shot(page, 'enforcement-all');
+
+  // A failed SAML sign-in (a response that is not XML), then its audit event.
+  const acsPost = await page.request.post(out.acs_url, { form: { SAMLResponse: Buffer.from('not xml').toString('base64') } });
+  out.failed_status = acsPost.status();
+  await page.goto(`${base}/sso/admin/orgs/${org}/audit?action=login.saml&outcome=failure`);
+  await shot(page, 'audit-log');
+  await submit(page, 'table tr.outcome-failure a');
+  out.cause = await text(page, '#cause');
+  await shot(page, 'audit-event');
+  console.log(JSON.stringify(out));
+} catch (e) {
+  // Where it stopped, for the test's failure message.
+  if (page) {
+    await shot(page, 'failure').catch(() => {});
+    console.error(`stopped at ${page.url()}:\n${(await page.textContent('body').catch(() => '')).slice(0, 2000)}`);
+  }
+  throw e;
+} finally {
+  await browser.close();
+}
