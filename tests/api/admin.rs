@@ -39,19 +39,7 @@ async fn signed_in(app: &TestApp, email: &str) -> reqwest::Client {
 
 /// An instance admin, signed in with password and TOTP (code `step` steps from now).
 async fn instance_admin(app: &TestApp, step: i64) -> reqwest::Client {
-    let uri = app
-        .cli_env(
-            &[("GH_TEST_PW", PASSWORD)],
-            &[
-                "admin",
-                "add",
-                "ops@operator.test",
-                "--password-env",
-                "GH_TEST_PW",
-            ],
-        )
-        .ok()
-        .stdout;
+    let uri = add_instance_admin(app, "ops@operator.test");
     let client = browser();
     let page = client
         .get(app.url("/sso/login"))
@@ -454,19 +442,7 @@ async fn a_new_admin_sets_up_sso_in_a_browser() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let app = spawn_app().await;
     app.cli_ok(&["org", "create", "acme", "--domain", "acme.test"]);
-    let uri = app
-        .cli_env(
-            &[("GH_TEST_PW", PASSWORD)],
-            &[
-                "admin",
-                "add",
-                "ops@operator.test",
-                "--password-env",
-                "GH_TEST_PW",
-            ],
-        )
-        .ok()
-        .stdout;
+    let uri = add_instance_admin(&app, "ops@operator.test");
     // The IdP (pysaml2 behind a tiny HTTP server) answers any AuthnRequest of ours.
     let idp = crate::saml::key_pair("admin journey idp");
     let config = app.data_dir.path().join("idp.json");
@@ -481,26 +457,7 @@ async fn a_new_admin_sets_up_sso_in_a_browser() {
         .to_string(),
     )
     .unwrap();
-    let python = root.join("tests/.venv/bin/python");
-    let mut server = std::process::Command::new(if python.exists() {
-        python
-    } else {
-        "python3".into()
-    })
-    .arg(root.join("tests/peers/saml_idp_server.py"))
-    .arg(&config)
-    .stdout(std::process::Stdio::piped())
-    .spawn()
-    .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let port = serde_json::from_str::<Value>(&line).unwrap()["port"]
-        .as_u64()
-        .unwrap();
+    let (mut server, port) = crate::saml::start_idp_server(&config);
     let b64: String = idp
         .cert_pem
         .lines()
@@ -512,37 +469,22 @@ async fn a_new_admin_sets_up_sso_in_a_browser() {
     )).unwrap();
 
     let shots = root.join("target/test-artifacts/admin-ui");
-    let (peers, address, code) = (
-        root.join("tests/peers"),
-        app.address.clone(),
-        totp_code(&uri, 0),
-    );
-    let node = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("node")
-            .arg(peers.join("browser_admin.mjs"))
-            .args([
-                address.as_str(),
-                "ops@operator.test",
-                PASSWORD,
-                &code,
-                "acme",
-                metadata.to_str().unwrap(),
-            ])
-            .env("SCREENSHOT_DIR", shots)
-            .current_dir(peers)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let (address, code) = (app.address.clone(), totp_code(&uri, 0));
+    let out = run_browser_script(
+        "browser_admin.mjs",
+        vec![
+            address,
+            "ops@operator.test".into(),
+            PASSWORD.into(),
+            code,
+            "acme".into(),
+            metadata.display().to_string(),
+        ],
+        vec![("SCREENSHOT_DIR".into(), shots.display().to_string())],
+    )
+    .await;
     let _ = server.kill();
     let _ = server.wait();
-    assert!(
-        node.status.success(),
-        "browser run failed: {}",
-        String::from_utf8_lossy(&node.stderr)
-    );
-    let out: Value = serde_json::from_str(String::from_utf8_lossy(&node.stdout).trim()).unwrap();
 
     // The ACS URL the admin copied is the connection's.
     let listed: Value =

@@ -551,3 +551,42 @@ pub fn totp_code(uri: &str, step_offset: i64) -> String {
     let t = (gatehouse::clock::now() + step_offset * 30) as u64;
     gatehouse::login::totp::code_at(&seed, t).unwrap()
 }
+
+/// Runs a `tests/peers/*.mjs` browser script (off the test's runtime thread: the server under
+/// test runs on it) and returns the JSON it prints; panics with its stderr when it fails.
+pub async fn run_browser_script(
+    script: &str,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+) -> serde_json::Value {
+    let peers = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers");
+    let script = peers.join(script);
+    let node = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(script)
+            .args(args)
+            .envs(env)
+            .current_dir(peers)
+            .output()
+            .expect("node (scripts/test installs it)")
+    })
+    .await
+    .expect("browser task");
+    assert!(
+        node.status.success(),
+        "browser run failed: {}",
+        String::from_utf8_lossy(&node.stderr)
+    );
+    serde_json::from_str(String::from_utf8_lossy(&node.stdout).trim())
+        .expect("browser script output")
+}
+
+/// `gatehouse admin add` with the test password; returns the otpauth URI it prints once.
+pub fn add_instance_admin(app: &TestApp, email: &str) -> String {
+    app.cli_env(
+        &[("GH_TEST_PW", PASSWORD)],
+        &["admin", "add", email, "--password-env", "GH_TEST_PW"],
+    )
+    .ok()
+    .stdout
+}

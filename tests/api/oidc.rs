@@ -575,29 +575,12 @@ async fn add_oidc_checks_its_settings_and_keeps_the_secret_write_only() {
 #[tokio::test]
 async fn a_browser_signs_in_through_the_providers_form() {
     let s = setup(Backend::Sqlite).await.unwrap();
-    let (script, dir, address) = (
-        peers().join("browser_sign_in.mjs"),
-        peers(),
-        s.app.address.clone(),
-    );
-    let node = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(script)
-            .arg(address)
-            .arg("ann@acme.test")
-            .arg("ann")
-            .current_dir(dir)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        node.status.success(),
-        "browser run failed: {}",
-        String::from_utf8_lossy(&node.stderr)
-    );
-    let result: Value = serde_json::from_str(String::from_utf8_lossy(&node.stdout).trim()).unwrap();
+    let result = run_browser_script(
+        "browser_sign_in.mjs",
+        vec![s.app.address.clone(), "ann@acme.test".into(), "ann".into()],
+        vec![],
+    )
+    .await;
     assert_eq!(result["url"], format!("{}/sso/me", s.app.address));
     assert_eq!(result["text"], "ann@acme.test");
 }

@@ -44,6 +44,27 @@ pub(crate) fn key_pair(cn: &str) -> KeyPair {
     }
 }
 
+/// `tests/peers/saml_idp_server.py` with this config: the child and its port.
+pub(crate) fn start_idp_server(config: &std::path::Path) -> (std::process::Child, u64) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut server = Command::new(python())
+        .arg(root.join("tests/peers/saml_idp_server.py"))
+        .arg(config)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let port = serde_json::from_str::<Value>(&line).unwrap()["port"]
+        .as_u64()
+        .unwrap();
+    (server, port)
+}
+
 fn python() -> std::path::PathBuf {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let venv = root.join("tests/.venv/bin/python");
@@ -758,7 +779,6 @@ async fn connections_need_a_signing_certificate() {
 /// the independent IdP and lands on `/sso/me`.
 #[tokio::test]
 async fn a_browser_signs_in_end_to_end() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let app = spawn_app().await;
     app.cli_ok(&["org", "create", "acme", "--domain", "acme.test"]);
     let idp = key_pair("browser idp");
@@ -797,51 +817,20 @@ async fn a_browser_signs_in_end_to_end() {
         .to_string(),
     )
     .unwrap();
-    let mut server = Command::new(python())
-        .arg(root.join("tests/peers/saml_idp_server.py"))
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let port = serde_json::from_str::<Value>(&line).unwrap()["port"]
-        .as_u64()
-        .unwrap();
+    let (mut server, port) = start_idp_server(&config);
     let cfg_sql = format!(
         "UPDATE connections SET config = REPLACE(config, 'http://127.0.0.1:1/sso', 'http://127.0.0.1:{port}/sso') WHERE id = '{connection}'"
     );
     app.sql(&cfg_sql);
 
-    // Off the test's runtime thread: the server under test runs on it.
-    let (script, peers, address) = (
-        root.join("tests/peers/browser_sign_in.mjs"),
-        root.join("tests/peers"),
-        app.address.clone(),
-    );
-    let node = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(script)
-            .arg(address)
-            .arg("web.user@acme.test")
-            .current_dir(peers)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let result = run_browser_script(
+        "browser_sign_in.mjs",
+        vec![app.address.clone(), "web.user@acme.test".into()],
+        vec![],
+    )
+    .await;
     let _ = server.kill();
     let _ = server.wait();
-    assert!(
-        node.status.success(),
-        "browser run failed: {}",
-        String::from_utf8_lossy(&node.stderr)
-    );
-    let result: Value = serde_json::from_str(String::from_utf8_lossy(&node.stdout).trim()).unwrap();
     assert_eq!(result["url"], format!("{}/sso/me", app.address));
     assert_eq!(result["text"], "web.user@acme.test");
 }

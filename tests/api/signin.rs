@@ -4,7 +4,6 @@
 //! and a headless-Chromium run of the password and break-glass pages.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::Command;
 use std::time::Instant;
 
 use serde_json::Value;
@@ -616,31 +615,19 @@ async fn a_browser_uses_the_password_and_break_glass_pages() {
     let (app, _) = world(&[]).await;
     let bg = set_breakglass(&app, "bg@acme.test");
     let code = totp_code(&bg.otpauth, 0);
-    let peers = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers");
-    let (address, password) = (app.address.clone(), bg.password.clone());
-    let node = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(peers.join("browser_password.mjs"))
-            .args([
-                &address,
-                "contractor@partner.test",
-                PASSWORD,
-                "bg@acme.test",
-                &password,
-                &code,
-            ])
-            .current_dir(peers)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        node.status.success(),
-        "browser run failed: {}",
-        String::from_utf8_lossy(&node.stderr)
-    );
-    let result: Value = serde_json::from_str(String::from_utf8_lossy(&node.stdout).trim()).unwrap();
+    let result = run_browser_script(
+        "browser_password.mjs",
+        vec![
+            app.address.clone(),
+            "contractor@partner.test".into(),
+            PASSWORD.into(),
+            "bg@acme.test".into(),
+            bg.password.clone(),
+            code,
+        ],
+        vec![],
+    )
+    .await;
     assert_eq!(result["password"]["url"], format!("{}/sso/me", app.address));
     assert_eq!(result["password"]["text"], "contractor@partner.test");
     assert_eq!(
