@@ -8,6 +8,7 @@ pub mod audit_log;
 pub mod connections;
 pub mod org;
 pub mod scim;
+pub mod users;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
@@ -67,6 +68,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/sso/admin/orgs/{org}/connections/{id}",
             web::get().to(connections::show),
         )
+        .route("/sso/admin/orgs/{org}/users", web::get().to(users::list))
+        .route(
+            "/sso/admin/orgs/{org}/users/{id}",
+            web::get().to(users::show),
+        )
+        .route(
+            "/sso/admin/orgs/{org}/users/{id}/sessions/revoke",
+            web::post().to(users::revoke_sessions),
+        )
+        .route("/sso/admin/orgs/{org}/groups", web::get().to(users::groups))
         .route(
             "/sso/admin/orgs/{org}/audit",
             web::get().to(audit_log::list),

@@ -113,6 +113,9 @@ const PAGES: &[&str] = &[
     "/audit/export.csv",
     "/audit/export.jsonl",
     "/connections/new",
+    "/users",
+    "/users?q=root&page=2",
+    "/groups",
 ];
 
 #[tokio::test]
@@ -142,7 +145,8 @@ async fn only_admins_of_the_org_see_it() {
     for page in PAGES {
         let a = format!("/sso/admin/orgs/alpha{page}");
         let b = format!("/sso/admin/orgs/beta{page}");
-        assert_eq!(get(&alpha_admin, &app, &a).await.0, 200, "{a}");
+        let (st, body) = get(&alpha_admin, &app, &a).await;
+        assert_eq!(st, 200, "{a}: {body}");
         assert_eq!(get(&alpha_admin, &app, &b).await.0, 404, "{b}: another org");
         assert_eq!(
             get(&app_role_admin, &app, &a).await.0,
@@ -535,4 +539,97 @@ async fn a_new_admin_sets_up_sso_in_a_browser() {
             .contains("xml"),
         "{out}"
     );
+}
+
+#[tokio::test]
+async fn users_are_searchable_and_their_sessions_revocable() {
+    let app = spawn_app().await;
+    app.cli_ok(&["org", "create", "alpha", "--domain", "alpha.test"]);
+    add_user(&app, "alpha", "root@alpha.test", &["--org-admin"]);
+    add_user(&app, "alpha", "kim@alpha.test", &[]);
+    let scim = app.scim("alpha");
+    for i in 0..55 {
+        scim.create_user(&format!("user{i:02}@alpha.test")).await;
+    }
+    let gid = scim.create_group("Engineering", &[]).await;
+    let kim = signed_in(&app, "kim@alpha.test").await;
+    let admin = signed_in(&app, "root@alpha.test").await;
+
+    let (_, page) = get(&admin, &app, "/sso/admin/orgs/alpha/users").await;
+    assert!(
+        page.contains("57 users") && page.contains("page 1 of 2"),
+        "{page}"
+    );
+    let (_, page) = get(&admin, &app, "/sso/admin/orgs/alpha/users?page=2").await;
+    assert!(page.contains("user54@alpha.test") && !page.contains("user00@alpha.test"));
+    let (_, page) = get(&admin, &app, "/sso/admin/orgs/alpha/users?q=KIM").await;
+    assert!(
+        page.contains("1 users") && page.contains("kim@alpha.test"),
+        "{page}"
+    );
+    let (_, groups) = get(&admin, &app, "/sso/admin/orgs/alpha/groups").await;
+    assert!(
+        groups.contains("Engineering") && groups.contains("<td>0</td>"),
+        "{groups} {gid}"
+    );
+
+    // Kim's page: a live password session, revoked from here.
+    let id = page
+        .split("/sso/admin/orgs/alpha/users/")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let (status, user_page) = get(&admin, &app, &format!("/sso/admin/orgs/alpha/users/{id}")).await;
+    assert_eq!(status, 200);
+    assert!(user_page.contains("<td>password</td>"), "{user_page}");
+    assert_eq!(
+        kim.get(app.url("/sso/me"))
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let csrf = form_field(&user_page, "csrf");
+    let res = post(
+        &admin,
+        &app,
+        &format!("/sso/admin/orgs/alpha/users/{id}/sessions/revoke"),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(
+        kim.get(app.url("/sso/me"))
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    // A user of another org is not found through this org.
+    app.cli_ok(&["org", "create", "beta"]);
+    add_user(&app, "beta", "zed@beta.test", &[]);
+    let users: Value =
+        serde_json::from_str(app.cli_ok(&["user", "list", "beta", "--json"]).trim()).unwrap();
+    let zed = users[0]["id"].as_str().unwrap();
+    assert_eq!(
+        get(&admin, &app, &format!("/sso/admin/orgs/alpha/users/{zed}"))
+            .await
+            .0,
+        404
+    );
+    let res = post(
+        &admin,
+        &app,
+        &format!("/sso/admin/orgs/alpha/users/{zed}/sessions/revoke"),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(res.status(), 404);
 }

@@ -1,0 +1,339 @@
+//! Users (searchable, paginated: status, source, role, groups, last sign-in), a user's page
+//! (groups, live sessions with revoke, recent audit events), and groups with member counts.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest};
+use askama::Template;
+use diesel::prelude::*;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{access, back_to, check_post, time, AdminResult, Nav};
+use crate::audit::StoredEvent;
+use crate::db::ids::UserId;
+use crate::db::schema::{audit_events, memberships, sessions, user_groups, users};
+use crate::db::write_tx;
+use crate::http::errors::AppError;
+use crate::http::pages::render;
+use crate::identity::users::{self as users_mod, User};
+use crate::identity::{roles, IdentityError};
+use crate::startup::AppState;
+
+const PAGE: i64 = 50;
+
+struct UserRow {
+    id: String,
+    user_name: String,
+    active: bool,
+    source: String,
+    role: String,
+    groups: String,
+    last_sign_in: String,
+    break_glass: bool,
+    org_admin: bool,
+}
+
+#[derive(Template)]
+#[template(path = "admin/users.html")]
+struct ListPage {
+    nav: Nav,
+    q: String,
+    rows: Vec<UserRow>,
+    total: i64,
+    page: i64,
+    pages: i64,
+    prev: Option<String>,
+    next: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    page: Option<i64>,
+}
+
+fn last_sign_in(conn: &mut crate::db::DbConn, user: &str) -> QueryResult<Option<i64>> {
+    sessions::table
+        .filter(sessions::user_id.eq(user))
+        .select(diesel::dsl::max(sessions::created_at))
+        .first(conn)
+}
+
+fn row(
+    conn: &mut crate::db::DbConn,
+    u: User,
+    default_role: Option<&str>,
+) -> Result<UserRow, IdentityError> {
+    let (groups, keys) = crate::sso::resolve::effective_groups(conn, &u)?;
+    let role =
+        roles::resolve_app_role(conn, &u.org_id, u.app_role.as_deref(), &keys, default_role)?;
+    Ok(UserRow {
+        last_sign_in: last_sign_in(conn, u.id.as_str())?
+            .map(time)
+            .unwrap_or_else(|| "never".into()),
+        id: u.id.to_string(),
+        user_name: u.user_name,
+        active: u.active,
+        source: u.source,
+        role: role.unwrap_or_else(|| "-".into()),
+        groups: groups.join(", "),
+        break_glass: u.is_break_glass,
+        org_admin: u.is_org_admin,
+    })
+}
+
+/// `GET /sso/admin/orgs/{org}/users?q=&page=`
+pub async fn list(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    q: web::Query<ListQuery>,
+) -> AdminResult {
+    let admin = access(&state, &req, &path).await?;
+    let search = q.q.trim().to_lowercase();
+    let page = q.page.unwrap_or(1).max(1);
+    let org = admin.org.clone();
+    let s2 = search.clone();
+    let (rows, total) = state
+        .db
+        .run(move |conn| -> Result<_, IdentityError> {
+            let filtered = || {
+                let mut query = users::table
+                    .filter(users::org_id.eq(org.id.to_string()))
+                    .into_boxed();
+                if !s2.is_empty() {
+                    let pattern = format!("%{}%", s2.replace('%', "").replace('_', ""));
+                    query = query.filter(
+                        users::user_name_folded
+                            .like(pattern.clone())
+                            .or(users::email_folded.like(pattern.clone()))
+                            .or(users::display_name.like(pattern)),
+                    );
+                }
+                query
+            };
+            let total: i64 = filtered().count().get_result(conn)?;
+            let found: Vec<User> = filtered()
+                .order(users::user_name_folded.asc())
+                .limit(PAGE)
+                .offset((page - 1) * PAGE)
+                .select(User::as_select())
+                .load(conn)?;
+            let rows = found
+                .into_iter()
+                .map(|u| row(conn, u, org.default_role.as_deref()))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((rows, total))
+        })
+        .await
+        .map_err(AppError::from)?;
+    let pages = ((total + PAGE - 1) / PAGE).max(1);
+    let link = |p: i64| {
+        format!(
+            "/sso/admin/orgs/{}/users?q={}&page={p}",
+            admin.org.slug,
+            url::form_urlencoded::byte_serialize(search.as_bytes()).collect::<String>()
+        )
+    };
+    Ok(render(
+        StatusCode::OK,
+        &ListPage {
+            nav: admin.nav(),
+            q: search.clone(),
+            rows,
+            total,
+            page,
+            pages,
+            prev: (page > 1).then(|| link(page - 1)),
+            next: (page < pages).then(|| link(page + 1)),
+        },
+    ))
+}
+
+struct SessionRow {
+    method: String,
+    created: String,
+    last_seen: String,
+}
+
+struct EventRow {
+    id: String,
+    at: String,
+    action: String,
+    outcome: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin/user.html")]
+struct UserPage {
+    nav: Nav,
+    notice: Option<String>,
+    u: UserRow,
+    email: String,
+    created: String,
+    sessions: Vec<SessionRow>,
+    events: Vec<EventRow>,
+}
+
+#[derive(Deserialize)]
+pub struct Notice {
+    notice: Option<String>,
+}
+
+/// `GET /sso/admin/orgs/{org}/users/{id}`
+pub async fn show(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    q: web::Query<Notice>,
+) -> AdminResult {
+    let (org, id) = path.into_inner();
+    let admin = access(&state, &req, &org).await?;
+    let o = admin.org.clone();
+    let now = crate::clock::now();
+    let (u, email, created, live, events) = state
+        .db
+        .run(move |conn| -> Result<_, IdentityError> {
+            let u = users_mod::get(conn, &o.id, &UserId::from(id.clone()))?;
+            let (email, created) = (u.email.clone().unwrap_or_default(), u.created_at);
+            let live: Vec<(String, i64, i64)> = sessions::table
+                .filter(sessions::user_id.eq(u.id.as_str()))
+                .filter(sessions::revoked_at.is_null())
+                .filter(sessions::expires_at.gt(now))
+                .order(sessions::created_at.desc())
+                .select((
+                    sessions::auth_method,
+                    sessions::created_at,
+                    sessions::last_seen_at,
+                ))
+                .load(conn)?;
+            let events: Vec<StoredEvent> = audit_events::table
+                .filter(audit_events::chain.eq(o.id.to_string()))
+                .filter(audit_events::actor.eq(format!("user:{}", u.id)))
+                .order(audit_events::seq.desc())
+                .limit(20)
+                .select(StoredEvent::as_select())
+                .load(conn)?;
+            let r = row(conn, u, o.default_role.as_deref())?;
+            Ok((r, email, created, live, events))
+        })
+        .await
+        .map_err(|e| match e {
+            IdentityError::NotFound(_) => AppError::NotFound,
+            other => AppError::from(other),
+        })?;
+    Ok(render(
+        StatusCode::OK,
+        &UserPage {
+            nav: admin.nav(),
+            notice: q.notice.clone(),
+            u,
+            email,
+            created: time(created),
+            sessions: live
+                .into_iter()
+                .map(|(m, c, l)| SessionRow {
+                    method: m,
+                    created: time(c),
+                    last_seen: time(l),
+                })
+                .collect(),
+            events: events
+                .into_iter()
+                .map(|e| EventRow {
+                    id: e.id,
+                    at: time(e.occurred_at),
+                    action: e.action,
+                    outcome: e.outcome,
+                })
+                .collect(),
+        },
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct RevokeForm {
+    csrf: String,
+}
+
+/// `POST /sso/admin/orgs/{org}/users/{id}/sessions/revoke`
+pub async fn revoke_sessions(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    form: web::Form<RevokeForm>,
+) -> AdminResult {
+    let (org, id) = path.into_inner();
+    let admin = access(&state, &req, &org).await?;
+    check_post(&req, &admin, &form.csrf)?;
+    let now = crate::clock::now();
+    let back = format!("/sso/admin/orgs/{}/users/{id}", admin.org.slug);
+    let revoked = state
+        .db
+        .run(move |conn| {
+            write_tx(conn, |conn| -> Result<_, IdentityError> {
+                let u = users_mod::get(conn, &admin.org.id, &UserId::from(id.clone()))?;
+                let n = users_mod::revoke_sessions(conn, &u.id, now)?;
+                admin.record(
+                    conn,
+                    "admin.user.revoke_sessions",
+                    json!({"user_name": u.user_name, "sessions_revoked": n}),
+                    now,
+                )?;
+                Ok(n)
+            })
+            .map_err(|e| match e {
+                IdentityError::NotFound(_) => AppError::NotFound,
+                other => AppError::from(other),
+            })
+        })
+        .await?;
+    Ok(back_to(&back, &format!("{revoked} sessions revoked")))
+}
+
+#[derive(Template)]
+#[template(path = "admin/groups.html")]
+struct GroupsPage {
+    nav: Nav,
+    groups: Vec<(String, Option<String>, i64)>,
+}
+
+/// `GET /sso/admin/orgs/{org}/groups`: SCIM groups with member counts.
+pub async fn groups(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> AdminResult {
+    let admin = access(&state, &req, &path).await?;
+    let org_id = admin.org.id.to_string();
+    let groups = state
+        .db
+        .run(move |conn| {
+            user_groups::table
+                .left_join(memberships::table.on(memberships::group_id.eq(user_groups::id)))
+                .filter(user_groups::org_id.eq(&org_id))
+                .group_by((
+                    user_groups::id,
+                    user_groups::display_name,
+                    user_groups::external_id,
+                ))
+                .order(user_groups::display_name.asc())
+                .select((
+                    user_groups::display_name,
+                    user_groups::external_id,
+                    diesel::dsl::count(memberships::user_id.nullable()),
+                ))
+                .load::<(String, Option<String>, i64)>(conn)
+                .map_err(AppError::from)
+        })
+        .await?;
+    Ok(render(
+        StatusCode::OK,
+        &GroupsPage {
+            nav: admin.nav(),
+            groups,
+        },
+    ))
+}
