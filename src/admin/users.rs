@@ -104,7 +104,7 @@ pub async fn list(
                     .filter(users::org_id.eq(org.id.to_string()))
                     .into_boxed();
                 if !s2.is_empty() {
-                    let pattern = format!("%{}%", s2.replace('%', "").replace('_', ""));
+                    let pattern = format!("%{}%", s2.replace(['%', '_'], ""));
                     query = query.filter(
                         users::user_name_folded
                             .like(pattern.clone())
