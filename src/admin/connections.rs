@@ -242,6 +242,10 @@ struct ShowPage {
     test_url: String,
     last_sign_in: Option<String>,
     received: Vec<(String, String)>,
+    id: String,
+    /// SAML: (field, the connection's own attribute name for it).
+    mapping: Vec<(String, String)>,
+    notice: Option<String>,
 }
 
 fn hints(kind: &str, preset: Option<&str>) -> Vec<String> {
@@ -261,11 +265,17 @@ fn hints(kind: &str, preset: Option<&str>) -> Vec<String> {
     h.iter().map(|s| s.to_string()).collect()
 }
 
+#[derive(Deserialize)]
+pub struct ShowQuery {
+    notice: Option<String>,
+}
+
 /// `GET /sso/admin/orgs/{org}/connections/{id}`
 pub async fn show(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<(String, String)>,
+    q: web::Query<ShowQuery>,
 ) -> AdminResult {
     let (org, id) = path.into_inner();
     let admin = access(&state, &req, &org).await?;
@@ -397,10 +407,28 @@ pub async fn show(
             }
         }
     }
+    let mapping = if c.kind == "saml" {
+        let cfg: SamlConfig = serde_json::from_str(&c.config)
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("{e}")))?;
+        saml_config::MAPPABLE
+            .iter()
+            .map(|f| {
+                (
+                    f.to_string(),
+                    cfg.attribute_map.get(*f).cloned().unwrap_or_default(),
+                )
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     Ok(render(
         StatusCode::OK,
         &ShowPage {
             nav: admin.nav(),
+            id: c.id.clone(),
+            mapping,
+            notice: q.notice.clone(),
             hints: hints(&c.kind, preset.as_deref()),
             name: c.name,
             kind: c.kind.to_uppercase(),
@@ -412,4 +440,72 @@ pub async fn show(
             received,
         },
     ))
+}
+
+#[derive(Deserialize)]
+pub struct ChangeForm {
+    csrf: String,
+    /// `enable`, `disable` or `mapping`.
+    action: String,
+    #[serde(flatten)]
+    fields: std::collections::BTreeMap<String, String>,
+}
+
+/// `POST /sso/admin/orgs/{org}/connections/{id}`: enable, disable, or (SAML) the attribute
+/// mapping; audited with before and after.
+pub async fn change(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    form: web::Form<ChangeForm>,
+) -> AdminResult {
+    let (org, id) = path.into_inner();
+    let admin = access(&state, &req, &org).await?;
+    check_post(&req, &admin, &form.csrf)?;
+    let form = form.into_inner();
+    let now = crate::clock::now();
+    let back = format!("/sso/admin/orgs/{}/connections/{id}", admin.org.slug);
+    let notice = state
+        .db
+        .run(move |conn| {
+            write_tx(conn, |conn| -> Result<String, IdentityError> {
+                let c = connections::get(conn, &id)?
+                    .filter(|c| c.org_id == admin.org.id)
+                    .ok_or_else(|| IdentityError::NotFound("connection".into()))?;
+                match form.action.as_str() {
+                    "enable" | "disable" => {
+                        let enabled = form.action == "enable";
+                        connections::set_enabled(conn, &c.id, enabled, now)?;
+                        admin.record(conn, "admin.connection.update", json!({"id": c.id, "before": {"enabled": c.enabled}, "after": {"enabled": enabled}}), now)?;
+                        Ok(format!("Connection {}d", form.action))
+                    }
+                    "mapping" if c.kind == "saml" => {
+                        let mut cfg: SamlConfig = serde_json::from_str(&c.config).map_err(anyhow::Error::from)?;
+                        let before = cfg.attribute_map.clone();
+                        for field in saml_config::MAPPABLE {
+                            match form.fields.get(*field).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+                                Some(name) => {
+                                    cfg.attribute_map.insert(field.to_string(), name.to_string());
+                                }
+                                None => {
+                                    cfg.attribute_map.remove(*field);
+                                }
+                            }
+                        }
+                        cfg.validate().map_err(IdentityError::Invalid)?;
+                        connections::update_config(conn, &c.id, &serde_json::to_value(&cfg).map_err(anyhow::Error::from)?, now)?;
+                        admin.record(conn, "admin.connection.update", json!({"id": c.id, "before": {"attribute_map": before}, "after": {"attribute_map": cfg.attribute_map}}), now)?;
+                        Ok("Attribute mapping saved".into())
+                    }
+                    _ => Err(IdentityError::Invalid("unknown change".into())),
+                }
+            })
+            .map_err(|e| match e {
+                IdentityError::NotFound(_) => AppError::NotFound,
+                IdentityError::Invalid(m) => AppError::BadRequest(m),
+                other => AppError::from(other),
+            })
+        })
+        .await?;
+    Ok(super::back_to(&back, &notice))
 }

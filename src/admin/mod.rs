@@ -68,6 +68,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/sso/admin/orgs/{org}/connections/{id}",
             web::get().to(connections::show),
         )
+        .route(
+            "/sso/admin/orgs/{org}/connections/{id}",
+            web::post().to(connections::change),
+        )
         .route("/sso/admin/orgs/{org}/users", web::get().to(users::list))
         .route(
             "/sso/admin/orgs/{org}/users/{id}",

@@ -474,6 +474,7 @@ struct RolesPage {
     mappings: Vec<(String, String, i32)>,
     preview_groups: String,
     preview: Option<String>,
+    org_admins: Vec<String>,
 }
 
 /// `GET /sso/admin/orgs/{org}/roles` (with `?groups=X,Y`: which role such a user gets)
@@ -494,11 +495,17 @@ pub async fn roles(
         .filter(|g| !g.is_empty())
         .collect();
     let g2 = groups.clone();
-    let (rs, ms, preview) = state
+    let (rs, ms, preview, org_admins) = state
         .db
         .run(move |conn| -> Result<_, AppError> {
             let rs = roles::list(conn, &org.id)?;
             let ms = roles::mappings(conn, &org.id)?;
+            let admins: Vec<String> = users::table
+                .filter(users::org_id.eq(org.id.as_str()))
+                .filter(users::is_org_admin.eq(true))
+                .order(users::user_name_folded.asc())
+                .select(users::user_name)
+                .load(conn)?;
             let preview = if g2.is_empty() {
                 None
             } else {
@@ -507,7 +514,7 @@ pub async fn roles(
                         .unwrap_or_else(|| "(no role)".into()),
                 )
             };
-            Ok((rs, ms, preview))
+            Ok((rs, ms, preview, admins))
         })
         .await?;
     Ok(render(
@@ -519,6 +526,7 @@ pub async fn roles(
             mappings: ms.into_iter().map(|m| (m.group, m.role, m.rank)).collect(),
             preview_groups: groups.join(", "),
             preview,
+            org_admins,
         },
     ))
 }

@@ -79,6 +79,16 @@ pub fn for_verified_domain(conn: &mut DbConn, domain: &str) -> Result<Vec<Connec
         .load(conn)?)
 }
 
+pub fn set_enabled(conn: &mut DbConn, id: &str, enabled: bool, now: i64) -> Result<()> {
+    diesel::update(connections::table.find(id))
+        .set((
+            connections::enabled.eq(enabled),
+            connections::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
 /// Stores a connection's sealed secret (the OIDC client secret).
 pub fn set_secret(conn: &mut DbConn, id: &str, sealed: &str) -> Result<()> {
     diesel::update(connections::table.find(id))

@@ -633,3 +633,97 @@ async fn users_are_searchable_and_their_sessions_revocable() {
     .await;
     assert_eq!(res.status(), 404);
 }
+
+#[tokio::test]
+async fn connections_are_edited_with_before_and_after() {
+    let app = spawn_app().await;
+    app.cli_ok(&["org", "create", "alpha", "--domain", "alpha.test"]);
+    add_user(&app, "alpha", "root@alpha.test", &["--org-admin"]);
+    let idp = crate::saml::key_pair("edit idp");
+    let cert = app.data_dir.path().join("idp.pem");
+    std::fs::write(&cert, &idp.cert_pem).unwrap();
+    let c: Value = serde_json::from_str(
+        app.cli_ok(&[
+            "connection",
+            "add-saml",
+            "alpha",
+            "--entity-id",
+            "https://idp.alpha.test",
+            "--sso-url",
+            "https://idp.alpha.test/sso",
+            "--cert-file",
+            cert.to_str().unwrap(),
+            "--json",
+        ])
+        .trim(),
+    )
+    .unwrap();
+    let id = c["id"].as_str().unwrap();
+    let admin = signed_in(&app, "root@alpha.test").await;
+    let page_path = format!("/sso/admin/orgs/alpha/connections/{id}");
+    let (status, page) = get(&admin, &app, &page_path).await;
+    assert_eq!(status, 200);
+    assert!(page.contains(r#"id="acs-url""#) && page.contains("Test sign-in"));
+    let csrf = form_field(&page, "csrf");
+
+    let res = post(
+        &admin,
+        &app,
+        &page_path,
+        &[
+            ("csrf", &csrf),
+            ("action", "mapping"),
+            ("email", "mail"),
+            ("groups", "memberOf"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    let listed = app.cli_ok(&["connection", "list", "alpha", "--json"]);
+    assert!(
+        listed.contains(r#""attribute_map":{"email":"mail","groups":"memberOf"}"#),
+        "{listed}"
+    );
+    let res = post(
+        &admin,
+        &app,
+        &page_path,
+        &[("csrf", &csrf), ("action", "mapping"), ("surname", "sn")],
+    )
+    .await;
+    assert_eq!(
+        res.status(),
+        303,
+        "unknown fields are ignored, empty ones cleared"
+    );
+
+    // Disabled: its sign-in stops at once.
+    assert_eq!(
+        app.get(&format!("/sso/saml/{id}/login")).await.status(),
+        303
+    );
+    let res = post(
+        &admin,
+        &app,
+        &page_path,
+        &[("csrf", &csrf), ("action", "disable")],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(
+        app.get(&format!("/sso/saml/{id}/login")).await.status(),
+        403
+    );
+    let events = app.cli_ok(&["audit", "list", "alpha", "--json"]);
+    assert!(
+        events.contains(r#"\"before\":{\"enabled\":true}"#),
+        "{events}"
+    );
+    assert!(
+        events.contains(r#"\"after\":{\"attribute_map\":{\"email\":\"mail\""#),
+        "{events}"
+    );
+    // Roles page lists the org admins.
+    let (_, roles) = get(&admin, &app, "/sso/admin/orgs/alpha/roles").await;
+    assert!(roles.contains("<li>root@alpha.test</li>"));
+}
