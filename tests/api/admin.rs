@@ -302,25 +302,7 @@ async fn requiring_sso_for_all_is_refused_until_the_org_cannot_lock_itself_out()
     assert!(page.contains("complete one sign-in through an SSO connection first"));
 
     // A connection that has completed a sign-in.
-    let s = crate::saml::key_pair("lockout idp");
-    let cert = app.data_dir.path().join("idp.pem");
-    std::fs::write(&cert, &s.cert_pem).unwrap();
-    let c: Value = serde_json::from_str(
-        app.cli_ok(&[
-            "connection",
-            "add-saml",
-            "alpha",
-            "--entity-id",
-            "https://idp.alpha.test",
-            "--sso-url",
-            "https://idp.alpha.test/sso",
-            "--cert-file",
-            cert.to_str().unwrap(),
-            "--json",
-        ])
-        .trim(),
-    )
-    .unwrap();
+    let c = crate::saml::add_saml_connection(&app, "alpha", "https://idp.alpha.test/sso", &[]);
     app.sql(&format!(
         "UPDATE connections SET last_success_at = 1 WHERE id = '{}'",
         c["id"].as_str().unwrap()
@@ -639,25 +621,7 @@ async fn connections_are_edited_with_before_and_after() {
     let app = spawn_app().await;
     app.cli_ok(&["org", "create", "alpha", "--domain", "alpha.test"]);
     add_user(&app, "alpha", "root@alpha.test", &["--org-admin"]);
-    let idp = crate::saml::key_pair("edit idp");
-    let cert = app.data_dir.path().join("idp.pem");
-    std::fs::write(&cert, &idp.cert_pem).unwrap();
-    let c: Value = serde_json::from_str(
-        app.cli_ok(&[
-            "connection",
-            "add-saml",
-            "alpha",
-            "--entity-id",
-            "https://idp.alpha.test",
-            "--sso-url",
-            "https://idp.alpha.test/sso",
-            "--cert-file",
-            cert.to_str().unwrap(),
-            "--json",
-        ])
-        .trim(),
-    )
-    .unwrap();
+    let c = crate::saml::add_saml_connection(&app, "alpha", "https://idp.alpha.test/sso", &[]);
     let id = c["id"].as_str().unwrap();
     let admin = signed_in(&app, "root@alpha.test").await;
     let page_path = format!("/sso/admin/orgs/alpha/connections/{id}");

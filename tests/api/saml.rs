@@ -44,6 +44,33 @@ pub(crate) fn key_pair(cn: &str) -> KeyPair {
     }
 }
 
+/// `gatehouse connection add-saml <org> --entity-id … --sso-url <sso_url>` with a fresh IdP
+/// certificate; the `--json` output.
+pub(crate) fn add_saml_connection(
+    app: &TestApp,
+    org: &str,
+    sso_url: &str,
+    extra: &[&str],
+) -> Value {
+    let idp = key_pair("cli idp");
+    let cert = app.data_dir.path().join(format!("idp-{org}.pem"));
+    std::fs::write(&cert, &idp.cert_pem).unwrap();
+    let mut args = vec![
+        "connection",
+        "add-saml",
+        org,
+        "--entity-id",
+        "https://idp.example.test/entity",
+        "--sso-url",
+        sso_url,
+        "--cert-file",
+        cert.to_str().unwrap(),
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    serde_json::from_str(app.cli_ok(&args).trim()).unwrap()
+}
+
 /// `tests/peers/saml_idp_server.py` with this config: the child and its port.
 pub(crate) fn start_idp_server(config: &std::path::Path) -> (std::process::Child, u64) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));

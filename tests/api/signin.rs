@@ -131,27 +131,12 @@ async fn world(extra_env: &[(&str, &str)]) -> (TestApp, String) {
         ],
     )
     .ok();
-    let idp = crate::saml::key_pair("down idp");
-    let cert = app.data_dir.path().join("idp.pem");
-    std::fs::write(&cert, &idp.cert_pem).unwrap();
-    let c: Value = serde_json::from_str(
-        app.cli_ok(&[
-            "connection",
-            "add-saml",
-            "acme",
-            "--entity-id",
-            "https://idp.acme.test",
-            "--sso-url",
-            "http://127.0.0.1:1/sso",
-            "--cert-file",
-            cert.to_str().unwrap(),
-            "--name",
-            "Acme Okta",
-            "--json",
-        ])
-        .trim(),
-    )
-    .unwrap();
+    let c = crate::saml::add_saml_connection(
+        &app,
+        "acme",
+        "http://127.0.0.1:1/sso",
+        &["--name", "Acme Okta"],
+    );
     (app, c["id"].as_str().unwrap().to_string())
 }
 
