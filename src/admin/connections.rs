@@ -57,6 +57,7 @@ pub async fn new_page(
 #[derive(Deserialize)]
 pub struct CreateForm {
     csrf: String,
+    confirm_password: Option<String>,
     kind: String,
     #[serde(default)]
     name: String,
@@ -99,6 +100,9 @@ pub async fn create(
 ) -> AdminResult {
     let admin = access(&state, &req, &path).await?;
     check_post(&req, &admin, &form.csrf)?;
+    admin
+        .confirm(&state, form.confirm_password.as_deref())
+        .await?;
     let form = form.into_inner();
     let back_new = format!("/sso/admin/orgs/{}/connections/new", admin.org.slug);
     let refuse = |message: String| {
@@ -445,6 +449,7 @@ pub async fn show(
 #[derive(Deserialize)]
 pub struct ChangeForm {
     csrf: String,
+    confirm_password: Option<String>,
     /// `enable`, `disable` or `mapping`.
     action: String,
     #[serde(flatten)]
@@ -462,6 +467,9 @@ pub async fn change(
     let (org, id) = path.into_inner();
     let admin = access(&state, &req, &org).await?;
     check_post(&req, &admin, &form.csrf)?;
+    admin
+        .confirm(&state, form.confirm_password.as_deref())
+        .await?;
     let form = form.into_inner();
     let now = crate::clock::now();
     let back = format!("/sso/admin/orgs/{}/connections/{id}", admin.org.slug);

@@ -176,7 +176,13 @@ pub struct Nav {
     pub who: String,
     pub instance: bool,
     pub csrf: String,
+    /// Sensitive forms ask for the password again (accounts that have one); SSO-only admins
+    /// must have signed in within the last few minutes instead.
+    pub confirm_password: bool,
 }
+
+/// How recent an SSO admin's sign-in must be for a sensitive change.
+pub const RECENT_SIGN_IN_SECS: i64 = 600;
 
 impl Admin {
     pub fn nav(&self) -> Nav {
@@ -186,7 +192,51 @@ impl Admin {
             who: self.name.clone(),
             instance: self.instance,
             csrf: self.signed.csrf_token.clone(),
+            confirm_password: self.password_hash().is_some(),
         }
+    }
+
+    fn password_hash(&self) -> Option<String> {
+        match &self.signed.principal {
+            Principal::Admin(a) => Some(a.password_hash.clone()),
+            Principal::User { user, .. } => user.password_hash.clone(),
+        }
+    }
+
+    /// A sensitive change (certificates and connections, enforcement, tokens, admins and
+    /// break-glass accounts): the admin's password again, or for an SSO-only admin a sign-in
+    /// within the last few minutes.
+    pub async fn confirm(
+        &self,
+        state: &AppState,
+        password: Option<&str>,
+    ) -> Result<(), AdminError> {
+        match self.password_hash() {
+            Some(hash) => {
+                let given = password.unwrap_or("").to_string();
+                let ok = !given.is_empty()
+                    && state
+                        .passwords
+                        .verify_any(vec![hash], secrecy::SecretString::from(given))
+                        .await?
+                        .is_some();
+                if !ok {
+                    return Err(AppError::Forbidden(
+                        "This change needs your password again: go back, enter it in the form, and resubmit.".into(),
+                    )
+                    .into());
+                }
+            }
+            None => {
+                if crate::clock::now() - self.signed.created_at > RECENT_SIGN_IN_SECS {
+                    return Err(AppError::Forbidden(
+                        "This change needs a recent sign-in: sign out, sign in again with your identity provider, and resubmit within 10 minutes.".into(),
+                    )
+                    .into());
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Records an admin change in the org's audit log (in the caller's transaction).

@@ -256,6 +256,7 @@ pub async fn add_domain(
 #[derive(Deserialize)]
 pub struct DomainChange {
     csrf: String,
+    confirm_password: Option<String>,
     /// `verify`, `enforce` or `unenforce`.
     action: String,
 }
@@ -270,6 +271,9 @@ pub async fn change_domain(
     let (org, domain) = path.into_inner();
     let admin = access(&state, &req, &org).await?;
     check_post(&req, &admin, &form.csrf)?;
+    admin
+        .confirm(&state, form.confirm_password.as_deref())
+        .await?;
     let domain = DomainName::parse(&domain).map_err(|_| AppError::NotFound)?;
     let (verified, enforce) = match form.action.as_str() {
         "verify" if admin.instance => (Some(true), None),
@@ -303,6 +307,7 @@ pub async fn change_domain(
 #[derive(Deserialize)]
 pub struct EnforcementForm {
     csrf: String,
+    confirm_password: Option<String>,
     mode: String,
 }
 
@@ -316,6 +321,9 @@ pub async fn set_enforcement(
 ) -> AdminResult {
     let admin = access(&state, &req, &path).await?;
     check_post(&req, &admin, &form.csrf)?;
+    admin
+        .confirm(&state, form.confirm_password.as_deref())
+        .await?;
     let mode: Enforcement = form
         .mode
         .parse()
@@ -388,6 +396,7 @@ pub struct SecretOnce {
 #[derive(Deserialize)]
 pub struct BreakglassForm {
     csrf: String,
+    confirm_password: Option<String>,
     email: String,
 }
 
@@ -401,6 +410,9 @@ pub async fn add_breakglass(
 ) -> AdminResult {
     let admin = access(&state, &req, &path).await?;
     check_post(&req, &admin, &form.csrf)?;
+    admin
+        .confirm(&state, form.confirm_password.as_deref())
+        .await?;
     let email = match Email::parse(&form.email) {
         Ok(e) => e,
         Err(e) => return Ok(refused(&admin, &format!("Not an e-mail address: {e}"))),

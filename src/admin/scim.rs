@@ -73,6 +73,7 @@ pub async fn page(
 #[derive(Deserialize)]
 pub struct IssueForm {
     csrf: String,
+    confirm_password: Option<String>,
     #[serde(default)]
     revoke_others: Option<String>,
 }
@@ -86,6 +87,9 @@ pub async fn issue(
 ) -> AdminResult {
     let admin = access(&state, &req, &path).await?;
     check_post(&req, &admin, &form.csrf)?;
+    admin
+        .confirm(&state, form.confirm_password.as_deref())
+        .await?;
     let revoke_others = form.revoke_others.is_some();
     let now = crate::clock::now();
     let nav = admin.nav();
@@ -131,6 +135,7 @@ pub async fn issue(
 #[derive(Deserialize)]
 pub struct RevokeForm {
     csrf: String,
+    confirm_password: Option<String>,
 }
 
 /// `POST /sso/admin/orgs/{org}/scim/tokens/{id}/revoke`
@@ -143,6 +148,9 @@ pub async fn revoke(
     let (org, id) = path.into_inner();
     let admin = access(&state, &req, &org).await?;
     check_post(&req, &admin, &form.csrf)?;
+    admin
+        .confirm(&state, form.confirm_password.as_deref())
+        .await?;
     let now = crate::clock::now();
     let back = format!("/sso/admin/orgs/{}/scim", admin.org.slug);
     state

@@ -60,6 +60,7 @@ struct SessionRow {
     admin_id: Option<String>,
     auth_method: String,
     csrf_token: String,
+    created_at: i64,
     last_seen_at: i64,
     idle_timeout_secs: i64,
     expires_at: i64,
@@ -151,6 +152,8 @@ pub struct SignedIn {
     pub id_hash: String,
     pub csrf_token: String,
     pub auth_method: String,
+    /// When this session's sign-in happened.
+    pub created_at: i64,
     pub principal: Principal,
 }
 
@@ -210,6 +213,7 @@ pub fn load(
         id_hash: row.id_hash,
         csrf_token: row.csrf_token,
         auth_method: row.auth_method,
+        created_at: row.created_at,
         principal,
     }))
 }

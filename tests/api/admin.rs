@@ -252,7 +252,11 @@ async fn every_form_needs_the_session_token_and_our_origin() {
     let res = admin
         .post(app.url("/sso/admin/orgs/alpha/enforcement"))
         .header("sec-fetch-site", "same-origin")
-        .form(&[("csrf", csrf.as_str()), ("mode", "domains")])
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("mode", "domains"),
+            ("confirm_password", PASSWORD),
+        ])
         .send()
         .await
         .unwrap();
@@ -274,7 +278,11 @@ async fn requiring_sso_for_all_is_refused_until_the_org_cannot_lock_itself_out()
     let set_all = || {
         admin
             .post(app.url("/sso/admin/orgs/alpha/enforcement"))
-            .form(&[("csrf", csrf.as_str()), ("mode", "all")])
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("mode", "all"),
+                ("confirm_password", PASSWORD),
+            ])
             .send()
     };
     let res = set_all().await.unwrap();
@@ -289,7 +297,11 @@ async fn requiring_sso_for_all_is_refused_until_the_org_cannot_lock_itself_out()
         &admin,
         &app,
         "/sso/admin/orgs/alpha/breakglass",
-        &[("csrf", &csrf), ("email", "bg@alpha.test")],
+        &[
+            ("csrf", &csrf),
+            ("email", "bg@alpha.test"),
+            ("confirm_password", PASSWORD),
+        ],
     )
     .await;
     assert_eq!(res.status(), 200);
@@ -327,11 +339,30 @@ async fn a_scim_token_from_the_ui_works_and_revoking_it_stops_it() {
     add_user(&app, "alpha", "root@alpha.test", &["--org-admin"]);
     let admin = signed_in(&app, "root@alpha.test").await;
     let csrf = admin_csrf(&admin, &app, "alpha").await;
+    // A sensitive change asks for the password again.
+    for confirm in [None, Some("wrong password")] {
+        let mut form = vec![("csrf", csrf.as_str())];
+        if let Some(c) = confirm {
+            form.push(("confirm_password", c));
+        }
+        let res = post(&admin, &app, "/sso/admin/orgs/alpha/scim/tokens", &form).await;
+        assert_eq!(res.status(), 403, "{confirm:?}");
+        assert!(res
+            .text()
+            .await
+            .unwrap()
+            .contains("needs your password again"));
+    }
+    assert!(
+        app.cli_ok(&["scim-token", "list", "alpha", "--json"])
+            .trim()
+            == "[]"
+    );
     let res = post(
         &admin,
         &app,
         "/sso/admin/orgs/alpha/scim/tokens",
-        &[("csrf", &csrf)],
+        &[("csrf", &csrf), ("confirm_password", PASSWORD)],
     )
     .await;
     assert_eq!(res.status(), 200);
@@ -371,7 +402,7 @@ async fn a_scim_token_from_the_ui_works_and_revoking_it_stops_it() {
         &admin,
         &app,
         &format!("/sso/admin/orgs/alpha/scim/tokens/{id}/revoke"),
-        &[("csrf", &csrf)],
+        &[("csrf", &csrf), ("confirm_password", PASSWORD)],
     )
     .await;
     assert_eq!(res.status(), 303);
@@ -636,6 +667,7 @@ async fn connections_are_edited_with_before_and_after() {
         &page_path,
         &[
             ("csrf", &csrf),
+            ("confirm_password", PASSWORD),
             ("action", "mapping"),
             ("email", "mail"),
             ("groups", "memberOf"),
@@ -652,7 +684,12 @@ async fn connections_are_edited_with_before_and_after() {
         &admin,
         &app,
         &page_path,
-        &[("csrf", &csrf), ("action", "mapping"), ("surname", "sn")],
+        &[
+            ("csrf", &csrf),
+            ("action", "mapping"),
+            ("surname", "sn"),
+            ("confirm_password", PASSWORD),
+        ],
     )
     .await;
     assert_eq!(
@@ -670,7 +707,11 @@ async fn connections_are_edited_with_before_and_after() {
         &admin,
         &app,
         &page_path,
-        &[("csrf", &csrf), ("action", "disable")],
+        &[
+            ("csrf", &csrf),
+            ("action", "disable"),
+            ("confirm_password", PASSWORD),
+        ],
     )
     .await;
     assert_eq!(res.status(), 303);

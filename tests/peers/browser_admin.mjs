@@ -47,6 +47,7 @@ try {
   await page.fill('#saml-name', 'Acme IdP');
   await page.selectOption('#saml-preset', 'okta');
   await page.fill('#metadata-xml', fs.readFileSync(metadataFile, 'utf8'));
+  await page.fill('form:has(#metadata-xml) input[name=confirm_password]', password);
   await shot(page, 'new-connection');
   await submit(page, 'button:has-text("Create SAML connection")');
   await shot(page, 'connection');
@@ -62,6 +63,7 @@ try {
 
   // A SCIM token, shown once.
   await submit(page, 'header a:has-text("SCIM")');
+  await page.fill('form:has([name=revoke_others]) input[name=confirm_password]', password);
   await submit(page, 'button:has-text("Generate token")');
   out.scim_base_url = await text(page, '#secret-1');
   out.scim_token = await text(page, '#secret-2');
@@ -83,15 +85,18 @@ try {
   // Require SSO for all: refused without a break-glass account.
   await page.goto(`${base}/sso/admin/orgs/${org}`);
   await page.selectOption('#mode', 'all');
+  await page.fill('form:has(#mode) input[name=confirm_password]', password);
   await submit(page, 'button:has-text("Save enforcement")');
   out.refusal = await text(page, '#page-error');
   await shot(page, 'enforcement-refused');
   await page.fill('#bg-email', `breakglass@${org}.test`);
+  await page.fill('form:has(#bg-email) input[name=confirm_password]', password);
   await submit(page, 'button:has-text("Create break-glass account")');
   out.breakglass_shown = (await text(page, '#secret-2')).startsWith('otpauth://');
   await shot(page, 'break-glass');
   await submit(page, 'text=Done');
   await page.selectOption('#mode', 'all');
+  await page.fill('form:has(#mode) input[name=confirm_password]', password);
   await submit(page, 'button:has-text("Save enforcement")');
   out.enforcement = await text(page, '#enforcement');
   await shot(page, 'enforcement-all');
