@@ -72,6 +72,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/sso/admin/orgs/{org}/connections/{id}",
             web::post().to(connections::change),
         )
+        .service(
+            web::resource("/sso/admin/orgs/{org}/connections/{id}/idp")
+                .app_data(web::FormConfig::default().limit(512 * 1024))
+                .route(web::post().to(connections::update_idp)),
+        )
         .route("/sso/admin/orgs/{org}/users", web::get().to(users::list))
         .route(
             "/sso/admin/orgs/{org}/users/{id}",

@@ -688,6 +688,7 @@ async fn connections_are_edited_with_before_and_after() {
             ("csrf", &csrf),
             ("action", "mapping"),
             ("surname", "sn"),
+            ("email", "mail"),
             ("confirm_password", PASSWORD),
         ],
     )
@@ -728,6 +729,74 @@ async fn connections_are_edited_with_before_and_after() {
         events.contains(r#"\"after\":{\"attribute_map\":{\"email\":\"mail\""#),
         "{events}"
     );
+    // A certificate rotation: new IdP settings, the mapping kept.
+    let rotated = crate::saml::key_pair("rotated idp");
+    let res = post(
+        &admin,
+        &app,
+        &format!("{page_path}/idp"),
+        &[
+            ("csrf", &csrf),
+            ("kind", ""),
+            ("entity_id", "https://idp.example.test/entity"),
+            ("sso_url", "https://idp.example.test/sso2"),
+            ("certificate", &rotated.cert_pem),
+            ("confirm_password", PASSWORD),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    assert!(res.headers()["location"]
+        .to_str()
+        .unwrap()
+        .contains("IdP+settings+saved"));
+    let listed = app.cli_ok(&["connection", "list", "alpha", "--json"]);
+    assert!(
+        listed.contains("sso2") && listed.contains("rotated idp"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains(r#""email":"mail""#),
+        "the mapping stays: {listed}"
+    );
+    // Bad settings are refused with the reason, nothing saved.
+    let res = post(
+        &admin,
+        &app,
+        &format!("{page_path}/idp"),
+        &[
+            ("csrf", &csrf),
+            ("kind", ""),
+            ("entity_id", "x"),
+            ("sso_url", "https://x.test/"),
+            ("certificate", "not a cert"),
+            ("confirm_password", PASSWORD),
+        ],
+    )
+    .await;
+    assert!(res.headers()["location"]
+        .to_str()
+        .unwrap()
+        .contains("Not+saved"));
+    // An OIDC connection whose issuer cannot be discovered is refused with the reason.
+    let res = post(
+        &admin,
+        &app,
+        "/sso/admin/orgs/alpha/connections",
+        &[
+            ("csrf", &csrf),
+            ("kind", "oidc"),
+            ("issuer", "http://127.0.0.1:9/none"),
+            ("client_id", "c"),
+            ("client_secret", "s"),
+            ("confirm_password", PASSWORD),
+        ],
+    )
+    .await;
+    let location = res.headers()["location"].to_str().unwrap().to_string();
+    let (_, page) = get(&admin, &app, &location).await;
+    assert!(page.contains("OpenID discovery failed"), "{page}");
+
     // Roles page lists the org admins.
     let (_, roles) = get(&admin, &app, "/sso/admin/orgs/alpha/roles").await;
     assert!(roles.contains("<li>root@alpha.test</li>"));
