@@ -10,7 +10,7 @@ use diesel::prelude::*;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{access, check_post, time, AdminResult, Nav};
+use super::{access, sensitive, time, AdminResult, Nav};
 use crate::db::schema::audit_events;
 use crate::db::write_tx;
 use crate::http::errors::AppError;
@@ -98,11 +98,14 @@ pub async fn create(
     path: web::Path<String>,
     form: web::Form<CreateForm>,
 ) -> AdminResult {
-    let admin = access(&state, &req, &path).await?;
-    check_post(&req, &admin, &form.csrf)?;
-    admin
-        .confirm(&state, form.confirm_password.as_deref())
-        .await?;
+    let admin = sensitive(
+        &state,
+        &req,
+        &path,
+        &form.csrf,
+        form.confirm_password.as_deref(),
+    )
+    .await?;
     let form = form.into_inner();
     let back_new = format!("/sso/admin/orgs/{}/connections/new", admin.org.slug);
     let refuse = |message: String| {
@@ -481,11 +484,14 @@ pub async fn change(
     form: web::Form<ChangeForm>,
 ) -> AdminResult {
     let (org, id) = path.into_inner();
-    let admin = access(&state, &req, &org).await?;
-    check_post(&req, &admin, &form.csrf)?;
-    admin
-        .confirm(&state, form.confirm_password.as_deref())
-        .await?;
+    let admin = sensitive(
+        &state,
+        &req,
+        &org,
+        &form.csrf,
+        form.confirm_password.as_deref(),
+    )
+    .await?;
     let form = form.into_inner();
     let now = crate::clock::now();
     let back = format!("/sso/admin/orgs/{}/connections/{id}", admin.org.slug);
@@ -545,11 +551,14 @@ pub async fn update_idp(
     form: web::Form<CreateForm>,
 ) -> AdminResult {
     let (org, id) = path.into_inner();
-    let admin = access(&state, &req, &org).await?;
-    check_post(&req, &admin, &form.csrf)?;
-    admin
-        .confirm(&state, form.confirm_password.as_deref())
-        .await?;
+    let admin = sensitive(
+        &state,
+        &req,
+        &org,
+        &form.csrf,
+        form.confirm_password.as_deref(),
+    )
+    .await?;
     let form = form.into_inner();
     let (org_id, id2) = (admin.org.id.clone(), id.clone());
     let c = state

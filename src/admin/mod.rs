@@ -307,6 +307,21 @@ pub async fn access(state: &AppState, req: &HttpRequest, org: &str) -> Result<Ad
     })
 }
 
+/// The admin of `org` making a sensitive change: access, the form's CSRF token and origin,
+/// and the password again.
+pub async fn sensitive(
+    state: &AppState,
+    req: &HttpRequest,
+    org: &str,
+    csrf: &str,
+    confirm_password: Option<&str>,
+) -> Result<Admin, AdminError> {
+    let admin = access(state, req, org).await?;
+    check_post(req, &admin, csrf)?;
+    admin.confirm(state, confirm_password).await?;
+    Ok(admin)
+}
+
 /// A state-changing request: the session's CSRF token in the form, and a same-origin request
 /// (Fetch Metadata; browsers that do not send it are covered by the token).
 pub fn check_post(req: &HttpRequest, admin: &Admin, submitted: &str) -> Result<(), AdminError> {

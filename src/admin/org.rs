@@ -8,7 +8,9 @@ use diesel::prelude::*;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{access, back_to, check_post, signed_in, time, Admin, AdminError, AdminResult, Nav};
+use super::{
+    access, back_to, check_post, sensitive, signed_in, time, Admin, AdminError, AdminResult, Nav,
+};
 use crate::db::schema::{scim_tokens, user_groups, users};
 use crate::db::write_tx;
 use crate::domain::{DomainName, Email, Enforcement};
@@ -269,11 +271,14 @@ pub async fn change_domain(
     form: web::Form<DomainChange>,
 ) -> AdminResult {
     let (org, domain) = path.into_inner();
-    let admin = access(&state, &req, &org).await?;
-    check_post(&req, &admin, &form.csrf)?;
-    admin
-        .confirm(&state, form.confirm_password.as_deref())
-        .await?;
+    let admin = sensitive(
+        &state,
+        &req,
+        &org,
+        &form.csrf,
+        form.confirm_password.as_deref(),
+    )
+    .await?;
     let domain = DomainName::parse(&domain).map_err(|_| AppError::NotFound)?;
     let (verified, enforce) = match form.action.as_str() {
         "verify" if admin.instance => (Some(true), None),
@@ -319,11 +324,14 @@ pub async fn set_enforcement(
     path: web::Path<String>,
     form: web::Form<EnforcementForm>,
 ) -> AdminResult {
-    let admin = access(&state, &req, &path).await?;
-    check_post(&req, &admin, &form.csrf)?;
-    admin
-        .confirm(&state, form.confirm_password.as_deref())
-        .await?;
+    let admin = sensitive(
+        &state,
+        &req,
+        &path,
+        &form.csrf,
+        form.confirm_password.as_deref(),
+    )
+    .await?;
     let mode: Enforcement = form
         .mode
         .parse()
@@ -408,11 +416,14 @@ pub async fn add_breakglass(
     path: web::Path<String>,
     form: web::Form<BreakglassForm>,
 ) -> AdminResult {
-    let admin = access(&state, &req, &path).await?;
-    check_post(&req, &admin, &form.csrf)?;
-    admin
-        .confirm(&state, form.confirm_password.as_deref())
-        .await?;
+    let admin = sensitive(
+        &state,
+        &req,
+        &path,
+        &form.csrf,
+        form.confirm_password.as_deref(),
+    )
+    .await?;
     let email = match Email::parse(&form.email) {
         Ok(e) => e,
         Err(e) => return Ok(refused(&admin, &format!("Not an e-mail address: {e}"))),

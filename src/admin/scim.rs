@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::org::SecretOnce;
-use super::{access, back_to, check_post, time, AdminResult, Nav};
+use super::{access, back_to, sensitive, time, AdminResult, Nav};
 use crate::db::write_tx;
 use crate::http::errors::AppError;
 use crate::http::pages::render;
@@ -85,11 +85,14 @@ pub async fn issue(
     path: web::Path<String>,
     form: web::Form<IssueForm>,
 ) -> AdminResult {
-    let admin = access(&state, &req, &path).await?;
-    check_post(&req, &admin, &form.csrf)?;
-    admin
-        .confirm(&state, form.confirm_password.as_deref())
-        .await?;
+    let admin = sensitive(
+        &state,
+        &req,
+        &path,
+        &form.csrf,
+        form.confirm_password.as_deref(),
+    )
+    .await?;
     let revoke_others = form.revoke_others.is_some();
     let now = crate::clock::now();
     let nav = admin.nav();
@@ -146,11 +149,14 @@ pub async fn revoke(
     form: web::Form<RevokeForm>,
 ) -> AdminResult {
     let (org, id) = path.into_inner();
-    let admin = access(&state, &req, &org).await?;
-    check_post(&req, &admin, &form.csrf)?;
-    admin
-        .confirm(&state, form.confirm_password.as_deref())
-        .await?;
+    let admin = sensitive(
+        &state,
+        &req,
+        &org,
+        &form.csrf,
+        form.confirm_password.as_deref(),
+    )
+    .await?;
     let now = crate::clock::now();
     let back = format!("/sso/admin/orgs/{}/scim", admin.org.slug);
     state

@@ -800,4 +800,13 @@ async fn connections_are_edited_with_before_and_after() {
     // Roles page lists the org admins.
     let (_, roles) = get(&admin, &app, "/sso/admin/orgs/alpha/roles").await;
     assert!(roles.contains("<li>root@alpha.test</li>"));
+    assert!(
+        roles.contains("<title>Roles · alpha · gatehouse</title>"),
+        "{roles}"
+    );
+    let (_, page) = get(&admin, &app, &page_path).await;
+    assert!(
+        page.contains("<title>SAML · alpha · gatehouse</title>"),
+        "{page}"
+    );
 }
