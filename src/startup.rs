@@ -158,6 +158,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .configure(crate::saml::routes)
         .configure(crate::oidc::routes::routes)
         .configure(crate::admin::routes)
+        .configure(crate::gateway::routes)
         .configure(crate::sso::routes);
 }
 

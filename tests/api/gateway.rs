@@ -1,0 +1,186 @@
+//! Forward-auth and the identity the app receives: `/sso/verify` as nginx, Traefik and Caddy
+//! call it, the identity headers, the JWT verified by an independent library (PyPI PyJWT)
+//! against `/sso/.well-known/jwks.json`, and revocation on the very next request.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .build()
+        .unwrap()
+}
+
+/// PyJWT's verdict on a token: the claims, or the error.
+fn pyjwt(app: &TestApp, token: &str) -> Result<Value, String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut child = Command::new(root.join("tests/.venv/bin/python"))
+        .arg(root.join("tests/peers/verify_jwt.py"))
+        .arg(app.url("/sso/.well-known/jwks.json"))
+        .arg(&app.address)
+        .arg("gatehouse-app")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tests/.venv (scripts/test installs PyJWT)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(token.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    if out.status.success() {
+        Ok(serde_json::from_slice(&out.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[tokio::test]
+async fn forward_auth_answers_as_each_proxy_expects() {
+    let app = spawn_app().await;
+    // Anonymous API client: 401, with where to sign in.
+    let res = client()
+        .get(app.url("/sso/verify"))
+        .header("accept", "application/json")
+        .header("x-forwarded-uri", "/api/items")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert!(res.headers()["x-gatehouse-login"]
+        .to_str()
+        .unwrap()
+        .ends_with("/sso/login?return_to=%2Fapi%2Fitems"));
+    // A browser behind Traefik or Caddy: the redirect they pass on, back to the app's host.
+    let res = client()
+        .get(app.url("/sso/verify"))
+        .header("accept", "text/html,application/xhtml+xml")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "app.acme.test")
+        .header("x-forwarded-uri", "/dashboard?tab=2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 302);
+    assert_eq!(
+        res.headers()["location"].to_str().unwrap(),
+        app.url("/sso/login?return_to=https%3A%2F%2Fapp.acme.test%2Fdashboard%3Ftab%3D2")
+    );
+    // nginx auth_request cannot pass a redirect on: 401, and its error_page redirects.
+    let res = client()
+        .get(app.url("/sso/verify"))
+        .header("accept", "text/html")
+        .header("x-original-uri", "/reports")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    // The JWKS publishes the signing key.
+    let jwks: Value = app
+        .get("/sso/.well-known/jwks.json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let key = &jwks["keys"][0];
+    assert_eq!(
+        (
+            key["kty"].as_str(),
+            key["crv"].as_str(),
+            key["alg"].as_str()
+        ),
+        (Some("EC"), Some("P-256"), Some("ES256"))
+    );
+    assert!(key["d"].is_null(), "never the private part");
+}
+
+#[tokio::test]
+async fn signed_in_users_get_verifiable_identity_and_revocation_is_immediate() {
+    let app = spawn_app().await;
+    app.seed_local_user();
+    app.cli_ok(&["role", "add", "acme", "editor", "--rank", "10"]);
+    app.cli_ok(&["role", "map", "acme", "Writers", "editor"]);
+    let scim = app.scim("acme");
+    let (_, list) = scim
+        .get("/Users?filter=userName%20eq%20%22alice@acme.test%22")
+        .await;
+    let id = list["Resources"][0]["id"].as_str().map(str::to_string);
+    let user = client();
+    let page = user
+        .get(app.url("/sso/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = form_field(&page, "csrf");
+    let res = user
+        .post(app.url("/sso/login"))
+        .form(&[
+            ("email", "alice@acme.test"),
+            ("password", PASSWORD),
+            ("csrf", &csrf),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let verify = || {
+        user.get(app.url("/sso/verify"))
+            .header("x-forwarded-uri", "/")
+            .send()
+    };
+
+    let res = verify().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let h = |name: &str| {
+        res.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    assert_eq!(h("x-forwarded-user").as_deref(), Some("alice@acme.test"));
+    assert_eq!(h("x-forwarded-email").as_deref(), Some("alice@acme.test"));
+    assert_eq!(h("x-gatehouse-org").as_deref(), Some("acme"));
+    assert_eq!(h("cache-control").as_deref(), Some("no-store"));
+    let token = h("x-gatehouse-jwt").unwrap();
+    let claims = pyjwt(&app, &token).unwrap();
+    assert_eq!(claims["email"], "alice@acme.test");
+    assert_eq!(claims["org"], "acme");
+    assert!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap() <= 60);
+    let users: Value =
+        serde_json::from_str(app.cli_ok(&["user", "list", "acme", "--json"]).trim()).unwrap();
+    assert_eq!(
+        claims["sub"], users[0]["id"],
+        "sub is the immutable user id"
+    );
+    // A tampered token fails the independent check.
+    let mut parts: Vec<String> = token.split('.').map(str::to_string).collect();
+    parts[1] = parts[1].replace('A', "B");
+    assert!(pyjwt(&app, &parts.join(".")).is_err());
+
+    // A group that maps to a role: the next request carries it.
+    let alice = id.unwrap_or_else(|| users[0]["id"].as_str().unwrap().to_string());
+    scim.create_group("Writers", &[&alice]).await;
+    let res = verify().await.unwrap();
+    assert_eq!(res.headers()["x-forwarded-role"], "editor");
+    assert_eq!(res.headers()["x-forwarded-groups"], "Writers");
+    // Deactivated by SCIM: the very next request is refused.
+    let (status, _) = scim
+        .patch(
+            &format!("/Users/{alice}"),
+            patch_op(json!([{"op": "replace", "path": "active", "value": false}])),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(verify().await.unwrap().status(), 401);
+}
