@@ -7,49 +7,11 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .cookie_store(true)
-        .build()
-        .unwrap()
-}
-
-/// Signs in at `/sso/login` in a fresh browser and returns it.
-async fn signed_in(app: &TestApp, email: &str) -> reqwest::Client {
-    let client = browser();
-    let page = client
-        .get(app.url("/sso/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = form_field(&page, "csrf");
-    let res = client
-        .post(app.url("/sso/login"))
-        .form(&[("email", email), ("password", PASSWORD), ("csrf", &csrf)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 303, "{email} signs in");
-    client
-}
-
 /// An instance admin, signed in with password and TOTP (code `step` steps from now).
 async fn instance_admin(app: &TestApp, step: i64) -> reqwest::Client {
     let uri = add_instance_admin(app, "ops@operator.test");
     let client = browser();
-    let page = client
-        .get(app.url("/sso/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = form_field(&page, "csrf");
+    let csrf = csrf_of(app, &client, "/sso/login").await;
     let page = client
         .post(app.url("/sso/login"))
         .form(&[
@@ -140,8 +102,8 @@ async fn only_admins_of_the_org_see_it() {
         "/sso/login?return_to=%2Fsso%2Fadmin%2Forgs%2Falpha%2Fscim"
     );
 
-    let alpha_admin = signed_in(&app, "root@alpha.test").await;
-    let app_role_admin = signed_in(&app, "pat@alpha.test").await;
+    let alpha_admin = signed_in_browser(&app, "root@alpha.test").await;
+    let app_role_admin = signed_in_browser(&app, "pat@alpha.test").await;
     for page in PAGES {
         let a = format!("/sso/admin/orgs/alpha{page}");
         let b = format!("/sso/admin/orgs/beta{page}");
@@ -160,7 +122,7 @@ async fn only_admins_of_the_org_see_it() {
     assert_eq!(res.headers()["location"], "/sso/admin/orgs/alpha");
     assert_eq!(get(&app_role_admin, &app, "/sso/admin").await.0, 404);
     // Nor can an org admin of beta change alpha, even with a valid token of their own.
-    let beta_admin = signed_in(&app, "root@beta.test").await;
+    let beta_admin = signed_in_browser(&app, "root@beta.test").await;
     let csrf = admin_csrf(&beta_admin, &app, "beta").await;
     let res = post(
         &beta_admin,
@@ -192,7 +154,7 @@ async fn every_form_needs_the_session_token_and_our_origin() {
     let app = spawn_app().await;
     app.cli_ok(&["org", "create", "alpha", "--domain", "alpha.test"]);
     add_user(&app, "alpha", "root@alpha.test", &["--org-admin"]);
-    let admin = signed_in(&app, "root@alpha.test").await;
+    let admin = signed_in_browser(&app, "root@alpha.test").await;
     let csrf = admin_csrf(&admin, &app, "alpha").await;
     let forms: &[(&str, &[(&str, &str)])] = &[
         (
@@ -273,7 +235,7 @@ async fn requiring_sso_for_all_is_refused_until_the_org_cannot_lock_itself_out()
     let app = spawn_app().await;
     app.cli_ok(&["org", "create", "alpha", "--domain", "alpha.test"]);
     add_user(&app, "alpha", "root@alpha.test", &["--org-admin"]);
-    let admin = signed_in(&app, "root@alpha.test").await;
+    let admin = signed_in_browser(&app, "root@alpha.test").await;
     let csrf = admin_csrf(&admin, &app, "alpha").await;
     let set_all = || {
         admin
@@ -337,7 +299,7 @@ async fn a_scim_token_from_the_ui_works_and_revoking_it_stops_it() {
     let app = spawn_app().await;
     app.cli_ok(&["org", "create", "alpha", "--domain", "alpha.test"]);
     add_user(&app, "alpha", "root@alpha.test", &["--org-admin"]);
-    let admin = signed_in(&app, "root@alpha.test").await;
+    let admin = signed_in_browser(&app, "root@alpha.test").await;
     let csrf = admin_csrf(&admin, &app, "alpha").await;
     // A sensitive change asks for the password again.
     for confirm in [None, Some("wrong password")] {
@@ -565,8 +527,8 @@ async fn users_are_searchable_and_their_sessions_revocable() {
         scim.create_user(&format!("user{i:02}@alpha.test")).await;
     }
     let gid = scim.create_group("Engineering", &[]).await;
-    let kim = signed_in(&app, "kim@alpha.test").await;
-    let admin = signed_in(&app, "root@alpha.test").await;
+    let kim = signed_in_browser(&app, "kim@alpha.test").await;
+    let admin = signed_in_browser(&app, "root@alpha.test").await;
 
     let (_, page) = get(&admin, &app, "/sso/admin/orgs/alpha/users").await;
     assert!(
@@ -654,7 +616,7 @@ async fn connections_are_edited_with_before_and_after() {
     add_user(&app, "alpha", "root@alpha.test", &["--org-admin"]);
     let c = crate::saml::add_saml_connection(&app, "alpha", "https://idp.alpha.test/sso", &[]);
     let id = c["id"].as_str().unwrap();
-    let admin = signed_in(&app, "root@alpha.test").await;
+    let admin = signed_in_browser(&app, "root@alpha.test").await;
     let page_path = format!("/sso/admin/orgs/alpha/connections/{id}");
     let (status, page) = get(&admin, &app, &page_path).await;
     assert_eq!(status, 200);

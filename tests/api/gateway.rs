@@ -9,14 +9,6 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .cookie_store(true)
-        .build()
-        .unwrap()
-}
-
 /// PyJWT's verdict on a token: the claims, or the error.
 fn pyjwt(app: &TestApp, token: &str) -> Result<Value, String> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -48,7 +40,7 @@ fn pyjwt(app: &TestApp, token: &str) -> Result<Value, String> {
 async fn forward_auth_answers_as_each_proxy_expects() {
     let app = spawn_app().await;
     // Anonymous API client: 401, with where to sign in.
-    let res = client()
+    let res = browser()
         .get(app.url("/sso/verify"))
         .header("accept", "application/json")
         .header("x-forwarded-uri", "/api/items")
@@ -61,7 +53,7 @@ async fn forward_auth_answers_as_each_proxy_expects() {
         .unwrap()
         .ends_with("/sso/login?return_to=%2Fapi%2Fitems"));
     // A browser behind Traefik or Caddy: the redirect they pass on, back to the app's host.
-    let res = client()
+    let res = browser()
         .get(app.url("/sso/verify"))
         .header("accept", "text/html,application/xhtml+xml")
         .header("x-forwarded-proto", "https")
@@ -76,7 +68,7 @@ async fn forward_auth_answers_as_each_proxy_expects() {
         app.url("/sso/login?return_to=https%3A%2F%2Fapp.acme.test%2Fdashboard%3Ftab%3D2")
     );
     // nginx auth_request cannot pass a redirect on: 401, and its error_page redirects.
-    let res = client()
+    let res = browser()
         .get(app.url("/sso/verify"))
         .header("accept", "text/html")
         .header("x-original-uri", "/reports")
@@ -114,27 +106,7 @@ async fn signed_in_users_get_verifiable_identity_and_revocation_is_immediate() {
         .get("/Users?filter=userName%20eq%20%22alice@acme.test%22")
         .await;
     let id = list["Resources"][0]["id"].as_str().map(str::to_string);
-    let user = client();
-    let page = user
-        .get(app.url("/sso/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = form_field(&page, "csrf");
-    let res = user
-        .post(app.url("/sso/login"))
-        .form(&[
-            ("email", "alice@acme.test"),
-            ("password", PASSWORD),
-            ("csrf", &csrf),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 303);
+    let user = signed_in_browser(&app, "alice@acme.test").await;
     let verify = || {
         user.get(app.url("/sso/verify"))
             .header("x-forwarded-uri", "/")

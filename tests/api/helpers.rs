@@ -590,3 +590,39 @@ pub fn add_instance_admin(app: &TestApp, email: &str) -> String {
     .ok()
     .stdout
 }
+
+/// A browser of its own: cookies, no automatic redirects.
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .build()
+        .unwrap()
+}
+
+/// A fresh browser signed in at `/sso/login` with e-mail and the test password.
+pub async fn signed_in_browser(app: &TestApp, email: &str) -> reqwest::Client {
+    let client = browser();
+    let csrf = csrf_of(app, &client, "/sso/login").await;
+    let res = client
+        .post(app.url("/sso/login"))
+        .form(&[("email", email), ("password", PASSWORD), ("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303, "{email} signs in");
+    client
+}
+
+/// The CSRF value of the form on a page (sets the CSRF cookie in that browser).
+pub async fn csrf_of(app: &TestApp, client: &reqwest::Client, path: &str) -> String {
+    let page = client
+        .get(app.url(path))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    form_field(&page, "csrf")
+}

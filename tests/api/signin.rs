@@ -10,27 +10,6 @@ use serde_json::Value;
 
 use crate::helpers::*;
 
-/// A browser of its own (no cookies shared with other attempts).
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .cookie_store(true)
-        .build()
-        .unwrap()
-}
-
-async fn csrf_of(app: &TestApp, client: &reqwest::Client, path: &str) -> String {
-    let page = client
-        .get(app.url(path))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    form_field(&page, "csrf")
-}
-
 /// `/sso/login` with e-mail and password, in a fresh browser.
 async fn password_sign_in(app: &TestApp, email: &str, password: &str) -> reqwest::Response {
     let client = browser();
