@@ -156,3 +156,151 @@ async fn signed_in_users_get_verifiable_identity_and_revocation_is_immediate() {
     assert_eq!(status, 200);
     assert_eq!(verify().await.unwrap().status(), 401);
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Debian's nginx with `auth_request` (the configuration in docs/forward-auth.md) in front of
+/// a tiny upstream that echoes the headers it receives.
+#[tokio::test]
+async fn nginx_auth_request_in_front_of_an_app() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let app = spawn_app().await;
+    app.seed_local_user();
+    let mut upstream = Command::new("python3")
+        .arg(root.join("tests/peers/echo_upstream.py"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(upstream.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let up_port = serde_json::from_str::<Value>(&line).unwrap()["port"]
+        .as_u64()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let port = free_port();
+    let gh = app.port;
+    let config = format!(
+        r#"daemon off;
+master_process off;
+pid {d}/nginx.pid;
+error_log {d}/error.log;
+events {{}}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
+  server {{
+    listen 127.0.0.1:{port};
+    location = /_gatehouse_verify {{
+      internal;
+      proxy_pass http://127.0.0.1:{gh}/sso/verify;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Original-URI $request_uri;
+    }}
+    location /sso/ {{ proxy_pass http://127.0.0.1:{gh}; }}
+    location / {{
+      auth_request /_gatehouse_verify;
+      auth_request_set $gh_user $upstream_http_x_forwarded_user;
+      auth_request_set $gh_email $upstream_http_x_forwarded_email;
+      auth_request_set $gh_groups $upstream_http_x_forwarded_groups;
+      auth_request_set $gh_role $upstream_http_x_forwarded_role;
+      auth_request_set $gh_org $upstream_http_x_gatehouse_org;
+      auth_request_set $gh_jwt $upstream_http_x_gatehouse_jwt;
+      auth_request_set $gh_login $upstream_http_x_gatehouse_login;
+      proxy_set_header X-Forwarded-User $gh_user;
+      proxy_set_header X-Forwarded-Email $gh_email;
+      proxy_set_header X-Forwarded-Groups $gh_groups;
+      proxy_set_header X-Forwarded-Role $gh_role;
+      proxy_set_header X-Gatehouse-Org $gh_org;
+      proxy_set_header X-Gatehouse-Jwt $gh_jwt;
+      error_page 401 = @gatehouse_login;
+      proxy_pass http://127.0.0.1:{up_port};
+    }}
+    location @gatehouse_login {{ return 302 $gh_login; }}
+  }}
+}}
+"#
+    );
+    std::fs::write(dir.path().join("nginx.conf"), config).unwrap();
+    let mut nginx = Command::new("nginx")
+        .arg("-c")
+        .arg(dir.path().join("nginx.conf"))
+        .arg("-p")
+        .arg(dir.path())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx (scripts/test installs nginx-light)");
+    let base = format!("http://127.0.0.1:{port}");
+    let mut ready = false;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        ready,
+        "nginx did not start: {}",
+        std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
+    );
+
+    // Anonymous: to gatehouse's sign-in page, coming back to the same path.
+    let anon = browser();
+    let res = anon
+        .get(format!("{base}/reports/q3?x=1"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 302);
+    assert_eq!(
+        res.headers()["location"].to_str().unwrap(),
+        app.url("/sso/login?return_to=%2Freports%2Fq3%3Fx%3D1")
+    );
+
+    // Signed in (cookies are per host, so the gatehouse session reaches this port too): the
+    // app gets gatehouse's headers, never the client's own.
+    let user = signed_in_browser(&app, "alice@acme.test").await;
+    let seen: Value = user
+        .get(format!("{base}/reports/q3"))
+        .header("x-forwarded-user", "mallory@evil.test")
+        .header("x-gatehouse-jwt", "forged")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let h = &seen["headers"];
+    assert_eq!(h["x-forwarded-user"], "alice@acme.test", "{seen}");
+    assert_eq!(h["x-gatehouse-org"], "acme");
+    let claims = pyjwt(&app, h["x-gatehouse-jwt"].as_str().unwrap()).unwrap();
+    assert_eq!(claims["email"], "alice@acme.test");
+    // Revoked: the very next request is turned away.
+    app.cli_ok(&["user", "revoke-sessions", "acme", "alice@acme.test"]);
+    let res = user
+        .get(format!("{base}/reports/q3"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 302);
+
+    let _ = nginx.kill();
+    let _ = nginx.wait();
+    let _ = upstream.kill();
+    let _ = upstream.wait();
+}
