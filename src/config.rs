@@ -23,6 +23,9 @@
 //! | `GATEHOUSE_SCIM_MAX_BODY_BYTES` | `scim_max_body_bytes` | 4194304 (4 MiB) |
 //! | `GATEHOUSE_SCIM_RATE_LIMIT` | `scim_rate_limit` | 100 (requests/s per token; 0 = off) |
 //! | `GATEHOUSE_ALLOWED_RETURN_HOSTS` | `allowed_return_hosts` | none (comma-separated hosts a sign-in may return to besides our own paths) |
+//! | `GATEHOUSE_UPSTREAM` | `upstream` | unset (proxy mode off) — the app every other path is proxied to |
+//! | `GATEHOUSE_PUBLIC_PATHS` | `public_paths` | none (comma-separated path prefixes proxied without sign-in) |
+//! | `GATEHOUSE_ROLE_PATHS` | `role_paths` | none (comma-separated `prefix=role`: sign-in with that app role required) |
 //! | `GATEHOUSE_ALERT_WEBHOOK` | `alert_webhook` | unset (URL that receives a JSON POST for every break-glass sign-in) |
 
 use std::collections::BTreeMap;
@@ -98,6 +101,9 @@ struct FileConfig {
     scim_rate_limit: Option<u32>,
     allowed_return_hosts: Option<Vec<String>>,
     alert_webhook: Option<String>,
+    upstream: Option<String>,
+    public_paths: Option<Vec<String>>,
+    role_paths: Option<Vec<String>>,
 }
 
 /// The effective configuration.
@@ -130,6 +136,12 @@ pub struct Settings {
     pub allowed_return_hosts: Vec<String>,
     /// Receives a JSON POST (through the guarded outbound client) for every break-glass use.
     pub alert_webhook: Option<Url>,
+    /// Proxy mode: the app that every path outside gatehouse's own is proxied to.
+    pub upstream: Option<Url>,
+    /// Path prefixes proxied without sign-in.
+    pub public_paths: Vec<String>,
+    /// (path prefix, app role) pairs: signing in is not enough, the role is required.
+    pub role_paths: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -161,6 +173,9 @@ const KNOWN_ENV: &[&str] = &[
     "GATEHOUSE_SCIM_RATE_LIMIT",
     "GATEHOUSE_ALLOWED_RETURN_HOSTS",
     "GATEHOUSE_ALERT_WEBHOOK",
+    "GATEHOUSE_UPSTREAM",
+    "GATEHOUSE_PUBLIC_PATHS",
+    "GATEHOUSE_ROLE_PATHS",
 ];
 
 impl Settings {
@@ -296,7 +311,59 @@ impl Settings {
                 Some(url)
             }
         };
+        let list = |var: &str, file: Option<Vec<String>>| -> Vec<String> {
+            match env.get(var) {
+                Some(v) => v
+                    .split(',')
+                    .map(|p| p.trim().to_string())
+                    .filter(|p| !p.is_empty())
+                    .collect(),
+                None => file.unwrap_or_default(),
+            }
+        };
+        let upstream = match env
+            .get("GATEHOUSE_UPSTREAM")
+            .cloned()
+            .or(fc.upstream)
+            .filter(|v| !v.trim().is_empty())
+        {
+            None => None,
+            Some(v) => {
+                let url = Url::parse(v.trim()).map_err(|e| {
+                    env_err("GATEHOUSE_UPSTREAM", format!("`{v}` is not a URL: {e}"))
+                })?;
+                if !matches!(url.scheme(), "http" | "https") {
+                    return Err(env_err(
+                        "GATEHOUSE_UPSTREAM",
+                        format!("`{v}` must be an http(s) URL"),
+                    ));
+                }
+                Some(url)
+            }
+        };
+        let public_paths = list("GATEHOUSE_PUBLIC_PATHS", fc.public_paths);
+        let mut role_paths = Vec::new();
+        for rule in list("GATEHOUSE_ROLE_PATHS", fc.role_paths) {
+            let (prefix, role) = rule.split_once('=').ok_or_else(|| {
+                env_err(
+                    "GATEHOUSE_ROLE_PATHS",
+                    format!("`{rule}` is not prefix=role"),
+                )
+            })?;
+            role_paths.push((prefix.trim().to_string(), role.trim().to_string()));
+        }
+        for p in public_paths.iter().chain(role_paths.iter().map(|(p, _)| p)) {
+            if !p.starts_with('/') {
+                return Err(env_err(
+                    "GATEHOUSE_PUBLIC_PATHS / GATEHOUSE_ROLE_PATHS",
+                    format!("`{p}` must start with /"),
+                ));
+            }
+        }
         let settings = Settings {
+            upstream,
+            public_paths,
+            role_paths,
             allowed_return_hosts,
             alert_webhook,
             listen,
@@ -440,6 +507,13 @@ impl Settings {
             (
                 "outbound_allow_private",
                 self.outbound_allow_private.to_string(),
+            ),
+            (
+                "upstream",
+                self.upstream
+                    .as_ref()
+                    .map(|u| u.to_string())
+                    .unwrap_or_else(|| "(unset)".into()),
             ),
             (
                 "allowed_return_hosts",

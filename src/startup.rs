@@ -11,7 +11,7 @@ use anyhow::Context;
 use crate::config::Settings;
 use crate::crypto::{KeySource, SecretKey};
 use crate::db::Db;
-use crate::http::{context, errors, health, metrics, pages};
+use crate::http::{context, health, metrics, pages};
 use crate::login::password::Passwords;
 
 /// Everything a handler may need, shared by all workers.
@@ -105,7 +105,7 @@ impl Application {
                 .app_data(body_limits::form())
                 .app_data(body_limits::query())
                 .configure(routes)
-                .default_service(web::to(errors::not_found))
+                .default_service(web::to(crate::gateway::proxy::handle))
         });
         let server = match tls {
             Some(config) => server.listen_rustls_0_23(listener, config)?,

@@ -4,6 +4,7 @@
 //! revocation takes effect on the very next one.
 
 pub mod identity;
+pub mod proxy;
 
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};

@@ -169,23 +169,9 @@ fn free_port() -> u16 {
 /// a tiny upstream that echoes the headers it receives.
 #[tokio::test]
 async fn nginx_auth_request_in_front_of_an_app() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let app = spawn_app().await;
     app.seed_local_user();
-    let mut upstream = Command::new("python3")
-        .arg(root.join("tests/peers/echo_upstream.py"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(upstream.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let up_port = serde_json::from_str::<Value>(&line).unwrap()["port"]
-        .as_u64()
-        .unwrap();
+    let (mut upstream, up_port) = echo_upstream();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display();
     let port = free_port();
@@ -303,4 +289,205 @@ http {{
     let _ = nginx.wait();
     let _ = upstream.kill();
     let _ = upstream.wait();
+}
+
+/// The echo upstream (`tests/peers/echo_upstream.py`): the child and its port.
+fn echo_upstream() -> (std::process::Child, u64) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut child = Command::new("python3")
+        .arg(root.join("tests/peers/echo_upstream.py"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let port = serde_json::from_str::<Value>(&line).unwrap()["port"]
+        .as_u64()
+        .unwrap();
+    (child, port)
+}
+
+/// `gatehouse_session=…` of a fresh sign-in as alice (for requests that set their own Cookie
+/// header, which replaces a client's cookie store).
+async fn session_cookie(app: &TestApp) -> String {
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = plain.get(app.url("/sso/login")).send().await.unwrap();
+    let csrf_cookie = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
+        .next()
+        .unwrap();
+    let csrf = form_field(&res.text().await.unwrap(), "csrf");
+    let res = plain
+        .post(app.url("/sso/login"))
+        .header("cookie", csrf_cookie)
+        .form(&[
+            ("email", "alice@acme.test"),
+            ("password", PASSWORD),
+            ("csrf", &csrf),
+        ])
+        .send()
+        .await
+        .unwrap();
+    set_cookie(&res, "gatehouse_session")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+async fn proxy_app(upstream: &str) -> TestApp {
+    let data_dir = tempfile::tempdir().unwrap();
+    let database_url = fresh_database_url(Backend::Sqlite, data_dir.path()).unwrap();
+    let mut env = test_env(data_dir.path(), &database_url);
+    env.insert("GATEHOUSE_UPSTREAM".into(), upstream.into());
+    env.insert("GATEHOUSE_PUBLIC_PATHS".into(), "/public".into());
+    env.insert("GATEHOUSE_ROLE_PATHS".into(), "/admin=admin".into());
+    let app = spawn_with_env(env, data_dir, database_url).await;
+    app.seed_local_user();
+    app
+}
+
+#[tokio::test]
+async fn proxy_mode_guards_and_forwards_the_app() {
+    let (mut upstream, port) = echo_upstream();
+    let app = proxy_app(&format!("http://127.0.0.1:{port}")).await;
+    let anon = browser();
+
+    // Not signed in: browsers to the sign-in page, API clients 401; public paths pass.
+    let res = anon
+        .get(app.url("/dashboard?tab=2"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 302);
+    assert_eq!(
+        res.headers()["location"],
+        "/sso/login?return_to=%2Fdashboard%3Ftab%3D2"
+    );
+    let res = anon
+        .get(app.url("/api/items"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let seen: Value = anon
+        .get(app.url("/public/info"))
+        .header("x-forwarded-user", "mallory@evil.test")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["path"], "/public/info");
+    assert!(
+        seen["headers"]["x-forwarded-user"].is_null(),
+        "spoofed identity stripped: {seen}"
+    );
+
+    // Signed in: gatehouse's identity, the app's own cookies only, forwarding headers.
+    let user = signed_in_browser(&app, "alice@acme.test").await;
+    let seen: Value = user
+        .get(app.url("/dashboard/./x/../y?q=1"))
+        .header("x-forwarded-user", "mallory@evil.test")
+        .header("x-gatehouse-jwt", "forged")
+        .header(
+            "cookie",
+            format!("app_pref=dark; {}", session_cookie(&app).await),
+        )
+        .header("connection", "keep-alive, x-hop")
+        .header("x-hop", "secret")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let h = &seen["headers"];
+    assert_eq!(seen["path"], "/dashboard/y?q=1", "{seen}");
+    assert_eq!(h["x-forwarded-user"], "alice@acme.test");
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+    assert!(
+        h["x-hop"].is_null(),
+        "hop-by-hop headers named in Connection are dropped"
+    );
+    let cookies = h["cookie"].as_str().unwrap_or_default();
+    assert!(
+        cookies.contains("app_pref=dark") && !cookies.contains("gatehouse"),
+        "{cookies}"
+    );
+    let claims = pyjwt(&app, h["x-gatehouse-jwt"].as_str().unwrap()).unwrap();
+    assert_eq!(claims["org"], "acme");
+
+    // A role rule holds whatever spelling of the path reaches it.
+    for path in [
+        "/admin",
+        "/admin/",
+        "//admin",
+        "/public/../admin",
+        "/public/%2e%2e/admin",
+        "/public%2F..%2Fadmin/users",
+        "/x/..//admin",
+    ] {
+        let res = user.get(app.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), 403, "{path}");
+    }
+    assert_eq!(
+        user.get(app.url("/a%5c..%5cadmin"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+
+    // A large upload goes through streamed (far beyond any buffered body limit).
+    let body: Vec<u8> = (0..32 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let digest = hex::encode(openssl::sha::sha256(&body));
+    let seen: Value = user
+        .post(app.url("/upload"))
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["body"]["size"], 32 * 1024 * 1024);
+    assert_eq!(seen["body"]["sha256"], digest);
+
+    // Revocation: the very next request.
+    app.cli_ok(&["user", "revoke-sessions", "acme", "alice@acme.test"]);
+    let res = user
+        .get(app.url("/dashboard"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 302);
+
+    // The app down: a 502 page, not a hang or a 500.
+    let _ = upstream.kill();
+    let _ = upstream.wait();
+    let res = anon
+        .get(app.url("/public/info"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 502);
+    assert!(res.text().await.unwrap().contains("not reachable"));
 }

@@ -1,16 +1,42 @@
 #!/usr/bin/env python3
 """A tiny upstream app for the proxy tests: answers every request with the request's method,
-path and headers as JSON. Prints {"port": N} once listening."""
+path and headers as JSON, and for a body its size and SHA-256 (read as it streams, plain or
+chunked). Prints {"port": N} once listening."""
 
+import hashlib
 import http.server
 import json
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def read_body(self):
+        digest, size = hashlib.sha256(), 0
+        if self.headers.get("transfer-encoding", "").lower() == "chunked":
+            while True:
+                n = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                if n == 0:
+                    self.rfile.readline()
+                    break
+                chunk = self.rfile.read(n)
+                digest.update(chunk)
+                size += len(chunk)
+                self.rfile.readline()
+        else:
+            left = int(self.headers.get("content-length", "0"))
+            while left:
+                chunk = self.rfile.read(min(left, 65536))
+                digest.update(chunk)
+                size += len(chunk)
+                left -= len(chunk)
+        return {"size": size, "sha256": digest.hexdigest()}
+
     def do_GET(self):
-        body = json.dumps(
-            {"method": self.command, "path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}}
-        ).encode()
+        answer = {"method": self.command, "path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}}
+        if self.command == "POST":
+            answer["body"] = self.read_body()
+        body = json.dumps(answer).encode()
         self.send_response(200)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(body)))

@@ -1,0 +1,386 @@
+//! Proxy mode (`GATEHOUSE_UPSTREAM`): every path outside gatehouse's own goes to the app, with
+//! bodies streamed both ways. The path is normalised once (percent-decoding, `.`/`..`, `//`)
+//! and that one form decides the policy and is forwarded. The client's identity headers and
+//! gatehouse's cookies never reach the app; gatehouse's identity headers do. The upstream
+//! client is its own (trusted, no redirects), separate from the guarded outbound client.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+
+use super::identity;
+use crate::http::errors::{self, AppError, PageError};
+use crate::login::session::SignedIn;
+use crate::startup::AppState;
+
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// gatehouse's own paths: never proxied.
+const OWN: &[&str] = &["/sso", "/scim/v2", "/healthz", "/readyz", "/metrics"];
+
+fn client() -> &'static reqwest::Client {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .connect_timeout(Duration::from_secs(5))
+            .read_timeout(Duration::from_secs(60))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .unwrap_or_default()
+    })
+}
+
+/// The one form of a path: percent-decoded once, `.` and empty segments dropped, `..` applied.
+/// `None` for what no app should see (invalid UTF-8, NUL, a backslash).
+pub fn normalize(raw: &str) -> Option<String> {
+    let decoded: Vec<u8> = percent_decode(raw.as_bytes());
+    let text = String::from_utf8(decoded).ok()?;
+    if text.contains('\0') || text.contains('\\') {
+        return None;
+    }
+    let mut segments: Vec<&str> = Vec::new();
+    for seg in text.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut out = format!("/{}", segments.join("/"));
+    if text.ends_with('/') && !segments.is_empty() {
+        out.push('/');
+    }
+    Some(out)
+}
+
+fn percent_decode(input: &[u8]) -> Vec<u8> {
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        if input[i] == b'%' && i + 2 < input.len() {
+            if let (Some(h), Some(l)) = (hex(input[i + 1]), hex(input[i + 2])) {
+                out.push(h * 16 + l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(input[i]);
+        i += 1;
+    }
+    out
+}
+
+/// The normalised path encoded for the wire: only unreserved characters, sub-delimiters, `:`,
+/// `@` and `/` stay as they are (so the app decodes exactly the path the policy saw).
+pub fn encode_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        let keep = b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&b);
+        if keep {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn under(path: &str, prefix: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    prefix.is_empty() || path == prefix || path.starts_with(&format!("{prefix}/"))
+}
+
+fn is_gatehouse_cookie(name: &str) -> bool {
+    let n = name.trim();
+    n.starts_with("gatehouse_") || n.starts_with("__Host-gatehouse_")
+}
+
+/// The app's view of the client's Cookie header: gatehouse's cookies removed.
+fn app_cookies(value: &str) -> Option<String> {
+    let kept: Vec<&str> = value
+        .split(';')
+        .filter(|c| !is_gatehouse_cookie(c.split('=').next().unwrap_or("")))
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("; "))
+}
+
+fn page(status: StatusCode, req: &HttpRequest, err: AppError) -> HttpResponse {
+    let res = if errors::wants_html(req) {
+        actix_web::ResponseError::error_response(&PageError(err))
+    } else {
+        actix_web::ResponseError::error_response(&err)
+    };
+    let mut res = res;
+    *res.status_mut() = status;
+    res
+}
+
+/// The default service: proxy mode when `upstream` is set, else 404.
+pub async fn handle(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    mut payload: web::Payload,
+) -> HttpResponse {
+    let Some(upstream) = state.settings.upstream.clone() else {
+        return errors::not_found(req).await;
+    };
+    let Some(path) = normalize(req.path()) else {
+        return page(
+            StatusCode::BAD_REQUEST,
+            &req,
+            AppError::BadRequest("malformed path".into()),
+        );
+    };
+    if OWN.iter().any(|p| under(&path, p)) {
+        return errors::not_found(req).await;
+    }
+    let query = req.query_string();
+    let target = if query.is_empty() {
+        path.clone()
+    } else {
+        format!("{path}?{query}")
+    };
+
+    // Who is asking (read from the database on every request: revocation is immediate).
+    let signed = SignedIn::extract(&req).await.ok();
+    let identity = match &signed {
+        Some(s) => match super::identity_for(&state, s).await {
+            Ok(i) => i,
+            Err(e) => return page(StatusCode::INTERNAL_SERVER_ERROR, &req, e),
+        },
+        None => None,
+    };
+    let public = state.settings.public_paths.iter().any(|p| under(&path, p));
+    if identity.is_none() && !public {
+        if errors::wants_html(&req) {
+            return HttpResponse::Found()
+                .insert_header((
+                    header::LOCATION,
+                    format!(
+                        "/sso/login?return_to={}",
+                        url::form_urlencoded::byte_serialize(target.as_bytes()).collect::<String>()
+                    ),
+                ))
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .finish();
+        }
+        return page(
+            StatusCode::UNAUTHORIZED,
+            &req,
+            AppError::Unauthorized("sign in first".into()),
+        );
+    }
+    for (prefix, role) in &state.settings.role_paths {
+        if under(&path, prefix) {
+            let has = identity
+                .as_ref()
+                .and_then(|(i, _)| i.role.as_deref())
+                .is_some_and(|r| r.eq_ignore_ascii_case(role));
+            if !has {
+                return page(
+                    StatusCode::FORBIDDEN,
+                    &req,
+                    AppError::Forbidden(format!(
+                        "This page needs the {role} role. Ask your administrator."
+                    )),
+                );
+            }
+        }
+    }
+
+    // The request to the app.
+    let mut url = upstream;
+    let base = url.path().trim_end_matches('/').to_string();
+    url.set_path(&format!("{base}{}", encode_path(&path)));
+    url.set_query((!query.is_empty()).then_some(query));
+    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
+        .unwrap_or(reqwest::Method::GET);
+    let mut out = reqwest::header::HeaderMap::new();
+    let listed_in_connection: Vec<String> = req
+        .headers()
+        .get_all(header::CONNECTION)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+        .collect();
+    for (name, value) in req.headers() {
+        let n = name.as_str();
+        if HOP_BY_HOP.contains(&n)
+            || listed_in_connection.iter().any(|c| c == n)
+            || identity::IDENTITY_HEADERS.contains(&n)
+            || matches!(
+                n,
+                "host"
+                    | "content-length"
+                    | "x-forwarded-for"
+                    | "x-forwarded-proto"
+                    | "x-forwarded-host"
+            )
+        {
+            continue;
+        }
+        let value = if n == "cookie" {
+            match value.to_str().ok().and_then(app_cookies) {
+                Some(v) => v,
+                None => continue,
+            }
+        } else {
+            match value.to_str() {
+                Ok(v) => v.to_string(),
+                Err(_) => continue,
+            }
+        };
+        if let (Ok(hn), Ok(hv)) = (
+            reqwest::header::HeaderName::from_bytes(n.as_bytes()),
+            reqwest::header::HeaderValue::from_str(&value),
+        ) {
+            out.append(hn, hv);
+        }
+    }
+    let mut set = |name: &'static str, value: String| {
+        if let Ok(v) = reqwest::header::HeaderValue::from_str(&value) {
+            out.insert(name, v);
+        }
+    };
+    if let Some(peer) = req.peer_addr() {
+        set("x-forwarded-for", peer.ip().to_string());
+    }
+    set(
+        "x-forwarded-proto",
+        state.settings.public_url.scheme().to_string(),
+    );
+    if let Some(host) = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+    {
+        set("x-forwarded-host", host.to_string());
+    }
+    if let Some((i, token)) = &identity {
+        for (name, value) in identity::headers(i, token) {
+            set(name, value);
+        }
+    }
+
+    let has_body = req.headers().contains_key(header::TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0");
+    let mut builder = client().request(method, url).headers(out);
+    if has_body {
+        // Streamed, never buffered: chunks go to the app as they arrive.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<web::Bytes, std::io::Error>>(8);
+        actix_web::rt::spawn(async move {
+            while let Some(chunk) = payload.next().await {
+                let item = chunk.map_err(|e| std::io::Error::other(e.to_string()));
+                let failed = item.is_err();
+                if tx.send(item).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        builder = builder.body(reqwest::Body::wrap_stream(stream));
+    }
+    let res = match builder.send().await {
+        Ok(r) => r,
+        Err(e) if e.is_timeout() => {
+            tracing::warn!(error = %e, "upstream timed out");
+            return page(
+                StatusCode::GATEWAY_TIMEOUT,
+                &req,
+                AppError::BadRequest(
+                    "The application did not answer in time. Try again in a moment.".into(),
+                ),
+            );
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "upstream unreachable");
+            return page(
+                StatusCode::BAD_GATEWAY,
+                &req,
+                AppError::BadRequest(
+                    "The application is not reachable right now. Try again in a moment.".into(),
+                ),
+            );
+        }
+    };
+    let status = StatusCode::from_u16(res.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut back = HttpResponse::build(status);
+    for (name, value) in res.headers() {
+        let n = name.as_str();
+        if HOP_BY_HOP.contains(&n) || n == "content-length" {
+            continue;
+        }
+        if n == "set-cookie"
+            && value
+                .to_str()
+                .ok()
+                .is_some_and(|v| is_gatehouse_cookie(v.split('=').next().unwrap_or("")))
+        {
+            continue;
+        }
+        back.append_header((n, value.as_bytes()));
+    }
+    back.streaming(res.bytes_stream())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_normal_form_for_policy_and_forwarding() {
+        for (raw, want) in [
+            ("/admin", "/admin"),
+            ("//admin", "/admin"),
+            ("/public/../admin", "/admin"),
+            ("/public/%2e%2e/admin", "/admin"),
+            ("/public%2F..%2Fadmin", "/admin"),
+            ("/a/./b//c/", "/a/b/c/"),
+            ("/../../etc/passwd", "/etc/passwd"),
+            ("/x%20y", "/x y"),
+        ] {
+            assert_eq!(normalize(raw).as_deref(), Some(want), "{raw}");
+        }
+        assert_eq!(normalize("/a%00b"), None);
+        assert_eq!(normalize("/a%5c..%5cadmin"), None);
+        assert_eq!(normalize("/%ff"), None);
+        assert_eq!(encode_path("/x y/%/ü"), "/x%20y/%25/%C3%BC");
+        assert!(under("/admin/x", "/admin") && under("/admin", "/admin/"));
+        assert!(!under("/administrator", "/admin"));
+    }
+
+    #[test]
+    fn gatehouse_cookies_stay_here() {
+        assert_eq!(
+            app_cookies("a=1; gatehouse_session=s; __Host-gatehouse_csrf=c; b=2").as_deref(),
+            Some("a=1; b=2")
+        );
+        assert_eq!(app_cookies("gatehouse_session=s"), None);
+    }
+}
