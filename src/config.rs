@@ -23,6 +23,7 @@
 //! | `GATEHOUSE_SCIM_MAX_BODY_BYTES` | `scim_max_body_bytes` | 4194304 (4 MiB) |
 //! | `GATEHOUSE_SCIM_RATE_LIMIT` | `scim_rate_limit` | 100 (requests/s per token; 0 = off) |
 //! | `GATEHOUSE_ALLOWED_RETURN_HOSTS` | `allowed_return_hosts` | none (comma-separated hosts a sign-in may return to besides our own paths) |
+//! | `GATEHOUSE_COOKIE_DOMAIN` | `cookie_domain` | unset (host-only session cookie) — a parent domain of the public URL's host, for forward-auth on sibling hosts |
 //! | `GATEHOUSE_UPSTREAM` | `upstream` | unset (proxy mode off) — the app every other path is proxied to |
 //! | `GATEHOUSE_PUBLIC_PATHS` | `public_paths` | none (comma-separated path prefixes proxied without sign-in) |
 //! | `GATEHOUSE_ROLE_PATHS` | `role_paths` | none (comma-separated `prefix=role`: sign-in with that app role required) |
@@ -102,6 +103,7 @@ struct FileConfig {
     allowed_return_hosts: Option<Vec<String>>,
     alert_webhook: Option<String>,
     upstream: Option<String>,
+    cookie_domain: Option<String>,
     public_paths: Option<Vec<String>>,
     role_paths: Option<Vec<String>>,
 }
@@ -138,6 +140,9 @@ pub struct Settings {
     pub alert_webhook: Option<Url>,
     /// Proxy mode: the app that every path outside gatehouse's own is proxied to.
     pub upstream: Option<Url>,
+    /// The session cookie's Domain (a parent of the public host), for forward-auth setups
+    /// where apps on sibling hosts must see the session.
+    pub cookie_domain: Option<String>,
     /// Path prefixes proxied without sign-in.
     pub public_paths: Vec<String>,
     /// (path prefix, app role) pairs: signing in is not enough, the role is required.
@@ -174,6 +179,7 @@ const KNOWN_ENV: &[&str] = &[
     "GATEHOUSE_ALLOWED_RETURN_HOSTS",
     "GATEHOUSE_ALERT_WEBHOOK",
     "GATEHOUSE_UPSTREAM",
+    "GATEHOUSE_COOKIE_DOMAIN",
     "GATEHOUSE_PUBLIC_PATHS",
     "GATEHOUSE_ROLE_PATHS",
 ];
@@ -341,6 +347,12 @@ impl Settings {
                 Some(url)
             }
         };
+        let cookie_domain = env
+            .get("GATEHOUSE_COOKIE_DOMAIN")
+            .cloned()
+            .or(fc.cookie_domain)
+            .map(|d| d.trim().trim_start_matches('.').to_ascii_lowercase())
+            .filter(|d| !d.is_empty());
         let public_paths = list("GATEHOUSE_PUBLIC_PATHS", fc.public_paths);
         let mut role_paths = Vec::new();
         for rule in list("GATEHOUSE_ROLE_PATHS", fc.role_paths) {
@@ -361,6 +373,7 @@ impl Settings {
             }
         }
         let settings = Settings {
+            cookie_domain,
             upstream,
             public_paths,
             role_paths,
@@ -409,6 +422,18 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(d) = &self.cookie_domain {
+            let host = self
+                .public_url
+                .host_str()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            if !(host == *d || host.ends_with(&format!(".{d}"))) || !d.contains('.') {
+                return Err(ConfigError::Invalid(format!(
+                    "cookie_domain `{d}` must be the public URL's host ({host}) or a parent domain of it"
+                )));
+            }
+        }
         if self.db_pool_size == 0 {
             return Err(ConfigError::Invalid(
                 "db_pool_size must be at least 1".into(),

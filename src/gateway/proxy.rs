@@ -111,7 +111,9 @@ fn under(path: &str, prefix: &str) -> bool {
 
 fn is_gatehouse_cookie(name: &str) -> bool {
     let n = name.trim();
-    n.starts_with("gatehouse_") || n.starts_with("__Host-gatehouse_")
+    n.starts_with("gatehouse_")
+        || n.starts_with("__Host-gatehouse_")
+        || n.starts_with("__Secure-gatehouse_")
 }
 
 /// The app's view of the client's Cookie header: gatehouse's cookies removed.

@@ -199,10 +199,9 @@ pub async fn submit(
         ));
     };
     alert(&state, &org_slug, &shown, &ip, now);
-    let name = session::cookie_name(&state.settings);
     Ok(HttpResponse::SeeOther()
         .insert_header(("location", "/sso/me"))
-        .cookie(session::build_cookie(&state.settings, name, cookie_value))
+        .cookie(session::session_cookie(&state.settings, cookie_value))
         .finish())
 }
 

@@ -140,7 +140,6 @@ pub async fn logout(
     signed_in: Option<SignedIn>,
     form: web::Form<LogoutForm>,
 ) -> Result<HttpResponse, PageError> {
-    let name = session::cookie_name(&state.settings);
     if let Some(s) = signed_in {
         if !tokens_equal(&s.csrf_token, &form.csrf) {
             return Err(AppError::BadRequest(
@@ -171,6 +170,6 @@ pub async fn logout(
             .await?;
     }
     let mut res = render(StatusCode::OK, &SignedOutPage);
-    let _ = res.add_removal_cookie(&session::removal_cookie(&state.settings, name));
+    let _ = res.add_removal_cookie(&session::session_removal(&state.settings));
     Ok(res)
 }

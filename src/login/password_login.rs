@@ -530,8 +530,7 @@ fn signed_in_redirect(
     cookie_value: String,
     return_to: Option<String>,
 ) -> HttpResponse {
-    let name = session::cookie_name(&state.settings);
-    let cookie = session::build_cookie(&state.settings, name, cookie_value);
+    let cookie = session::session_cookie(&state.settings, cookie_value);
     HttpResponse::SeeOther()
         .insert_header(("location", return_to.unwrap_or_else(|| "/sso/me".into())))
         .cookie(cookie)

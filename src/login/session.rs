@@ -28,11 +28,29 @@ const ADMIN_MAX_SECS: i64 = 12 * 3600;
 const TOUCH_EVERY_SECS: i64 = 60;
 
 pub fn cookie_name(settings: &Settings) -> &'static str {
-    if settings.is_https() {
-        "__Host-gatehouse_session"
-    } else {
-        "gatehouse_session"
+    match (settings.is_https(), settings.cookie_domain.is_some()) {
+        // `__Host-` forbids a Domain attribute; `__Secure-` still demands Secure.
+        (true, true) => "__Secure-gatehouse_session",
+        (true, false) => "__Host-gatehouse_session",
+        (false, _) => "gatehouse_session",
     }
+}
+
+/// The session cookie, for `cookie_domain` too when set (apps on sibling hosts behind
+/// forward-auth then see it).
+pub fn session_cookie(settings: &Settings, value: String) -> Cookie<'static> {
+    let mut c = build_cookie(settings, cookie_name(settings), value).into_owned();
+    if let Some(d) = &settings.cookie_domain {
+        c.set_domain(d.clone());
+    }
+    c
+}
+
+/// Removes the session cookie (with the same attributes it was set with).
+pub fn session_removal(settings: &Settings) -> Cookie<'static> {
+    let mut c = session_cookie(settings, String::new());
+    c.make_removal();
+    c
 }
 
 /// `__Host-` cookies need Secure, Path=/ and no Domain: decided by the public URL only.

@@ -289,11 +289,10 @@ async fn finish(
         })
         .await?;
     let (cookie_value, return_to) = result.ok_or_else(expired)?;
-    let name = session::cookie_name(&state.settings);
     let mut res = HttpResponse::SeeOther()
         .insert_header(("location", return_to.unwrap_or_else(|| "/sso/me".into())))
         .insert_header(("cache-control", "no-store"))
-        .cookie(session::build_cookie(&state.settings, name, cookie_value))
+        .cookie(session::session_cookie(&state.settings, cookie_value))
         .finish();
     let _ = res.add_removal_cookie(&session::removal_cookie(
         &state.settings,

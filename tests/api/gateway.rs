@@ -314,6 +314,16 @@ fn echo_upstream() -> (std::process::Child, u64) {
 /// `gatehouse_session=…` of a fresh sign-in as alice (for requests that set their own Cookie
 /// header, which replaces a client's cookie store).
 async fn session_cookie(app: &TestApp) -> String {
+    raw_session_cookie(app, "gatehouse_session")
+        .await
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// The whole `Set-Cookie` value of the session cookie `name` after signing in as alice.
+async fn raw_session_cookie(app: &TestApp, name: &str) -> String {
     let plain = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -338,12 +348,42 @@ async fn session_cookie(app: &TestApp) -> String {
         .send()
         .await
         .unwrap();
-    set_cookie(&res, "gatehouse_session")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string()
+    set_cookie(&res, name).unwrap_or_else(|| panic!("no {name} cookie: {:?}", res.headers()))
+}
+
+/// `cookie_domain`: the session cookie reaches sibling hosts (with `__Secure-`, since
+/// `__Host-` forbids a Domain); a domain that is not a parent of the public host is refused.
+#[tokio::test]
+async fn cookie_domain_shares_the_session_with_sibling_hosts() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let database_url = fresh_database_url(Backend::Sqlite, data_dir.path()).unwrap();
+    let mut env = test_env(data_dir.path(), &database_url);
+    env.insert(
+        "GATEHOUSE_PUBLIC_URL".into(),
+        "https://sso.acme.test".into(),
+    );
+    env.insert("GATEHOUSE_COOKIE_DOMAIN".into(), "acme.test".into());
+    let mut bad = env.clone();
+    bad.insert("GATEHOUSE_COOKIE_DOMAIN".into(), "evil.test".into());
+    let out = run_cli(&bad, &["config", "check"]);
+    assert!(!out.status.success());
+    assert!(
+        out.stderr.contains("cookie_domain `evil.test`"),
+        "{}",
+        out.stderr
+    );
+    let app = spawn_with_env(env, data_dir, database_url).await;
+    app.seed_local_user();
+    let cookie = raw_session_cookie(&app, "__Secure-gatehouse_session").await;
+    for attr in [
+        "Domain=acme.test",
+        "Secure",
+        "HttpOnly",
+        "SameSite=Lax",
+        "Path=/",
+    ] {
+        assert!(cookie.contains(attr), "{attr} in {cookie}");
+    }
 }
 
 async fn proxy_app(upstream: &str) -> TestApp {
