@@ -284,6 +284,15 @@ pub async fn handle(
         }
     }
 
+    let upgrade = req
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if upgrade {
+        return websocket(&req, payload, url, out).await;
+    }
+
     let has_body = req.headers().contains_key(header::TRANSFER_ENCODING)
         || req
             .headers()
@@ -349,6 +358,120 @@ pub async fn handle(
         back.append_header((n, value.as_bytes()));
     }
     back.streaming(res.bytes_stream())
+}
+
+/// A WebSocket: actix cannot hand over the raw upgraded socket, so frames are relayed between
+/// the client's connection (actix-ws) and one opened to the app (tokio-tungstenite), with the
+/// same identity headers and policy as any request.
+async fn websocket(
+    req: &HttpRequest,
+    payload: web::Payload,
+    mut url: url::Url,
+    headers: reqwest::header::HeaderMap,
+) -> HttpResponse {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message as Up;
+
+    let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
+    if url.set_scheme(scheme).is_err() {
+        return page(
+            StatusCode::BAD_GATEWAY,
+            req,
+            AppError::BadRequest("bad upstream URL".into()),
+        );
+    }
+    let Ok(mut upstream_req) = url.as_str().into_client_request() else {
+        return page(
+            StatusCode::BAD_GATEWAY,
+            req,
+            AppError::BadRequest("bad upstream URL".into()),
+        );
+    };
+    for (name, value) in &headers {
+        let n = name.as_str();
+        // The handshake's own headers are tungstenite's to set.
+        if n.starts_with("sec-websocket-") && n != "sec-websocket-protocol" {
+            continue;
+        }
+        if let (Ok(hn), Ok(hv)) = (
+            tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(n.as_bytes()),
+            tokio_tungstenite::tungstenite::http::HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            upstream_req.headers_mut().insert(hn, hv);
+        }
+    }
+    let connect = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(upstream_req),
+    )
+    .await;
+    let upstream = match connect {
+        Ok(Ok((ws, _))) => ws,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "upstream WebSocket refused");
+            return page(
+                StatusCode::BAD_GATEWAY,
+                req,
+                AppError::BadRequest("The application refused the WebSocket connection.".into()),
+            );
+        }
+        Err(_) => {
+            return page(
+                StatusCode::GATEWAY_TIMEOUT,
+                req,
+                AppError::BadRequest("The application did not answer in time.".into()),
+            )
+        }
+    };
+    let (response, session, mut from_client) = match actix_ws::handle(req, payload) {
+        Ok(parts) => parts,
+        Err(e) => {
+            return page(
+                StatusCode::BAD_REQUEST,
+                req,
+                AppError::BadRequest(e.to_string()),
+            )
+        }
+    };
+    let (mut to_app, mut from_app) = upstream.split();
+    let mut to_client = session.clone();
+    actix_web::rt::spawn(async move {
+        let client_to_app = async {
+            while let Some(Ok(msg)) = from_client.next().await {
+                let m = match msg {
+                    actix_ws::Message::Text(t) => Up::text(t.to_string()),
+                    actix_ws::Message::Binary(b) => Up::binary(b),
+                    actix_ws::Message::Ping(b) => Up::Ping(b),
+                    actix_ws::Message::Pong(b) => Up::Pong(b),
+                    actix_ws::Message::Close(_) => break,
+                    _ => continue,
+                };
+                if to_app.send(m).await.is_err() {
+                    break;
+                }
+            }
+            let _ = to_app.send(Up::Close(None)).await;
+        };
+        let app_to_client = async {
+            while let Some(Ok(msg)) = from_app.next().await {
+                let sent = match msg {
+                    Up::Text(t) => to_client.text(t.as_str().to_string()).await,
+                    Up::Binary(b) => to_client.binary(b).await,
+                    Up::Ping(b) => to_client.ping(&b).await,
+                    Up::Pong(b) => to_client.pong(&b).await,
+                    Up::Close(_) => break,
+                    Up::Frame(_) => Ok(()),
+                };
+                if sent.is_err() {
+                    break;
+                }
+            }
+        };
+        futures_util::future::select(Box::pin(client_to_app), Box::pin(app_to_client)).await;
+        let _ = session.close(None).await;
+    });
+    response
 }
 
 #[cfg(test)]

@@ -531,3 +531,90 @@ async fn proxy_mode_guards_and_forwards_the_app() {
     assert_eq!(res.status(), 502);
     assert!(res.text().await.unwrap().contains("not reachable"));
 }
+
+/// A WebSocket echo app: echoes each text frame as `echo:<text>` and its first frame answers
+/// with the identity header it was opened with.
+#[allow(clippy::result_large_err)] // tungstenite's handshake callback signature
+async fn websocket_echo_app() -> u16 {
+    use futures_util::{SinkExt, StreamExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut user = String::new();
+                let callback = |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
+                                res: tokio_tungstenite::tungstenite::handshake::server::Response| {
+                    user = req
+                        .headers()
+                        .get("x-forwarded-user")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("(none)")
+                        .to_string();
+                    Ok(res)
+                };
+                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
+                    return;
+                };
+                let _ = ws
+                    .send(tokio_tungstenite::tungstenite::Message::text(format!(
+                        "hello {user}"
+                    )))
+                    .await;
+                while let Some(Ok(msg)) = ws.next().await {
+                    if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+                        let reply = tokio_tungstenite::tungstenite::Message::text(format!(
+                            "echo:{}",
+                            t.as_str()
+                        ));
+                        if ws.send(reply).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn websockets_are_relayed_with_the_identity() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let port = websocket_echo_app().await;
+    let app = proxy_app(&format!("http://127.0.0.1:{port}")).await;
+    let ws_url = format!("ws://127.0.0.1:{}/ws/chat", app.port);
+
+    // Not signed in: the handshake is refused.
+    let refused = tokio_tungstenite::connect_async(ws_url.as_str()).await;
+    assert!(refused.is_err(), "anonymous WebSocket must be refused");
+
+    let mut request = ws_url.as_str().into_client_request().unwrap();
+    let cookie = format!("{}; other=1", session_cookie(&app).await);
+    request
+        .headers_mut()
+        .insert("cookie", cookie.parse().unwrap());
+    request
+        .headers_mut()
+        .insert("x-forwarded-user", "mallory@evil.test".parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let next_text =
+        |m: tokio_tungstenite::tungstenite::Message| m.into_text().unwrap().as_str().to_string();
+    assert_eq!(
+        next_text(ws.next().await.unwrap().unwrap()),
+        "hello alice@acme.test"
+    );
+    for i in 0..3 {
+        ws.send(tokio_tungstenite::tungstenite::Message::text(format!(
+            "ping {i}"
+        )))
+        .await
+        .unwrap();
+        assert_eq!(
+            next_text(ws.next().await.unwrap().unwrap()),
+            format!("echo:ping {i}")
+        );
+    }
+    ws.close(None).await.unwrap();
+}
