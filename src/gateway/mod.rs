@@ -1,7 +1,7 @@
 //! Protecting the app: forward-auth (`GET /sso/verify` for nginx `auth_request`, Traefik
 //! `forwardAuth`, Caddy `forward_auth`), the identity headers and JWT the app receives, and
-//! the JWKS that verifies it. The session is read from the database on every request, so a
-//! revocation takes effect on the very next one.
+//! the JWKS that verifies it. A session's identity is read from the database at most once a
+//! second ([`IDENTITY_CACHE`]): a revocation takes effect within a second.
 
 pub mod identity;
 pub mod proxy;
@@ -19,6 +19,57 @@ use identity::Identity;
 
 /// The `aud` of the identity JWT.
 pub const JWT_AUDIENCE: &str = "gatehouse-app";
+
+/// How long a session's identity (and its JWT) is reused without reading the database again:
+/// the bound on how late a revocation, deactivation or role change takes effect.
+pub const IDENTITY_CACHE: std::time::Duration = std::time::Duration::from_secs(1);
+
+type IdentityCache =
+    std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Identity, String)>>;
+
+fn identity_cache() -> &'static IdentityCache {
+    static CACHE: std::sync::OnceLock<IdentityCache> = std::sync::OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+/// What a request is: a signed-in user (with a fresh or ≤ 1 s old identity and JWT), another
+/// kind of session (an instance admin: not a user of the app), or nobody.
+pub enum Caller {
+    User(Identity, String),
+    NotAUser,
+    Anonymous,
+}
+
+pub async fn caller(state: &AppState, req: &HttpRequest) -> Result<Caller, AppError> {
+    let Some(key) = crate::login::session::cookie_hash(req, &state.settings) else {
+        return Ok(Caller::Anonymous);
+    };
+    if let Ok(map) = identity_cache().lock() {
+        if let Some((at, identity, token)) = map.get(&key) {
+            if at.elapsed() < IDENTITY_CACHE {
+                return Ok(Caller::User(identity.clone(), token.clone()));
+            }
+        }
+    }
+    let Ok(signed) = SignedIn::extract(req).await else {
+        return Ok(Caller::Anonymous);
+    };
+    match identity_for(state, &signed).await? {
+        Some((identity, token)) => {
+            if let Ok(mut map) = identity_cache().lock() {
+                if map.len() > 50_000 {
+                    map.retain(|_, (at, _, _)| at.elapsed() < IDENTITY_CACHE);
+                }
+                map.insert(
+                    key,
+                    (std::time::Instant::now(), identity.clone(), token.clone()),
+                );
+            }
+            Ok(Caller::User(identity, token))
+        }
+        None => Ok(Caller::NotAUser),
+    }
+}
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/sso/.well-known/jwks.json", web::get().to(jwks))
@@ -134,9 +185,8 @@ pub async fn verify(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, AppError> {
-    let signed = SignedIn::extract(&req).await.ok();
-    if let Some(signed) = &signed {
-        if let Some((identity, token)) = identity_for(&state, signed).await? {
+    match caller(&state, &req).await? {
+        Caller::User(identity, token) => {
             let mut res = HttpResponse::Ok();
             res.insert_header((header::CACHE_CONTROL, "no-store"));
             for (name, value) in identity::headers(&identity, &token) {
@@ -145,9 +195,12 @@ pub async fn verify(
             return Ok(res.finish());
         }
         // An instance admin's session is not a user of the app.
-        return Ok(HttpResponse::Forbidden()
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .finish());
+        Caller::NotAUser => {
+            return Ok(HttpResponse::Forbidden()
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .finish())
+        }
+        Caller::Anonymous => {}
     }
     let wants_html = header_str(&req, "accept").is_some_and(|a| a.contains("text/html"));
     let from_nginx = header_str(&req, "x-original-uri").is_some();

@@ -8,12 +8,11 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use actix_web::http::{header, StatusCode};
-use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 
 use super::identity;
 use crate::http::errors::{self, AppError, PageError};
-use crate::login::session::SignedIn;
 use crate::startup::AppState;
 
 const HOP_BY_HOP: &[&str] = &[
@@ -165,13 +164,10 @@ pub async fn handle(
     };
 
     // Who is asking (read from the database on every request: revocation is immediate).
-    let signed = SignedIn::extract(&req).await.ok();
-    let identity = match &signed {
-        Some(s) => match super::identity_for(&state, s).await {
-            Ok(i) => i,
-            Err(e) => return page(StatusCode::INTERNAL_SERVER_ERROR, &req, e),
-        },
-        None => None,
+    let identity = match super::caller(&state, &req).await {
+        Ok(super::Caller::User(i, token)) => Some((i, token)),
+        Ok(_) => None,
+        Err(e) => return page(StatusCode::INTERNAL_SERVER_ERROR, &req, e),
     };
     let public = state.settings.public_paths.iter().any(|p| under(&path, p));
     if identity.is_none() && !public {

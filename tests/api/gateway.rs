@@ -1,6 +1,6 @@
 //! Forward-auth and the identity the app receives: `/sso/verify` as nginx, Traefik and Caddy
 //! call it, the identity headers, the JWT verified by an independent library (PyPI PyJWT)
-//! against `/sso/.well-known/jwks.json`, and revocation on the very next request.
+//! against `/sso/.well-known/jwks.json`, and revocation within a second.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -8,6 +8,12 @@ use std::process::{Command, Stdio};
 use serde_json::{json, Value};
 
 use crate::helpers::*;
+
+/// Waits out the identity cache (a revocation takes effect within it).
+async fn settle() {
+    tokio::time::sleep(gatehouse::gateway::IDENTITY_CACHE + std::time::Duration::from_millis(150))
+        .await;
+}
 
 /// PyJWT's verdict on a token: the claims, or the error.
 fn pyjwt(app: &TestApp, token: &str) -> Result<Value, String> {
@@ -140,13 +146,14 @@ async fn signed_in_users_get_verifiable_identity_and_revocation_is_immediate() {
     parts[1] = parts[1].replace('A', "B");
     assert!(pyjwt(&app, &parts.join(".")).is_err());
 
-    // A group that maps to a role: the next request carries it.
+    // A group that maps to a role: carried within a second.
     let alice = id.unwrap_or_else(|| users[0]["id"].as_str().unwrap().to_string());
     scim.create_group("Writers", &[&alice]).await;
+    settle().await;
     let res = verify().await.unwrap();
     assert_eq!(res.headers()["x-forwarded-role"], "editor");
     assert_eq!(res.headers()["x-forwarded-groups"], "Writers");
-    // Deactivated by SCIM: the very next request is refused.
+    // Deactivated by SCIM: refused within a second.
     let (status, _) = scim
         .patch(
             &format!("/Users/{alice}"),
@@ -154,6 +161,7 @@ async fn signed_in_users_get_verifiable_identity_and_revocation_is_immediate() {
         )
         .await;
     assert_eq!(status, 200);
+    settle().await;
     assert_eq!(verify().await.unwrap().status(), 401);
 }
 
@@ -275,8 +283,9 @@ http {{
     assert_eq!(h["x-gatehouse-org"], "acme");
     let claims = pyjwt(&app, h["x-gatehouse-jwt"].as_str().unwrap()).unwrap();
     assert_eq!(claims["email"], "alice@acme.test");
-    // Revoked: the very next request is turned away.
+    // Revoked: turned away within the identity cache's second.
     app.cli_ok(&["user", "revoke-sessions", "acme", "alice@acme.test"]);
+    settle().await;
     let res = user
         .get(format!("{base}/reports/q3"))
         .header("accept", "text/html")
@@ -509,8 +518,9 @@ async fn proxy_mode_guards_and_forwards_the_app() {
     assert_eq!(seen["body"]["size"], 32 * 1024 * 1024);
     assert_eq!(seen["body"]["sha256"], digest);
 
-    // Revocation: the very next request.
+    // Revocation: within the identity cache's second.
     app.cli_ok(&["user", "revoke-sessions", "acme", "alice@acme.test"]);
+    settle().await;
     let res = user
         .get(app.url("/dashboard"))
         .header("accept", "text/html")
