@@ -137,7 +137,9 @@ pub async fn get(
     client: ScimClient,
     ResourceId(id): ResourceId,
     q: web::Query<HashMap<String, String>>,
+    req: HttpRequest,
 ) -> ScimResult<HttpResponse> {
+    let pre = super::Preconditions::of(&req);
     let projection = ListParams::from_query(&q)?.projection();
     let base = base_url(&state);
     let value = state
@@ -147,6 +149,9 @@ pub async fn get(
             render_one(conn, &base, &g, &projection)
         })
         .await?;
+    if let Some(res) = pre.not_modified(&value) {
+        return Ok(res);
+    }
     Ok(respond_resource(StatusCode::OK, &value))
 }
 
@@ -163,8 +168,10 @@ pub async fn replace(
     let members = store::members_in(&body)?;
     let base = base_url(&state);
     let now = clock::now();
+    let pre = super::Preconditions::of(&req);
     let value = super::in_write_tx(&state, move |conn| {
         let g = store::get_group(conn, &client.org, &id)?;
+        pre.check_write(g.version)?;
         store::update_group(conn, &client.org, &g, fields)?;
         store::remove_all_members(conn, &g.id)?;
         store::add_members(conn, &client.org, &g.id, &members, now)?;
@@ -190,8 +197,10 @@ pub async fn patch(
     let base = base_url(&state);
     let now = clock::now();
     let want_body = params.attributes.is_some();
-    let value = super::in_write_tx(&state, move |conn| -> ScimResult<Option<Value>> {
+    let pre = super::Preconditions::of(&req);
+    let value = super::in_write_tx(&state, move |conn| -> ScimResult<(Option<Value>, i64)> {
         let g = store::get_group(conn, &client.org, &id)?;
+        pre.check_write(g.version)?;
         let mut doc = g
             .scim_json
             .as_deref()
@@ -219,15 +228,21 @@ pub async fn patch(
         }
         let g = store::touch_group(conn, &g, now)?;
         if want_body {
-            Ok(Some(render_one(conn, &base, &g, &params.projection())?))
+            Ok((
+                Some(render_one(conn, &base, &g, &params.projection())?),
+                g.version,
+            ))
         } else {
-            Ok(None)
+            Ok((None, g.version))
         }
     })
     .await?;
     Ok(match value {
-        Some(v) => respond_resource(StatusCode::OK, &v),
-        None => HttpResponse::NoContent().finish(),
+        (Some(v), _) => respond_resource(StatusCode::OK, &v),
+        // No body: the new version still travels, so the next If-Match can name it.
+        (None, version) => HttpResponse::NoContent()
+            .insert_header(("etag", super::resource::etag(version)))
+            .finish(),
     })
 }
 
@@ -236,9 +251,12 @@ pub async fn delete(
     state: web::Data<AppState>,
     client: ScimClient,
     ResourceId(id): ResourceId,
+    req: HttpRequest,
 ) -> ScimResult<HttpResponse> {
+    let pre = super::Preconditions::of(&req);
     super::in_write_tx(&state, move |conn| {
         let g = store::get_group(conn, &client.org, &id)?;
+        pre.check_write(g.version)?;
         store::delete_group(conn, &client.org, &g)
     })
     .await?;

@@ -137,6 +137,63 @@ pub fn respond(status: StatusCode, body: &Value) -> HttpResponse {
         .body(body.to_string())
 }
 
+/// A request's `If-Match` / `If-None-Match` (RFC 7644 §3.14; our ETags are weak: `W/"n"`).
+#[derive(Clone, Default)]
+pub struct Preconditions {
+    if_match: Option<String>,
+    if_none_match: Option<String>,
+}
+
+fn names_version(list: &str, etag: &str) -> bool {
+    let bare = |t: &str| {
+        t.trim()
+            .trim_start_matches("W/")
+            .trim_matches('"')
+            .to_string()
+    };
+    list.split(',')
+        .any(|t| t.trim() == "*" || bare(t) == bare(etag))
+}
+
+impl Preconditions {
+    pub fn of(req: &HttpRequest) -> Preconditions {
+        let get = |h: &str| {
+            req.headers()
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        Preconditions {
+            if_match: get("if-match"),
+            if_none_match: get("if-none-match"),
+        }
+    }
+
+    /// PUT, PATCH, DELETE: 412 unless an `If-Match` (when sent) names the current version.
+    pub fn check_write(&self, version: i64) -> ScimResult<()> {
+        match &self.if_match {
+            Some(list) if !names_version(list, &resource::etag(version)) => {
+                Err(ScimError::precondition_failed(format!(
+                    "If-Match does not name the current version {}",
+                    resource::etag(version)
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// GET: the client's copy is current (`If-None-Match` names it): answer 304.
+    pub fn not_modified(&self, body: &Value) -> Option<HttpResponse> {
+        let etag = body.pointer("/meta/version").and_then(Value::as_str)?;
+        let list = self.if_none_match.as_deref()?;
+        names_version(list, etag).then(|| {
+            HttpResponse::NotModified()
+                .insert_header(("etag", etag.to_string()))
+                .finish()
+        })
+    }
+}
+
 /// A resource response with its `ETag` (and `Location` when created).
 pub fn respond_resource(status: StatusCode, body: &Value) -> HttpResponse {
     let mut res = HttpResponse::build(status);

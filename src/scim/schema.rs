@@ -512,7 +512,7 @@ pub fn service_provider_config(base: &str, max_filter_results: usize, max_payloa
         "filter": {"supported": true, "maxResults": max_filter_results},
         "changePassword": {"supported": false},
         "sort": {"supported": true},
-        "etag": {"supported": false},
+        "etag": {"supported": true},
         "authenticationSchemes": [{
             "type": "oauthbearertoken",
             "name": "OAuth Bearer Token",

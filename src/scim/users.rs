@@ -192,7 +192,9 @@ pub async fn get(
     client: ScimClient,
     ResourceId(id): ResourceId,
     q: web::Query<HashMap<String, String>>,
+    req: HttpRequest,
 ) -> ScimResult<HttpResponse> {
+    let pre = super::Preconditions::of(&req);
     let projection = ListParams::from_query(&q)?.projection();
     let base = base_url(&state);
     let value = state
@@ -202,6 +204,9 @@ pub async fn get(
             render_one(conn, &base, &user, &projection)
         })
         .await?;
+    if let Some(res) = pre.not_modified(&value) {
+        return Ok(res);
+    }
     Ok(respond_resource(StatusCode::OK, &value))
 }
 
@@ -217,8 +222,10 @@ pub async fn replace(
     let doc = normalize(&body)?;
     let base = base_url(&state);
     let now = clock::now();
+    let pre = super::Preconditions::of(&req);
     let value = super::in_write_tx(&state, move |conn| {
         let user = store::get_user(conn, &client.org, &id)?;
+        pre.check_write(user.version)?;
         let user = store::replace_user(conn, &client.org, &user, doc, now)?;
         render_one(conn, &base, &user, &Projection::default())
     })
@@ -238,8 +245,10 @@ pub async fn patch(
     let ops = patch::parse_operations(&body)?;
     let base = base_url(&state);
     let now = clock::now();
+    let pre = super::Preconditions::of(&req);
     let value = super::in_write_tx(&state, move |conn| {
         let user = store::get_user(conn, &client.org, &id)?;
+        pre.check_write(user.version)?;
         let mut doc = super::resource::user_doc(&user);
         if doc.contains_key("active") || !user.active {
             doc.insert("active".into(), Value::Bool(user.active));
@@ -258,10 +267,13 @@ pub async fn delete(
     state: web::Data<AppState>,
     client: ScimClient,
     ResourceId(id): ResourceId,
+    req: HttpRequest,
 ) -> ScimResult<HttpResponse> {
     let now = clock::now();
+    let pre = super::Preconditions::of(&req);
     super::in_write_tx(&state, move |conn| {
         let user = store::get_user(conn, &client.org, &id)?;
+        pre.check_write(user.version)?;
         store::delete_user(conn, &client.org, &user, now)
     })
     .await?;

@@ -1040,3 +1040,127 @@ async fn a_token_over_its_rate_gets_429_with_retry_after() {
     tokio::time::sleep(std::time::Duration::from_secs(retry)).await;
     assert_eq!(a.get("/Users").await.0, 200);
 }
+
+/// ETags (RFC 7644 §3.14): `meta.version` and `ETag` on every resource, `If-None-Match` on GET
+/// → 304, `If-Match` on PUT/PATCH/DELETE → 412 when stale; advertised in
+/// `/ServiceProviderConfig`.
+#[tokio::test]
+async fn etags_guard_against_lost_updates() {
+    let app = spawn_app().await;
+    let scim = app.scim("acme");
+    let id = scim.create_user("etag@acme.test").await;
+    let gid = scim.create_group("Etag group", &[]).await;
+    let (_, config) = scim.get("/ServiceProviderConfig").await;
+    assert_eq!(config["etag"]["supported"], true);
+
+    let with = |method: reqwest::Method,
+                path: String,
+                headers: Vec<(&'static str, String)>,
+                body: Option<Value>| {
+        let mut req = app
+            .client
+            .request(method, scim.url(&path))
+            .bearer_auth(&scim.token);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/scim+json")
+                .body(b.to_string());
+        }
+        req.send()
+    };
+    for path in [format!("/Users/{id}"), format!("/Groups/{gid}")] {
+        let res = with(reqwest::Method::GET, path.clone(), vec![], None)
+            .await
+            .unwrap();
+        let etag = res.headers()["etag"].to_str().unwrap().to_string();
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["meta"]["version"], etag.as_str(), "{path}");
+        // The client's copy is current: 304, no body.
+        let res = with(
+            reqwest::Method::GET,
+            path.clone(),
+            vec![("if-none-match", etag.clone())],
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(res.status(), 304, "{path}");
+        assert_eq!(res.headers()["etag"].to_str().unwrap(), etag);
+        // A change through the current version.
+        let op = patch_op(json!([{"op": "replace", "path": "externalId", "value": "ext-1"}]));
+        let res = with(
+            reqwest::Method::PATCH,
+            path.clone(),
+            vec![("if-match", etag.clone())],
+            Some(op.clone()),
+        )
+        .await
+        .unwrap();
+        assert!(res.status().is_success(), "{path}: {}", res.status());
+        let newer = res.headers()["etag"].to_str().unwrap().to_string();
+        assert_ne!(newer, etag);
+        // The old version is stale now: 412 for PATCH, PUT and DELETE, nothing changed.
+        let res = with(
+            reqwest::Method::PATCH,
+            path.clone(),
+            vec![("if-match", etag.clone())],
+            Some(op),
+        )
+        .await
+        .unwrap();
+        assert_eq!(res.status(), 412, "{path}");
+        let err: Value = res.json().await.unwrap();
+        assert_eq!(err["status"], "412");
+        let res = with(
+            reqwest::Method::DELETE,
+            path.clone(),
+            vec![("if-match", etag.clone())],
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(res.status(), 412, "{path}");
+        let res = with(
+            reqwest::Method::GET,
+            path.clone(),
+            vec![("if-none-match", etag.clone())],
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(res.status(), 200, "a stale If-None-Match gets the resource");
+        // `*` and the current version pass.
+        let res = with(
+            reqwest::Method::DELETE,
+            path.clone(),
+            vec![("if-match", newer.clone())],
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(res.status(), 204, "{path}");
+    }
+    // PUT with a stale version.
+    let id = scim.create_user("put@acme.test").await;
+    let res = with(
+        reqwest::Method::PUT,
+        format!("/Users/{id}"),
+        vec![("if-match", "W/\"999\"".to_string())],
+        Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "put@acme.test"})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 412);
+    let res = with(
+        reqwest::Method::PUT,
+        format!("/Users/{id}"),
+        vec![("if-match", "*".to_string())],
+        Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "put@acme.test"})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 200);
+}
