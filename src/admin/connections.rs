@@ -229,8 +229,7 @@ async fn build(
                 if secret_required && secret.is_none() {
                     return Err("the client secret is required".into());
                 }
-                let probe = format!("probe:{}", crate::crypto::random_token(8));
-                crate::oidc::provider::discover(&probe, &cfg, allow_private, now)
+                crate::oidc::provider::probe(&cfg, allow_private, now)
                     .map_err(|f| format!("OpenID discovery failed: {}", f.0))?;
                 Ok((
                     serde_json::to_value(&cfg).map_err(|e| e.to_string())?,
@@ -306,9 +305,7 @@ pub async fn show(
     let (c, last) = state
         .db
         .run(move |conn| -> Result<_, AppError> {
-            let c = connections::get(conn, &id)?
-                .filter(|c| c.org_id == org_id)
-                .ok_or(AppError::NotFound)?;
+            let c = connections::get_in_org(conn, &org_id, &id)?.ok_or(AppError::NotFound)?;
             // The latest successful sign-in through it (its payload has what the IdP sent).
             let last: Option<(i64, Option<String>)> = audit_events::table
                 .filter(audit_events::chain.eq(org_id.as_str()))
@@ -499,8 +496,7 @@ pub async fn change(
         .db
         .run(move |conn| {
             write_tx(conn, |conn| -> Result<String, IdentityError> {
-                let c = connections::get(conn, &id)?
-                    .filter(|c| c.org_id == admin.org.id)
+                let c = connections::get_in_org(conn, &admin.org.id, &id)?
                     .ok_or_else(|| IdentityError::NotFound("connection".into()))?;
                 match form.action.as_str() {
                     "enable" | "disable" => {
@@ -564,9 +560,7 @@ pub async fn update_idp(
     let c = state
         .db
         .run(move |conn| -> Result<_, AppError> {
-            connections::get(conn, &id2)?
-                .filter(|c| c.org_id == org_id)
-                .ok_or(AppError::NotFound)
+            connections::get_in_org(conn, &org_id, &id2)?.ok_or(AppError::NotFound)
         })
         .await?;
     let back = format!("/sso/admin/orgs/{}/connections/{id}", admin.org.slug);

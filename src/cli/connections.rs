@@ -257,8 +257,7 @@ pub fn run(
             };
             cfg.validate().map_err(anyhow::Error::msg)?;
             // Discover now: a wrong issuer is reported here, not at the first sign-in.
-            let probe = format!("probe:{}", crate::crypto::random_token(8));
-            crate::oidc::provider::discover(&probe, &cfg, settings.outbound_allow_private, now)
+            crate::oidc::provider::probe(&cfg, settings.outbound_allow_private, now)
                 .map_err(|f| anyhow::anyhow!("OpenID discovery failed: {}", f.0))?;
             let name = name.unwrap_or_else(|| {
                 preset

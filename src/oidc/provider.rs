@@ -91,6 +91,11 @@ fn fetch(cfg: &OidcConfig, allow_private: bool, now: i64) -> Result<Discovered, 
     })
 }
 
+/// Checks that an issuer can be discovered (a new connection's settings), without caching.
+pub fn probe(cfg: &OidcConfig, allow_private: bool, now: i64) -> Result<(), Failure> {
+    fetch(cfg, allow_private, now).map(|_| ())
+}
+
 /// The cached discovery of a connection (keyed by its id and settings).
 pub fn discover(
     key: &str,

@@ -551,15 +551,7 @@ pub async fn callback(
                     }
                 }
                 if test {
-                    // A test sign-in: validated in full; shows what the IdP sent, signs nobody in.
-                    connections::mark_success(conn, &conn_id, now)?;
-                    audit::record(
-                        conn,
-                        &Event::new(Some(&org.id), format!("oidc:{conn_id}"), "login.oidc").payload(json!({
-                            "connection": conn_id, "test": true, "asserted": asserted, "claims": audit_claims,
-                        })),
-                        now,
-                    )?;
+                    handoff::test_sign_in(conn, &org.id, &conn_id, "oidc", &asserted, json!({"claims": audit_claims}), now)?;
                     return Ok(Ok(String::new()));
                 }
                 handoff::verified_sign_in(

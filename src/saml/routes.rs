@@ -497,16 +497,7 @@ async fn process(
                 }
                 let org = orgs::get(conn, &org_id)?;
                 if test {
-                    // A test sign-in: validated in full; shows what the IdP sent, signs nobody in.
-                    connections::mark_success(conn, &conn_id, now)?;
-                    audit::record(
-                        conn,
-                        &Event::new(Some(&org.id), format!("saml:{conn_id}"), "login.saml").payload(json!({
-                            "connection": conn_id, "test": true, "asserted": asserted,
-                            "attributes": verified.attributes, "response_xml": xml_audit,
-                        })),
-                        now,
-                    )?;
+                    handoff::test_sign_in(conn, &org.id, &conn_id, "saml", &asserted, json!({"attributes": verified.attributes, "response_xml": xml_audit}), now)?;
                     return Ok(Ok(String::new()));
                 }
                 handoff::verified_sign_in(

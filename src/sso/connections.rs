@@ -58,6 +58,11 @@ pub fn get(conn: &mut DbConn, id: &str) -> Result<Option<Connection>> {
         .optional()?)
 }
 
+/// A connection of this org (`None` for another org's: never revealed across orgs).
+pub fn get_in_org(conn: &mut DbConn, org: &OrgId, id: &str) -> Result<Option<Connection>> {
+    Ok(get(conn, id)?.filter(|c| &c.org_id == org))
+}
+
 pub fn list(conn: &mut DbConn, org: &OrgId) -> Result<Vec<Connection>> {
     Ok(connections::table
         .filter(connections::org_id.eq(org.as_str()))

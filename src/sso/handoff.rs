@@ -98,6 +98,35 @@ pub fn verified_sign_in(
     Ok(Ok(token))
 }
 
+/// A "Test sign-in" from the admin UI, validated in full: records that the connection works and
+/// what the IdP sent (`login.{protocol}` with `test: true`), and signs nobody in.
+pub fn test_sign_in(
+    conn: &mut DbConn,
+    org: &OrgId,
+    connection_id: &str,
+    protocol: &str,
+    asserted: &crate::sso::resolve::Asserted,
+    evidence: serde_json::Value,
+    now: i64,
+) -> Result<(), IdentityError> {
+    crate::sso::connections::mark_success(conn, connection_id, now)?;
+    let mut payload = json!({"connection": connection_id, "test": true, "asserted": asserted});
+    if let (Some(p), serde_json::Value::Object(extra)) = (payload.as_object_mut(), evidence) {
+        p.extend(extra);
+    }
+    audit::record(
+        conn,
+        &Event::new(
+            Some(org),
+            format!("{protocol}:{connection_id}"),
+            format!("login.{protocol}"),
+        )
+        .payload(payload),
+        now,
+    )?;
+    Ok(())
+}
+
 /// Stores a handoff (inside the ACS transaction) and returns its token.
 pub fn create(
     conn: &mut DbConn,
