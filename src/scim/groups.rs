@@ -110,6 +110,102 @@ pub async fn search(
     super::run_list(&state, client.org, ListParams::from_search(&body)?, page).await
 }
 
+/// Creates a group with the members in its body (in the caller's write transaction).
+pub fn create_in(
+    conn: &mut DbConn,
+    org: &OrgId,
+    base: &str,
+    body: &Value,
+    now: i64,
+) -> ScimResult<Value> {
+    let fields = fields(body)?;
+    let members = store::members_in(body)?;
+    let g = store::create_group(conn, org, fields, now)?;
+    store::add_members(conn, org, &g.id, &members, now)?;
+    render_one(conn, base, &g, &Projection::default())
+}
+
+/// Replaces a group's attributes and member list (PUT).
+pub fn replace_in(
+    conn: &mut DbConn,
+    org: &OrgId,
+    base: &str,
+    id: &str,
+    body: &Value,
+    pre: &super::Preconditions,
+    now: i64,
+) -> ScimResult<Value> {
+    let fields = fields(body)?;
+    let members = store::members_in(body)?;
+    let g = store::get_group(conn, org, id)?;
+    pre.check_write(g.version)?;
+    store::update_group(conn, org, &g, fields)?;
+    store::remove_all_members(conn, &g.id)?;
+    store::add_members(conn, org, &g.id, &members, now)?;
+    let g = store::touch_group(conn, &g, now)?;
+    render_one(conn, base, &g, &Projection::default())
+}
+
+/// Applies a PatchOp document to a group, touching only the members it names. Returns the
+/// group rendered with `projection` when one is given, and its new version.
+#[allow(clippy::too_many_arguments)]
+pub fn patch_in(
+    conn: &mut DbConn,
+    org: &OrgId,
+    base: &str,
+    id: &str,
+    body: &Value,
+    pre: &super::Preconditions,
+    projection: Option<&Projection>,
+    now: i64,
+) -> ScimResult<(Option<Value>, i64)> {
+    let ops = patch::parse_operations(body)?;
+    let g = store::get_group(conn, org, id)?;
+    pre.check_write(g.version)?;
+    let mut doc = g
+        .scim_json
+        .as_deref()
+        .and_then(|t| serde_json::from_str::<serde_json::Map<String, Value>>(t).ok())
+        .unwrap_or_default();
+    doc.insert("displayName".into(), Value::String(g.display_name.clone()));
+    if let Some(e) = &g.external_id {
+        doc.insert("externalId".into(), Value::String(e.clone()));
+    }
+    let changes = patch::apply(Resource::Group, &mut doc, &ops)?;
+    let fields = fields(&Value::Object(doc))?;
+    store::update_group(conn, org, &g, fields)?;
+    for change in changes {
+        match change {
+            MemberChange::Add(ids) => {
+                store::add_members(conn, org, &g.id, &ids, now)?;
+            }
+            MemberChange::Remove(ids) => {
+                store::remove_members(conn, &g.id, &ids)?;
+            }
+            MemberChange::RemoveAll => {
+                store::remove_all_members(conn, &g.id)?;
+            }
+        }
+    }
+    let g = store::touch_group(conn, &g, now)?;
+    match projection {
+        Some(p) => Ok((Some(render_one(conn, base, &g, p)?), g.version)),
+        None => Ok((None, g.version)),
+    }
+}
+
+/// Deletes a group.
+pub fn delete_in(
+    conn: &mut DbConn,
+    org: &OrgId,
+    id: &str,
+    pre: &super::Preconditions,
+) -> ScimResult<()> {
+    let g = store::get_group(conn, org, id)?;
+    pre.check_write(g.version)?;
+    store::delete_group(conn, org, &g)
+}
+
 /// `POST /Groups` (members in the body are honoured).
 pub async fn create(
     state: web::Data<AppState>,
@@ -118,14 +214,10 @@ pub async fn create(
     payload: web::Payload,
 ) -> ScimResult<HttpResponse> {
     let body = read_json(&state, &req, payload).await?;
-    let fields = fields(&body)?;
-    let members = store::members_in(&body)?;
     let base = base_url(&state);
     let now = clock::now();
     let value = super::in_write_tx(&state, move |conn| {
-        let g = store::create_group(conn, &client.org, fields, now)?;
-        store::add_members(conn, &client.org, &g.id, &members, now)?;
-        render_one(conn, &base, &g, &Projection::default())
+        create_in(conn, &client.org, &base, &body, now)
     })
     .await?;
     Ok(respond_resource(StatusCode::CREATED, &value))
@@ -164,19 +256,11 @@ pub async fn replace(
     payload: web::Payload,
 ) -> ScimResult<HttpResponse> {
     let body = read_json(&state, &req, payload).await?;
-    let fields = fields(&body)?;
-    let members = store::members_in(&body)?;
     let base = base_url(&state);
     let now = clock::now();
     let pre = super::Preconditions::of(&req);
     let value = super::in_write_tx(&state, move |conn| {
-        let g = store::get_group(conn, &client.org, &id)?;
-        pre.check_write(g.version)?;
-        store::update_group(conn, &client.org, &g, fields)?;
-        store::remove_all_members(conn, &g.id)?;
-        store::add_members(conn, &client.org, &g.id, &members, now)?;
-        let g = store::touch_group(conn, &g, now)?;
-        render_one(conn, &base, &g, &Projection::default())
+        replace_in(conn, &client.org, &base, &id, &body, &pre, now)
     })
     .await?;
     Ok(respond_resource(StatusCode::OK, &value))
@@ -193,48 +277,21 @@ pub async fn patch(
 ) -> ScimResult<HttpResponse> {
     let params = ListParams::from_query(&q)?;
     let body = read_json(&state, &req, payload).await?;
-    let ops = patch::parse_operations(&body)?;
     let base = base_url(&state);
     let now = clock::now();
-    let want_body = params.attributes.is_some();
+    let projection = params.attributes.is_some().then(|| params.projection());
     let pre = super::Preconditions::of(&req);
-    let value = super::in_write_tx(&state, move |conn| -> ScimResult<(Option<Value>, i64)> {
-        let g = store::get_group(conn, &client.org, &id)?;
-        pre.check_write(g.version)?;
-        let mut doc = g
-            .scim_json
-            .as_deref()
-            .and_then(|t| serde_json::from_str::<serde_json::Map<String, Value>>(t).ok())
-            .unwrap_or_default();
-        doc.insert("displayName".into(), Value::String(g.display_name.clone()));
-        if let Some(e) = &g.external_id {
-            doc.insert("externalId".into(), Value::String(e.clone()));
-        }
-        let changes = patch::apply(Resource::Group, &mut doc, &ops)?;
-        let fields = fields(&Value::Object(doc))?;
-        store::update_group(conn, &client.org, &g, fields)?;
-        for change in changes {
-            match change {
-                MemberChange::Add(ids) => {
-                    store::add_members(conn, &client.org, &g.id, &ids, now)?;
-                }
-                MemberChange::Remove(ids) => {
-                    store::remove_members(conn, &g.id, &ids)?;
-                }
-                MemberChange::RemoveAll => {
-                    store::remove_all_members(conn, &g.id)?;
-                }
-            }
-        }
-        let g = store::touch_group(conn, &g, now)?;
-        if want_body {
-            Ok((
-                Some(render_one(conn, &base, &g, &params.projection())?),
-                g.version,
-            ))
-        } else {
-            Ok((None, g.version))
-        }
+    let value = super::in_write_tx(&state, move |conn| {
+        patch_in(
+            conn,
+            &client.org,
+            &base,
+            &id,
+            &body,
+            &pre,
+            projection.as_ref(),
+            now,
+        )
     })
     .await?;
     Ok(match value {
@@ -254,11 +311,6 @@ pub async fn delete(
     req: HttpRequest,
 ) -> ScimResult<HttpResponse> {
     let pre = super::Preconditions::of(&req);
-    super::in_write_tx(&state, move |conn| {
-        let g = store::get_group(conn, &client.org, &id)?;
-        pre.check_write(g.version)?;
-        store::delete_group(conn, &client.org, &g)
-    })
-    .await?;
+    super::in_write_tx(&state, move |conn| delete_in(conn, &client.org, &id, &pre)).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -1,6 +1,7 @@
 //! The SCIM 2.0 server (RFC 7643/7644) under `/scim/v2`, one org per bearer token.
 
 pub mod auth;
+pub mod bulk;
 pub mod discovery;
 pub mod error;
 pub mod filter;
@@ -109,6 +110,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .default_service(web::to(method_not_allowed)),
             )
             .service(
+                web::resource(endpoint("bulk"))
+                    .route(web::post().to(bulk::bulk))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
                 web::resource("/.search")
                     .route(web::post().to(users::search_root))
                     .default_service(web::to(method_not_allowed)),
@@ -156,6 +162,14 @@ fn names_version(list: &str, etag: &str) -> bool {
 }
 
 impl Preconditions {
+    /// A bulk operation's `version` is its `If-Match`.
+    pub fn if_match(version: Option<String>) -> Preconditions {
+        Preconditions {
+            if_match: version,
+            if_none_match: None,
+        }
+    }
+
     pub fn of(req: &HttpRequest) -> Preconditions {
         let get = |h: &str| {
             req.headers()

@@ -508,7 +508,7 @@ pub fn service_provider_config(base: &str, max_filter_results: usize, max_payloa
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
         "documentationUri": "https://datatracker.ietf.org/doc/html/rfc7644",
         "patch": {"supported": true},
-        "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": max_payload},
+        "bulk": {"supported": true, "maxOperations": super::bulk::MAX_OPERATIONS, "maxPayloadSize": max_payload},
         "filter": {"supported": true, "maxResults": max_filter_results},
         "changePassword": {"supported": false},
         "sort": {"supported": true},

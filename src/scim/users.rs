@@ -167,6 +167,72 @@ pub async fn search_root(
     Ok(respond(StatusCode::OK, &body))
 }
 
+/// Creates a user from a SCIM document (in the caller's write transaction).
+pub fn create_in(
+    conn: &mut DbConn,
+    org: &OrgId,
+    base: &str,
+    body: &Value,
+    now: i64,
+) -> ScimResult<Value> {
+    let doc = normalize(body)?;
+    let user = store::create_user(conn, org, doc, now)?;
+    render_one(conn, base, &user, &Projection::default())
+}
+
+/// Replaces a user's document (PUT).
+pub fn replace_in(
+    conn: &mut DbConn,
+    org: &OrgId,
+    base: &str,
+    id: &str,
+    body: &Value,
+    pre: &super::Preconditions,
+    now: i64,
+) -> ScimResult<Value> {
+    let doc = normalize(body)?;
+    let user = store::get_user(conn, org, id)?;
+    pre.check_write(user.version)?;
+    let user = store::replace_user(conn, org, &user, doc, now)?;
+    render_one(conn, base, &user, &Projection::default())
+}
+
+/// Applies a PatchOp document to a user.
+pub fn patch_in(
+    conn: &mut DbConn,
+    org: &OrgId,
+    base: &str,
+    id: &str,
+    body: &Value,
+    pre: &super::Preconditions,
+    now: i64,
+) -> ScimResult<Value> {
+    let ops = patch::parse_operations(body)?;
+    let user = store::get_user(conn, org, id)?;
+    pre.check_write(user.version)?;
+    let mut doc = super::resource::user_doc(&user);
+    if doc.contains_key("active") || !user.active {
+        doc.insert("active".into(), Value::Bool(user.active));
+    }
+    patch::apply(Resource::User, &mut doc, &ops)?;
+    let doc = normalize(&Value::Object(doc))?;
+    let user = store::replace_user(conn, org, &user, doc, now)?;
+    render_one(conn, base, &user, &Projection::default())
+}
+
+/// Deletes a user.
+pub fn delete_in(
+    conn: &mut DbConn,
+    org: &OrgId,
+    id: &str,
+    pre: &super::Preconditions,
+    now: i64,
+) -> ScimResult<()> {
+    let user = store::get_user(conn, org, id)?;
+    pre.check_write(user.version)?;
+    store::delete_user(conn, org, &user, now)
+}
+
 /// `POST /Users`
 pub async fn create(
     state: web::Data<AppState>,
@@ -175,12 +241,10 @@ pub async fn create(
     payload: web::Payload,
 ) -> ScimResult<HttpResponse> {
     let body = read_json(&state, &req, payload).await?;
-    let doc = normalize(&body)?;
     let base = base_url(&state);
     let now = clock::now();
     let value = super::in_write_tx(&state, move |conn| {
-        let user = store::create_user(conn, &client.org, doc, now)?;
-        render_one(conn, &base, &user, &Projection::default())
+        create_in(conn, &client.org, &base, &body, now)
     })
     .await?;
     Ok(respond_resource(StatusCode::CREATED, &value))
@@ -219,15 +283,11 @@ pub async fn replace(
     payload: web::Payload,
 ) -> ScimResult<HttpResponse> {
     let body = read_json(&state, &req, payload).await?;
-    let doc = normalize(&body)?;
     let base = base_url(&state);
     let now = clock::now();
     let pre = super::Preconditions::of(&req);
     let value = super::in_write_tx(&state, move |conn| {
-        let user = store::get_user(conn, &client.org, &id)?;
-        pre.check_write(user.version)?;
-        let user = store::replace_user(conn, &client.org, &user, doc, now)?;
-        render_one(conn, &base, &user, &Projection::default())
+        replace_in(conn, &client.org, &base, &id, &body, &pre, now)
     })
     .await?;
     Ok(respond_resource(StatusCode::OK, &value))
@@ -242,21 +302,11 @@ pub async fn patch(
     payload: web::Payload,
 ) -> ScimResult<HttpResponse> {
     let body = read_json(&state, &req, payload).await?;
-    let ops = patch::parse_operations(&body)?;
     let base = base_url(&state);
     let now = clock::now();
     let pre = super::Preconditions::of(&req);
     let value = super::in_write_tx(&state, move |conn| {
-        let user = store::get_user(conn, &client.org, &id)?;
-        pre.check_write(user.version)?;
-        let mut doc = super::resource::user_doc(&user);
-        if doc.contains_key("active") || !user.active {
-            doc.insert("active".into(), Value::Bool(user.active));
-        }
-        patch::apply(Resource::User, &mut doc, &ops)?;
-        let doc = normalize(&Value::Object(doc))?;
-        let user = store::replace_user(conn, &client.org, &user, doc, now)?;
-        render_one(conn, &base, &user, &Projection::default())
+        patch_in(conn, &client.org, &base, &id, &body, &pre, now)
     })
     .await?;
     Ok(respond_resource(StatusCode::OK, &value))
@@ -272,9 +322,7 @@ pub async fn delete(
     let now = clock::now();
     let pre = super::Preconditions::of(&req);
     super::in_write_tx(&state, move |conn| {
-        let user = store::get_user(conn, &client.org, &id)?;
-        pre.check_write(user.version)?;
-        store::delete_user(conn, &client.org, &user, now)
+        delete_in(conn, &client.org, &id, &pre, now)
     })
     .await?;
     Ok(HttpResponse::NoContent().finish())

@@ -11,5 +11,6 @@ mod oidc;
 mod platform;
 mod saml;
 mod scim;
+mod scim_bulk;
 mod sessions;
 mod signin;
