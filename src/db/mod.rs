@@ -173,6 +173,108 @@ pub struct Db {
     pool: Pool,
     backend: Backend,
     last_error: Arc<Mutex<Option<String>>>,
+    /// SQLite: the group-commit writer, started on the first [`Db::write`].
+    writer: Arc<std::sync::OnceLock<Option<std::sync::mpsc::SyncSender<WriteJob>>>>,
+}
+
+/// A write for the group-commit thread: runs on its connection (inside the batch's open
+/// transaction, so its own `write_tx` is a savepoint) and returns how to deliver its result
+/// once the batch's fate is known (`true` = committed).
+type WriteJob = Box<dyn FnOnce(&mut DbConn) -> Box<dyn FnOnce(bool) + Send> + Send>;
+
+/// Most writes one commit carries.
+const MAX_BATCH: usize = 64;
+
+/// Copies committed WAL frames into the database file a few times a second, off the write
+/// path (PASSIVE: never blocks the writer or readers). Ends when the writer does.
+fn checkpoint_loop(db: Db, alive: std::sync::Weak<()>) {
+    while alive.upgrade().is_some() {
+        std::thread::sleep(Duration::from_millis(250));
+        if let Ok(mut c) = db.conn() {
+            if let Err(e) = c.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
+                tracing::warn!(error = %e, "WAL checkpoint failed; retrying");
+            }
+        }
+    }
+}
+
+/// The group-commit loop (SQLite). Takes whatever writes are queued (up to [`MAX_BATCH`]),
+/// runs each in its own savepoint inside one `BEGIN IMMEDIATE … COMMIT`, and only then
+/// answers them: a caller is never told about a write that did not commit. A failed commit
+/// answers every write of the batch with an error (nothing of it was written). One connection
+/// does all the writing, so its page cache stays valid between transactions.
+fn writer_loop(db: Db, rx: std::sync::mpsc::Receiver<WriteJob>) {
+    let alive = Arc::new(());
+    {
+        let (db, alive) = (db.clone(), Arc::downgrade(&alive));
+        let _ = std::thread::Builder::new()
+            .name("gatehouse-checkpoint".into())
+            .spawn(move || checkpoint_loop(db, alive));
+    }
+    let mut conn: Option<PooledConn> = None;
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        if conn.is_none() {
+            conn = db.conn().ok();
+            if let Some(c) = conn.as_mut() {
+                // Checkpoints run on their own thread (see `checkpoint_loop`), never inside
+                // a commit that writes are waiting for.
+                let _ = c.batch_execute("PRAGMA wal_autocheckpoint = 0");
+            }
+        }
+        let Some(c) = conn.as_mut() else {
+            // No connection: run each write the ordinary way, on a pooled connection.
+            for job in jobs {
+                let db = db.clone();
+                std::thread::spawn(move || match db.conn() {
+                    Ok(mut c) => job(&mut c)(true),
+                    Err(_) => {
+                        tracing::warn!("database unavailable for a queued write");
+                    }
+                });
+            }
+            continue;
+        };
+        let c: &mut DbConn = c;
+        let mut writer_lock = SQLITE_WRITER.try_lock_for(Duration::from_secs(5));
+        let batched = match c {
+            DbConn::Sqlite(sqlite) => {
+                AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE").is_ok()
+            }
+            DbConn::Pg(_) => false,
+        };
+        if !batched {
+            // Each write then opens (and locks for) its own transaction.
+            writer_lock = None;
+        }
+        let mut deliveries = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut *c)));
+            match ran {
+                Ok(deliver) => deliveries.push(deliver),
+                Err(_) => tracing::error!("a database write panicked; its caller gets an error"),
+            }
+        }
+        let committed =
+            !batched || <DbConn as Connection>::TransactionManager::commit_transaction(c).is_ok();
+        if !committed {
+            tracing::error!("group commit failed: the batch's writes are answered with an error");
+            let _ = <DbConn as Connection>::TransactionManager::rollback_transaction(c);
+        }
+        drop(writer_lock);
+        if <DbConn as Connection>::TransactionManager::is_broken_transaction_manager(c) {
+            conn = None;
+        }
+        for deliver in deliveries {
+            deliver(committed);
+        }
+    }
 }
 
 impl Db {
@@ -194,6 +296,9 @@ impl Db {
             // No background connects: a CLI process may exit while one runs (libpq + OpenSSL then
             // crash in their exit handlers). Connections open on demand.
             .min_idle(Some(0))
+            // A SQLite connection is a file handle: it cannot go stale, so no `SELECT 1` on
+            // every check-out (a PostgreSQL one can, after a server restart).
+            .test_on_check_out(backend == Backend::Postgres)
             .connection_timeout(Duration::from_secs(settings.db_connect_timeout_secs))
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build_unchecked(manager);
@@ -201,6 +306,7 @@ impl Db {
             pool,
             backend,
             last_error,
+            writer: Arc::new(std::sync::OnceLock::new()),
         })
     }
 
@@ -240,6 +346,71 @@ impl Db {
         .map_err(|e| E::from(DbError::Task(e.to_string())))?
     }
 
+    /// Runs `f` in a write transaction off the async workers. On SQLite, writes queue for one
+    /// writer thread that commits them in groups (see [`writer_loop`]): each still succeeds or
+    /// fails on its own, and its result arrives only after its commit. On PostgreSQL each write
+    /// is its own transaction on a pooled connection.
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConn) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + From<diesel::result::Error> + Send + 'static,
+    {
+        let sender = match self.backend {
+            Backend::Postgres => None,
+            Backend::Sqlite => self
+                .writer
+                .get_or_init(|| {
+                    let (tx, rx) = std::sync::mpsc::sync_channel::<WriteJob>(1024);
+                    let db = self.clone();
+                    std::thread::Builder::new()
+                        .name("gatehouse-writer".into())
+                        .spawn(move || writer_loop(db, rx))
+                        .ok()
+                        .map(|_| tx)
+                })
+                .clone(),
+        };
+        let Some(sender) = sender else {
+            return self.run(move |conn| write_tx(conn, f)).await;
+        };
+        let (done, result) = tokio::sync::oneshot::channel::<Result<T, E>>();
+        let span = tracing::Span::current();
+        let job: WriteJob = Box::new(move |conn: &mut DbConn| {
+            let outcome = {
+                let _entered = span.enter();
+                write_tx(conn, f)
+            };
+            Box::new(move |committed: bool| {
+                let outcome = match outcome {
+                    Ok(_) if !committed => Err(E::from(DbError::Unavailable(
+                        "the write could not be committed; retry".into(),
+                    ))),
+                    other => other,
+                };
+                let _ = done.send(outcome);
+            })
+        });
+        // The queue is bounded: when it is full, wait for room off the async workers.
+        let queued = match sender.try_send(job) {
+            Ok(()) => true,
+            Err(std::sync::mpsc::TrySendError::Full(job)) => {
+                tokio::task::spawn_blocking(move || sender.send(job).is_ok())
+                    .await
+                    .unwrap_or(false)
+            }
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => false,
+        };
+        if !queued {
+            return Err(E::from(DbError::Unavailable(
+                "the writer thread stopped".into(),
+            )));
+        }
+        result
+            .await
+            .map_err(|_| E::from(DbError::Task("the write was dropped".into())))?
+    }
+
     /// Applies pending migrations; on PostgreSQL under an advisory lock so replicas don't race.
     pub fn migrate(&self) -> Result<Vec<String>, DbError> {
         let mut conn = self.conn()?;
@@ -252,6 +423,10 @@ impl Db {
             .run_pending_migrations(MIGRATIONS)
             .map(|versions| versions.iter().map(|v| v.to_string()).collect())
             .map_err(|e| DbError::Migration(e.to_string()));
+        let result = result.and_then(|applied| {
+            install_user_counts(conn)?;
+            Ok(applied)
+        });
         if let DbConn::Pg(pg) = conn {
             diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
                 .execute(pg)?;
@@ -275,6 +450,62 @@ impl Db {
 /// A write transaction. On SQLite it starts with `BEGIN IMMEDIATE`, so a transaction that
 /// reads before it writes waits for the write lock (busy_timeout) instead of failing with
 /// "database is locked" at its first write. Inside an open transaction it nests (savepoint).
+const SQLITE_USER_COUNT_TRIGGERS: &str = "
+CREATE TRIGGER IF NOT EXISTS users_count_insert AFTER INSERT ON users
+WHEN NEW.is_break_glass = FALSE BEGIN
+    INSERT INTO scim_user_counts (org_id, n) VALUES (NEW.org_id, 1)
+    ON CONFLICT (org_id) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS users_count_delete AFTER DELETE ON users
+WHEN OLD.is_break_glass = FALSE BEGIN
+    UPDATE scim_user_counts SET n = n - 1 WHERE org_id = OLD.org_id;
+END;
+CREATE TRIGGER IF NOT EXISTS users_count_update AFTER UPDATE OF is_break_glass, org_id ON users
+BEGIN
+    UPDATE scim_user_counts SET n = n - 1
+        WHERE org_id = OLD.org_id AND OLD.is_break_glass = FALSE;
+    INSERT INTO scim_user_counts (org_id, n) SELECT NEW.org_id, 1
+        WHERE NEW.is_break_glass = FALSE
+    ON CONFLICT (org_id) DO UPDATE SET n = n + 1;
+END;";
+
+const PG_USER_COUNT_TRIGGERS: &str = "
+CREATE OR REPLACE FUNCTION scim_user_count() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP IN ('DELETE', 'UPDATE') AND NOT OLD.is_break_glass THEN
+        UPDATE scim_user_counts SET n = n - 1 WHERE org_id = OLD.org_id;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') AND NOT NEW.is_break_glass THEN
+        INSERT INTO scim_user_counts (org_id, n) VALUES (NEW.org_id, 1)
+        ON CONFLICT (org_id) DO UPDATE SET n = scim_user_counts.n + 1;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE TRIGGER users_count
+    AFTER INSERT OR DELETE OR UPDATE OF is_break_glass, org_id ON users
+    FOR EACH ROW EXECUTE FUNCTION scim_user_count();";
+
+/// Installs the triggers that keep `scim_user_counts` exact (their syntax differs between the
+/// two backends, so they live here rather than in a migration) and recounts, in one
+/// transaction: whatever happened before, the counts are exact from here on.
+fn install_user_counts(conn: &mut DbConn) -> Result<(), DbError> {
+    write_tx(conn, |conn| -> Result<(), DbError> {
+        let triggers = match conn {
+            DbConn::Sqlite(_) => SQLITE_USER_COUNT_TRIGGERS,
+            DbConn::Pg(_) => PG_USER_COUNT_TRIGGERS,
+        };
+        conn.batch_execute(triggers)?;
+        conn.batch_execute(
+            "DELETE FROM scim_user_counts; \
+             INSERT INTO scim_user_counts (org_id, n) \
+             SELECT org_id, COUNT(*) FROM users WHERE is_break_glass = FALSE GROUP BY org_id;",
+        )?;
+        Ok(())
+    })
+}
+
+static SQLITE_WRITER: parking_lot::Mutex<()> = parking_lot::const_mutex(());
+
 pub fn write_tx<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConn) -> Result<T, E>,
@@ -286,6 +517,10 @@ where
         .is_some();
     match conn {
         DbConn::Sqlite(sqlite) if !in_tx => {
+            // One writer at a time inside this process: waiting here costs nothing, while
+            // waiting in SQLite's busy handler sleeps in steps of up to 100 ms. Bounded, so a
+            // writer that somehow holds it too long only slows others down to the old path.
+            let _writer = SQLITE_WRITER.try_lock_for(std::time::Duration::from_secs(5));
             AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")
                 .map_err(E::from)?;
             match f(conn) {

@@ -279,6 +279,13 @@ diesel::joinable!(user_groups -> organizations (org_id));
 diesel::joinable!(memberships -> user_groups (group_id));
 diesel::joinable!(memberships -> users (user_id));
 
+diesel::table! {
+    scim_user_counts (org_id) {
+        org_id -> Text,
+        n -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     organizations,
     domains,

@@ -48,6 +48,7 @@ pub struct IssuedToken {
 
 pub fn issue(conn: &mut DbConn, org: &OrgId, revoke_others: bool, now: i64) -> Result<IssuedToken> {
     let revoked_others = if revoke_others {
+        forget_cached();
         diesel::update(
             scim_tokens::table
                 .filter(scim_tokens::org_id.eq(org.as_str()))
@@ -85,6 +86,7 @@ pub fn list(conn: &mut DbConn, org: &OrgId) -> Result<Vec<ScimToken>> {
 }
 
 pub fn revoke(conn: &mut DbConn, org: &OrgId, id: &str, now: i64) -> Result<()> {
+    forget_cached();
     let n = diesel::update(
         scim_tokens::table
             .filter(scim_tokens::org_id.eq(org.as_str()))
@@ -118,4 +120,49 @@ pub fn authenticate(conn: &mut DbConn, token: &str, now: i64) -> Result<Option<S
         }
     }
     Ok(found)
+}
+
+/// Live tokens seen in the last second, by hash: a SCIM burst authenticates without a
+/// database round trip per request. A revocation in this process empties it at once; one made
+/// by another process (the CLI, another replica) takes effect within [`CACHE_TTL`].
+pub const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+type Cached = (ScimToken, std::time::Instant);
+static CACHE: std::sync::OnceLock<parking_lot::Mutex<std::collections::HashMap<String, Cached>>> =
+    std::sync::OnceLock::new();
+
+fn cache() -> &'static parking_lot::Mutex<std::collections::HashMap<String, Cached>> {
+    CACHE.get_or_init(Default::default)
+}
+
+/// Empties the cache (after any revocation).
+pub fn forget_cached() {
+    cache().lock().clear();
+}
+
+/// The cached live token for `token`, if it was confirmed within the last second.
+pub fn cached(token: &str) -> Option<ScimToken> {
+    let hash = sha256_hex(token);
+    let mut map = cache().lock();
+    match map.get(&hash) {
+        Some((t, at)) if at.elapsed() < CACHE_TTL => Some(t.clone()),
+        Some(_) => {
+            map.remove(&hash);
+            None
+        }
+        None => None,
+    }
+}
+
+/// Remembers a token the database just confirmed live. Bounded: a flood of distinct tokens
+/// cannot grow it (only live ones get in, and it is emptied when full).
+pub fn remember(token: &str, found: &ScimToken) {
+    let mut map = cache().lock();
+    if map.len() >= 1024 {
+        map.clear();
+    }
+    map.insert(
+        sha256_hex(token),
+        (found.clone(), std::time::Instant::now()),
+    );
 }

@@ -57,6 +57,8 @@ pub struct NewUser {
     pub is_break_glass: bool,
     pub source: UserSource,
     pub password_hash: Option<String>,
+    /// The SCIM document as the IdP sent it (SCIM-created users only).
+    pub scim_json: Option<String>,
 }
 
 impl NewUser {
@@ -75,6 +77,7 @@ impl NewUser {
             is_break_glass: false,
             source,
             password_hash: None,
+            scim_json: None,
         }
     }
 }
@@ -98,6 +101,7 @@ struct UserRow<'a> {
     is_break_glass: bool,
     source: &'a str,
     password_hash: Option<&'a str>,
+    scim_json: Option<&'a str>,
     version: i64,
     created_at: i64,
     updated_at: i64,
@@ -126,6 +130,7 @@ pub fn create(conn: &mut DbConn, new: &NewUser, now: i64) -> Result<User> {
             is_break_glass: new.is_break_glass,
             source: new.source.as_str(),
             password_hash: new.password_hash.as_deref(),
+            scim_json: new.scim_json.as_deref(),
             version: 1,
             created_at: now,
             updated_at: now,

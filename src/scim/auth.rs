@@ -64,11 +64,20 @@ pub async fn scim_context(
     };
     let now = crate::clock::now();
     let client = match bearer(&req) {
-        Some(token) => state
-            .db
-            .run(move |conn| scim_tokens::authenticate(conn, &token, now))
-            .await
-            .map_err(ScimError::from),
+        Some(token) => match scim_tokens::cached(&token) {
+            Some(t) => Ok(Some(t)),
+            None => state
+                .db
+                .run(move |conn| {
+                    let found = scim_tokens::authenticate(conn, &token, now)?;
+                    if let Some(t) = &found {
+                        scim_tokens::remember(&token, t);
+                    }
+                    Ok::<_, IdentityError>(found)
+                })
+                .await
+                .map_err(ScimError::from),
+        },
         None => Ok(None),
     };
     let client = match client {
@@ -82,7 +91,7 @@ pub async fn scim_context(
                 .payload(json!({"method": method, "path": truncate(&path), "status": 401, "reason": "missing or unknown bearer token"}));
             let _ = state
                 .db
-                .run(move |conn| audit::record(conn, &event, now).map_err(IdentityError::from))
+                .write(move |conn| audit::record(conn, &event, now).map_err(IdentityError::from))
                 .await;
             return Ok(req.into_response(ScimError::unauthorized().error_response()));
         }
@@ -103,12 +112,21 @@ pub async fn scim_context(
         return Ok(req.into_response(err.error_response()));
     }
     req.extensions_mut().insert(client.clone());
+    req.extensions_mut().insert(RequestInfo {
+        started,
+        method: method.clone(),
+        path: path.clone(),
+    });
     let mut res = next.call(req).await?.map_into_boxed_body();
 
     // Every SCIM answer is application/scim+json, whatever produced it.
     if res.response().body().size() != actix_web::body::BodySize::None {
         res.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
+    }
+    if res.request().extensions().get::<Audited>().is_some() {
+        // Recorded in the handler's own transaction, with the change.
+        return Ok(res);
     }
     let status = res.status().as_u16();
     let body = res
@@ -121,28 +139,61 @@ pub async fn scim_context(
     } else {
         Outcome::Failure
     };
-    let event = Event::new(
+    let event = request_event(
+        &client,
+        &RequestInfo {
+            started,
+            method,
+            path,
+        },
+        status,
+        outcome,
+        body,
+    );
+    let recorded = state
+        .db
+        .write(move |conn| audit::record(conn, &event, now).map_err(IdentityError::from))
+        .await;
+    if let Err(e) = recorded {
+        tracing::error!(error = %e, "could not record the SCIM audit event");
+    }
+    Ok(res)
+}
+
+/// What the middleware knows of a request, for an audit event recorded by the handler.
+#[derive(Clone)]
+pub struct RequestInfo {
+    pub started: Instant,
+    pub method: String,
+    pub path: String,
+}
+
+/// Marks a request whose `scim.request` event the handler recorded in its own transaction.
+#[derive(Clone, Copy)]
+pub struct Audited;
+
+/// The `scim.request` audit event.
+pub fn request_event(
+    client: &ScimClient,
+    info: &RequestInfo,
+    status: u16,
+    outcome: Outcome,
+    body: Option<serde_json::Value>,
+) -> Event {
+    Event::new(
         Some(&client.org),
         format!("scim-token:{}", client.token_id),
         "scim.request",
     )
     .outcome(outcome)
     .payload(json!({
-        "method": method,
-        "path": truncate(&path),
+        "method": info.method,
+        "path": truncate(&info.path),
         "status": status,
-        "latency_ms": started.elapsed().as_millis() as u64,
+        "latency_ms": info.started.elapsed().as_millis() as u64,
         "token_id": client.token_id,
         "body": body,
-    }));
-    let recorded = state
-        .db
-        .run(move |conn| audit::record(conn, &event, now).map_err(IdentityError::from))
-        .await;
-    if let Err(e) = recorded {
-        tracing::error!(error = %e, "could not record the SCIM audit event");
-    }
-    Ok(res)
+    }))
 }
 
 fn truncate(path: &str) -> String {

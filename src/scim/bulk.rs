@@ -1,8 +1,10 @@
 //! `POST /Bulk` (RFC 7644 §3.7): many Users/Groups operations in one request.
 //!
-//! - Each operation runs in its own write transaction together with its audit event, so an
-//!   operation either happened and is audited, or did neither; one failing operation does
-//!   not undo the others (the RFC's semantics).
+//! - The request runs in one write transaction (one commit for up to 1,000 operations); each
+//!   operation runs in its own savepoint together with its audit event, so an operation either
+//!   happened and is audited, or did neither, and one refused operation does not undo the
+//!   others (the RFC's semantics). A database failure fails the whole request with nothing
+//!   written, so no client is told about operations that did not commit.
 //! - `bulkId:<id>` anywhere in an operation's `data` or `path` names the resource another
 //!   operation of the same request creates. Operations run in dependency order (a reference
 //!   to a later operation is resolved by running that one first); a reference to an operation
@@ -441,53 +443,55 @@ pub async fn bulk(
     let actor = format!("scim-token:{}", client.token_id);
     let results = state
         .db
-        .run(move |conn| -> ScimResult<Vec<Value>> {
-            let mut created: HashMap<String, String> = HashMap::new();
-            let mut failed_refs: HashMap<String, String> = HashMap::new();
-            let mut errors = 0usize;
-            let mut results = Vec::with_capacity(ops.len());
-            for i in run_order(&ops) {
-                if fail_on_errors.is_some_and(|limit| errors >= limit) {
-                    break;
-                }
-                let op = &ops[i];
-                let outcome = run_one(
-                    conn,
-                    &client.org,
-                    &base,
-                    op,
-                    &created,
-                    &failed_refs,
-                    &actor,
-                    request_id.as_deref(),
-                    now,
-                )?;
-                if let (Some(b), Some(id)) = (&op.bulk_id, &outcome.created_id) {
-                    created.insert(b.clone(), id.clone());
-                }
-                let mut entry = json!({
-                    "method": op.method.as_str(),
-                    "status": outcome.status.as_u16().to_string(),
-                });
-                if let Some(b) = &op.bulk_id {
-                    entry["bulkId"] = json!(b);
-                }
-                if let Some(l) = outcome.location {
-                    entry["location"] = json!(l);
-                }
-                if let Some(v) = outcome.version {
-                    entry["version"] = json!(v);
-                }
-                if let Some(e) = &outcome.error {
-                    errors += 1;
-                    entry["response"] = error_body(e);
-                    if let Some(b) = &op.bulk_id {
-                        failed_refs.insert(b.clone(), e.detail.clone());
+        .write(move |conn| -> ScimResult<Vec<Value>> {
+            {
+                let mut created: HashMap<String, String> = HashMap::new();
+                let mut failed_refs: HashMap<String, String> = HashMap::new();
+                let mut errors = 0usize;
+                let mut results = Vec::with_capacity(ops.len());
+                for i in run_order(&ops) {
+                    if fail_on_errors.is_some_and(|limit| errors >= limit) {
+                        break;
                     }
+                    let op = &ops[i];
+                    let outcome = run_one(
+                        conn,
+                        &client.org,
+                        &base,
+                        op,
+                        &created,
+                        &failed_refs,
+                        &actor,
+                        request_id.as_deref(),
+                        now,
+                    )?;
+                    if let (Some(b), Some(id)) = (&op.bulk_id, &outcome.created_id) {
+                        created.insert(b.clone(), id.clone());
+                    }
+                    let mut entry = json!({
+                        "method": op.method.as_str(),
+                        "status": outcome.status.as_u16().to_string(),
+                    });
+                    if let Some(b) = &op.bulk_id {
+                        entry["bulkId"] = json!(b);
+                    }
+                    if let Some(l) = outcome.location {
+                        entry["location"] = json!(l);
+                    }
+                    if let Some(v) = outcome.version {
+                        entry["version"] = json!(v);
+                    }
+                    if let Some(e) = &outcome.error {
+                        errors += 1;
+                        entry["response"] = error_body(e);
+                        if let Some(b) = &op.bulk_id {
+                            failed_refs.insert(b.clone(), e.detail.clone());
+                        }
+                    }
+                    results.push(entry);
                 }
-                results.push(entry);
+                Ok(results)
             }
-            Ok(results)
         })
         .await?;
     Ok(respond(

@@ -82,8 +82,16 @@ pub fn page(
             .push(")");
     }
     let order = query::group_order(params.sort_by.as_deref(), params.descending);
-    let (total, groups) =
-        query::page::<GroupRow>(conn, "g.*", "user_groups g", cond, &order, offset, limit)?;
+    let (total, groups) = query::page::<GroupRow>(
+        conn,
+        "g.*",
+        "user_groups g",
+        cond,
+        &order,
+        offset,
+        limit,
+        None,
+    )?;
     Ok((
         total,
         render_all(conn, base, &groups, &params.projection())?,
@@ -216,9 +224,13 @@ pub async fn create(
     let body = read_json(&state, &req, payload).await?;
     let base = base_url(&state);
     let now = clock::now();
-    let value = super::in_write_tx(&state, move |conn| {
-        create_in(conn, &client.org, &base, &body, now)
-    })
+    let value = super::write_audited(
+        &state,
+        &req,
+        &client.clone(),
+        StatusCode::CREATED,
+        move |conn| create_in(conn, &client.org, &base, &body, now),
+    )
     .await?;
     Ok(respond_resource(StatusCode::CREATED, &value))
 }
@@ -259,7 +271,7 @@ pub async fn replace(
     let base = base_url(&state);
     let now = clock::now();
     let pre = super::Preconditions::of(&req);
-    let value = super::in_write_tx(&state, move |conn| {
+    let value = super::write_audited(&state, &req, &client.clone(), StatusCode::OK, move |conn| {
         replace_in(conn, &client.org, &base, &id, &body, &pre, now)
     })
     .await?;
@@ -280,8 +292,13 @@ pub async fn patch(
     let base = base_url(&state);
     let now = clock::now();
     let projection = params.attributes.is_some().then(|| params.projection());
+    let status = if projection.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::NO_CONTENT
+    };
     let pre = super::Preconditions::of(&req);
-    let value = super::in_write_tx(&state, move |conn| {
+    let value = super::write_audited(&state, &req, &client.clone(), status, move |conn| {
         patch_in(
             conn,
             &client.org,
@@ -311,6 +328,13 @@ pub async fn delete(
     req: HttpRequest,
 ) -> ScimResult<HttpResponse> {
     let pre = super::Preconditions::of(&req);
-    super::in_write_tx(&state, move |conn| delete_in(conn, &client.org, &id, &pre)).await?;
+    super::write_audited(
+        &state,
+        &req,
+        &client.clone(),
+        StatusCode::NO_CONTENT,
+        move |conn| delete_in(conn, &client.org, &id, &pre),
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }

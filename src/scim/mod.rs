@@ -355,7 +355,46 @@ where
     F: FnOnce(&mut crate::db::DbConn) -> ScimResult<T> + Send + 'static,
     T: Send + 'static,
 {
-    state.db.run(move |conn| crate::db::write_tx(conn, f)).await
+    state.db.write(f).await
+}
+
+/// Runs `f` in one write transaction together with the request's `scim.request` audit event
+/// (answered with `status` when `f` succeeds): the change and its record commit together, in
+/// one round trip. When `f` fails, nothing is written and the middleware records the refusal.
+pub async fn write_audited<T, F>(
+    state: &AppState,
+    req: &HttpRequest,
+    client: &auth::ScimClient,
+    status: StatusCode,
+    f: F,
+) -> ScimResult<T>
+where
+    F: FnOnce(&mut crate::db::DbConn) -> ScimResult<T> + Send + 'static,
+    T: Send + 'static,
+{
+    let info = req.extensions().get::<auth::RequestInfo>().cloned();
+    let Some(info) = info else {
+        return in_write_tx(state, f).await;
+    };
+    let body = req.extensions().get::<AuditBody>().map(|b| b.0.clone());
+    let event = auth::request_event(
+        client,
+        &info,
+        status.as_u16(),
+        crate::audit::Outcome::Success,
+        body,
+    );
+    let now = crate::clock::now();
+    let value = state
+        .db
+        .write(move |conn| {
+            let value = f(conn)?;
+            crate::audit::record(conn, &event, now)?;
+            Ok::<T, ScimError>(value)
+        })
+        .await?;
+    req.extensions_mut().insert(auth::Audited);
+    Ok(value)
 }
 
 /// A page of resources: (exact total, rendered resources).

@@ -535,11 +535,14 @@ fn placeholders(conn: &DbConn, text: &str) -> String {
     out
 }
 
-/// Runs `sql` with its binds and loads rows.
-pub fn load<T>(conn: &mut DbConn, sql: Sql) -> Result<Vec<T>, diesel::result::Error>
-where
-    T: QueryableByName<<DbConn as Connection>::Backend> + 'static,
-{
+fn boxed(
+    conn: &DbConn,
+    sql: Sql,
+) -> diesel::query_builder::BoxedSqlQuery<
+    'static,
+    <DbConn as Connection>::Backend,
+    diesel::query_builder::SqlQuery,
+> {
     let text = placeholders(conn, &sql.text);
     let mut q = diesel::sql_query(text).into_boxed::<<DbConn as Connection>::Backend>();
     for b in sql.binds {
@@ -549,7 +552,20 @@ where
             Bind::Bool(v) => q.bind::<Bool, _>(v),
         };
     }
-    q.load::<T>(conn)
+    q
+}
+
+/// Runs `sql` with its binds and loads rows.
+pub fn load<T>(conn: &mut DbConn, sql: Sql) -> Result<Vec<T>, diesel::result::Error>
+where
+    T: QueryableByName<<DbConn as Connection>::Backend> + 'static,
+{
+    boxed(conn, sql).load::<T>(conn)
+}
+
+/// Runs a statement (e.g. a multi-row INSERT) with its binds.
+pub fn execute(conn: &mut DbConn, sql: Sql) -> Result<usize, diesel::result::Error> {
+    boxed(conn, sql).execute(conn)
 }
 
 #[derive(QueryableByName)]
@@ -559,6 +575,7 @@ pub struct Count {
 }
 
 /// `SELECT … FROM <from> WHERE <cond> <order> LIMIT/OFFSET`, plus the exact total.
+#[allow(clippy::too_many_arguments)]
 pub fn page<T>(
     conn: &mut DbConn,
     select: &str,
@@ -567,18 +584,24 @@ pub fn page<T>(
     order: &str,
     offset: i64,
     limit: i64,
+    known_total: Option<i64>,
 ) -> Result<(i64, Vec<T>), diesel::result::Error>
 where
     T: QueryableByName<<DbConn as Connection>::Backend> + 'static,
 {
-    let mut count = Sql::default();
-    count
-        .push(&format!("SELECT COUNT(*) AS n FROM {from} WHERE "))
-        .append(cond.clone());
-    let total = load::<Count>(conn, count)?
-        .first()
-        .map(|c| c.n)
-        .unwrap_or(0);
+    let total = match known_total {
+        Some(n) => n,
+        None => {
+            let mut count = Sql::default();
+            count
+                .push(&format!("SELECT COUNT(*) AS n FROM {from} WHERE "))
+                .append(cond.clone());
+            load::<Count>(conn, count)?
+                .first()
+                .map(|c| c.n)
+                .unwrap_or(0)
+        }
+    };
     if limit == 0 || offset >= total {
         return Ok((total, Vec::new()));
     }

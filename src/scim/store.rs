@@ -7,9 +7,10 @@ use serde_json::{Map, Value};
 
 use super::error::{ScimError, ScimResult};
 use super::patch::NewMember;
+use super::query::{self, Bind, Sql};
 use super::resource::{self, GroupRow, UserColumns};
 use crate::db::ids::{GroupId, OrgId};
-use crate::db::schema::{memberships, user_attrs, user_groups, users};
+use crate::db::schema::{memberships, scim_user_counts, user_attrs, user_groups, users};
 use crate::db::DbConn;
 use crate::domain::{fold, UserSource};
 use crate::identity::users::User;
@@ -23,6 +24,16 @@ fn visible_users(
         .filter(users::org_id.eq(org.as_str().to_string()))
         .filter(users::is_break_glass.eq(false))
         .into_boxed()
+}
+
+/// The number of users SCIM sees in the org (exact: kept by triggers, see `db::migrate`).
+pub fn visible_user_count(conn: &mut DbConn, org: &OrgId) -> ScimResult<i64> {
+    Ok(scim_user_counts::table
+        .find(org.as_str())
+        .select(scim_user_counts::n)
+        .first::<i64>(conn)
+        .optional()?
+        .unwrap_or(0))
 }
 
 pub fn get_user(conn: &mut DbConn, org: &OrgId, id: &str) -> ScimResult<User> {
@@ -67,20 +78,41 @@ fn write_attrs(
     org: &OrgId,
     user_id: &str,
     doc: &Map<String, Value>,
+    replacing: bool,
 ) -> ScimResult<()> {
-    diesel::delete(user_attrs::table.filter(user_attrs::user_id.eq(user_id))).execute(conn)?;
-    for row in resource::attr_rows(user_id, doc) {
-        diesel::insert_into(user_attrs::table)
-            .values((
-                user_attrs::org_id.eq(org.as_str()),
-                user_attrs::user_id.eq(user_id),
-                user_attrs::root.eq(&row.root),
-                user_attrs::path.eq(&row.path),
-                user_attrs::ekey.eq(&row.ekey),
-                user_attrs::value_folded.eq(fold(&row.value)),
-                user_attrs::value.eq(row.value),
-            ))
-            .execute(conn)?;
+    if replacing {
+        diesel::delete(user_attrs::table.filter(user_attrs::user_id.eq(user_id))).execute(conn)?;
+    }
+    let rows = resource::attr_rows(user_id, doc);
+    // One multi-row INSERT per 100 values (well under both backends' bind limits; diesel's
+    // batch insert is not available through the two-backend connection).
+    for chunk in rows.chunks(100) {
+        let mut sql = Sql::default();
+        sql.push(
+            "INSERT INTO user_attrs (org_id, user_id, root, path, ekey, value_folded, value) VALUES ",
+        );
+        for (i, row) in chunk.iter().enumerate() {
+            sql.push(if i == 0 { "(" } else { ", (" });
+            for (j, v) in [
+                org.as_str(),
+                user_id,
+                &row.root,
+                &row.path,
+                &row.ekey,
+                &fold(&row.value),
+                &row.value,
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                if j > 0 {
+                    sql.push(", ");
+                }
+                sql.bind(Bind::Text(v.to_string()));
+            }
+            sql.push(")");
+        }
+        query::execute(conn, sql)?;
     }
     Ok(())
 }
@@ -96,12 +128,8 @@ pub fn create_user(
     now: i64,
 ) -> ScimResult<User> {
     let cols = columns(&doc)?;
-    if user_name_taken(conn, org, &cols.user_name, None)? {
-        return Err(ScimError::uniqueness(format!(
-            "userName `{}` is already taken",
-            cols.user_name
-        )));
-    }
+    // No separate uniqueness query: the unique index on (org, folded userName) refuses a
+    // duplicate, and that refusal becomes the same 409.
     let mut new = user_model::NewUser::new(org, &cols.user_name, UserSource::Scim);
     new.external_id = cols.external_id;
     new.email = cols.email;
@@ -110,13 +138,15 @@ pub fn create_user(
     new.display_name = cols.display_name;
     new.active = cols.active;
     new.app_role = role_from_doc(conn, org, &doc)?;
-    let user = user_model::create(conn, &new, now)?;
-    let text = Value::Object(doc.clone()).to_string();
-    diesel::update(users::table.find(user.id.as_str()))
-        .set(users::scim_json.eq(Some(text)))
-        .execute(conn)?;
-    write_attrs(conn, org, user.id.as_str(), &doc)?;
-    get_user(conn, org, user.id.as_str())
+    new.scim_json = Some(Value::Object(doc.clone()).to_string());
+    let user = user_model::create(conn, &new, now).map_err(|e| match e {
+        crate::identity::IdentityError::Conflict(_) => {
+            ScimError::uniqueness(format!("userName `{}` is already taken", cols.user_name))
+        }
+        other => other.into(),
+    })?;
+    write_attrs(conn, org, user.id.as_str(), &doc, false)?;
+    Ok(user)
 }
 
 /// Replaces a user's document (PUT, or the result of a PATCH). Deactivation revokes the
@@ -153,7 +183,7 @@ pub fn replace_user(
             users::updated_at.eq(now.max(user.updated_at)),
         ))
         .execute(conn)?;
-    write_attrs(conn, org, user.id.as_str(), &doc)?;
+    write_attrs(conn, org, user.id.as_str(), &doc, true)?;
     if user.active && !cols.active {
         user_model::revoke_sessions(conn, &user.id, now)?;
     }

@@ -87,7 +87,21 @@ pub fn page(
             .push(")");
     }
     let order = query::user_order(params.sort_by.as_deref(), params.descending);
-    let (total, users) = query::page::<User>(conn, "u.*", "users u", cond, &order, offset, limit)?;
+    // Unfiltered: the exact count kept by triggers, instead of counting every index entry.
+    let known_total = match filter {
+        None => Some(store::visible_user_count(conn, org)?),
+        Some(_) => None,
+    };
+    let (total, users) = query::page::<User>(
+        conn,
+        "u.*",
+        "users u",
+        cond,
+        &order,
+        offset,
+        limit,
+        known_total,
+    )?;
     Ok((total, render_all(conn, base, &users, &params.projection())?))
 }
 
@@ -177,7 +191,8 @@ pub fn create_in(
 ) -> ScimResult<Value> {
     let doc = normalize(body)?;
     let user = store::create_user(conn, org, doc, now)?;
-    render_one(conn, base, &user, &Projection::default())
+    // A new user is in no group yet.
+    Ok(Projection::default().apply(render_user(base, &user, Some(&[]))))
 }
 
 /// Replaces a user's document (PUT).
@@ -243,9 +258,13 @@ pub async fn create(
     let body = read_json(&state, &req, payload).await?;
     let base = base_url(&state);
     let now = clock::now();
-    let value = super::in_write_tx(&state, move |conn| {
-        create_in(conn, &client.org, &base, &body, now)
-    })
+    let value = super::write_audited(
+        &state,
+        &req,
+        &client.clone(),
+        StatusCode::CREATED,
+        move |conn| create_in(conn, &client.org, &base, &body, now),
+    )
     .await?;
     Ok(respond_resource(StatusCode::CREATED, &value))
 }
@@ -286,7 +305,7 @@ pub async fn replace(
     let base = base_url(&state);
     let now = clock::now();
     let pre = super::Preconditions::of(&req);
-    let value = super::in_write_tx(&state, move |conn| {
+    let value = super::write_audited(&state, &req, &client.clone(), StatusCode::OK, move |conn| {
         replace_in(conn, &client.org, &base, &id, &body, &pre, now)
     })
     .await?;
@@ -305,7 +324,7 @@ pub async fn patch(
     let base = base_url(&state);
     let now = clock::now();
     let pre = super::Preconditions::of(&req);
-    let value = super::in_write_tx(&state, move |conn| {
+    let value = super::write_audited(&state, &req, &client.clone(), StatusCode::OK, move |conn| {
         patch_in(conn, &client.org, &base, &id, &body, &pre, now)
     })
     .await?;
@@ -321,9 +340,13 @@ pub async fn delete(
 ) -> ScimResult<HttpResponse> {
     let now = clock::now();
     let pre = super::Preconditions::of(&req);
-    super::in_write_tx(&state, move |conn| {
-        delete_in(conn, &client.org, &id, &pre, now)
-    })
+    super::write_audited(
+        &state,
+        &req,
+        &client.clone(),
+        StatusCode::NO_CONTENT,
+        move |conn| delete_in(conn, &client.org, &id, &pre, now),
+    )
     .await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -483,3 +483,65 @@ fn kill_9_during_creates_loses_no_acknowledged_user() {
     let out = run_cli(&env, &["audit", "verify", "acme"]).ok();
     assert!(out.stdout.contains("intact"), "{}", out.stdout);
 }
+
+/// `totalResults` of an unfiltered `GET /Users` (kept as a count, not counted per request)
+/// equals the number of users a filter finds (counted row by row), whatever path added or
+/// removed users: SCIM, Bulk, the CLI, break-glass accounts (never visible to SCIM), a restart.
+async fn unfiltered_total_stays_exact(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
+    app.seed_local_user(); // org acme with alice@acme.test, a local account
+    let scim = app.scim("acme");
+    let check = |want: i64| {
+        let scim = &scim;
+        async move {
+            let (_, all) = scim.get("/Users?count=0").await;
+            let (_, counted) = scim
+                .get(&format!("/Users?count=0&filter={}", q("userName pr")))
+                .await;
+            assert_eq!(all["totalResults"], want, "unfiltered");
+            assert_eq!(counted["totalResults"], want, "counted by a filter");
+            let (_, page) = scim.get("/Users?count=1000").await;
+            assert_eq!(page["Resources"].as_array().unwrap().len() as i64, want);
+        }
+    };
+    check(1).await;
+    let a = scim.create_user("a@acme.test").await;
+    scim.create_user("b@acme.test").await;
+    check(3).await;
+    app.cli_ok(&["breakglass", "set", "acme", "bg@acme.test"]);
+    check(3).await;
+    let (_, j) = scim
+        .post(
+            "/Bulk",
+            bulk(json!([
+                user_op("c", "c@acme.test"),
+                user_op("d", "d@acme.test"),
+                user_op("dup", "a@acme.test"),
+            ])),
+        )
+        .await;
+    assert_eq!(j["Operations"][2]["status"], "409");
+    check(5).await;
+    assert_eq!(scim.delete(&format!("/Users/{a}")).await, 204);
+    check(4).await;
+    // Another org's users never count here.
+    app.scim("other").create_user("x@other.test").await;
+    check(4).await;
+    // A restart recounts (and finds the same).
+    let (_, before) = scim.get("/Users?count=0").await;
+    app.cli_ok(&["migrate"]);
+    let (_, after) = scim.get("/Users?count=0").await;
+    assert_eq!(before["totalResults"], after["totalResults"]);
+}
+
+#[tokio::test]
+async fn unfiltered_total_stays_exact_on_every_path_on_sqlite() {
+    unfiltered_total_stays_exact(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn unfiltered_total_stays_exact_on_every_path_on_postgres() {
+    unfiltered_total_stays_exact(Backend::Postgres).await;
+}

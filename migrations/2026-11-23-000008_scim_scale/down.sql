@@ -1,0 +1,2 @@
+DROP TABLE scim_user_counts;
+DROP INDEX users_scim_page;
