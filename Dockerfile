@@ -21,7 +21,9 @@ RUN useradd --system --uid 10001 --user-group --home-dir /data --no-create-home 
     && mkdir -p /data \
     && chown gatehouse:gatehouse /data
 COPY --from=builder /usr/local/bin/gatehouse /usr/local/bin/gatehouse
-ENV GATEHOUSE_DATA_DIR=/data GATEHOUSE_LISTEN=0.0.0.0:8080
+# glibc keeps a heap per thread that touched it and rarely returns memory; two heaps halve
+# peak RSS under SCIM load (scripts/bench-scim) at no measurable throughput cost.
+ENV GATEHOUSE_DATA_DIR=/data GATEHOUSE_LISTEN=0.0.0.0:8080 MALLOC_ARENA_MAX=2
 VOLUME /data
 WORKDIR /data
 USER 10001:10001
