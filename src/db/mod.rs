@@ -175,6 +175,9 @@ pub struct Db {
     last_error: Arc<Mutex<Option<String>>>,
     /// SQLite: the group-commit writer, started on the first [`Db::write`].
     writer: Arc<std::sync::OnceLock<Option<std::sync::mpsc::SyncSender<WriteJob>>>>,
+    /// Opens connections outside the pool (the writer's and the checkpointer's own), so
+    /// they never take a pooled connection from request handlers.
+    opener: Arc<Manager>,
 }
 
 /// A write for the group-commit thread: runs on its connection (inside the batch's open
@@ -188,11 +191,16 @@ const MAX_BATCH: usize = 64;
 /// Copies committed WAL frames into the database file a few times a second, off the write
 /// path (PASSIVE: never blocks the writer or readers). Ends when the writer does.
 fn checkpoint_loop(db: Db, alive: std::sync::Weak<()>) {
+    let mut conn: Option<DbConn> = None;
     while alive.upgrade().is_some() {
         std::thread::sleep(Duration::from_millis(250));
-        if let Ok(mut c) = db.conn() {
+        if conn.is_none() {
+            conn = db.opener.open().ok();
+        }
+        if let Some(c) = conn.as_mut() {
             if let Err(e) = c.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
                 tracing::warn!(error = %e, "WAL checkpoint failed; retrying");
+                conn = None;
             }
         }
     }
@@ -211,7 +219,7 @@ fn writer_loop(db: Db, rx: std::sync::mpsc::Receiver<WriteJob>) {
             .name("gatehouse-checkpoint".into())
             .spawn(move || checkpoint_loop(db, alive));
     }
-    let mut conn: Option<PooledConn> = None;
+    let mut conn: Option<DbConn> = None;
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
@@ -221,7 +229,7 @@ fn writer_loop(db: Db, rx: std::sync::mpsc::Receiver<WriteJob>) {
             }
         }
         if conn.is_none() {
-            conn = db.conn().ok();
+            conn = db.opener.open().ok();
             if let Some(c) = conn.as_mut() {
                 // Checkpoints run on their own thread (see `checkpoint_loop`), never inside
                 // a commit that writes are waiting for.
@@ -241,7 +249,6 @@ fn writer_loop(db: Db, rx: std::sync::mpsc::Receiver<WriteJob>) {
             }
             continue;
         };
-        let c: &mut DbConn = c;
         let mut writer_lock = SQLITE_WRITER.try_lock_for(Duration::from_secs(5));
         let batched = match c {
             DbConn::Sqlite(sqlite) => {
@@ -286,6 +293,7 @@ impl Db {
         // process ends (seen as SIGSEGV/SIGABRT at exit).
         openssl::init();
         let manager = Manager::new(settings)?;
+        let opener = Arc::new(Manager::new(settings)?);
         let backend = manager.backend;
         let last_error = manager.last_error.clone();
         manager
@@ -307,6 +315,7 @@ impl Db {
             backend,
             last_error,
             writer: Arc::new(std::sync::OnceLock::new()),
+            opener,
         })
     }
 
