@@ -542,10 +542,9 @@ fn run_one(
             },
         )),
         Ok(()) => {
-            let event_base = (actor, request_id);
             crate::db::write_tx(conn, |conn| -> ScimResult<(StatusCode, Option<Value>)> {
                 let done = execute(conn, org, base, op, &path, &data, now)?;
-                audit_op(conn, org, event_base, op, &path, &data, done.0, None, now)?;
+                audit_op(conn, org, (actor, request_id), op, &path, &data, done.0, None, now)?;
                 Ok(done)
             })
         }

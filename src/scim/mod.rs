@@ -349,15 +349,6 @@ impl ListParams {
     }
 }
 
-/// Runs `f` in one write transaction off the async workers (every SCIM write goes this way).
-pub async fn in_write_tx<T, F>(state: &AppState, f: F) -> ScimResult<T>
-where
-    F: FnOnce(&mut crate::db::DbConn) -> ScimResult<T> + Send + 'static,
-    T: Send + 'static,
-{
-    state.db.write(f).await
-}
-
 /// Runs `f` in one write transaction together with the request's `scim.request` audit event
 /// (answered with `status` when `f` succeeds): the change and its record commit together, in
 /// one round trip. When `f` fails, nothing is written and the middleware records the refusal.
@@ -374,7 +365,7 @@ where
 {
     let info = req.extensions().get::<auth::RequestInfo>().cloned();
     let Some(info) = info else {
-        return in_write_tx(state, f).await;
+        return state.db.write(f).await;
     };
     let body = req.extensions().get::<AuditBody>().map(|b| b.0.clone());
     let event = auth::request_event(
