@@ -12,7 +12,6 @@ use serde_json::{json, Value};
 
 use super::{access, sensitive, time, AdminResult, Nav};
 use crate::db::schema::audit_events;
-use crate::db::write_tx;
 use crate::http::errors::AppError;
 use crate::http::pages::render;
 use crate::identity::IdentityError;
@@ -142,8 +141,7 @@ pub async fn create(
     let slug = admin.org.slug.clone();
     let created = state
         .db
-        .run(move |conn| {
-            write_tx(conn, |conn| -> Result<_, IdentityError> {
+        .write(move |conn| -> Result<_, IdentityError> {
                 if let Some(secret) = &secret {
                     let cfg: OidcConfig =
                         serde_json::from_value(config.clone()).map_err(anyhow::Error::from)?;
@@ -162,9 +160,8 @@ pub async fn create(
                 admin.record(conn, "connection.add", json!({"id": c.id, "kind": kind, "idp_entity_id": config["idp_entity_id"], "metadata_url": config["metadata_url"]}), now)?;
                 Ok(c)
             })
-            .map_err(AppError::from)
-        })
-        .await?;
+        .await
+            .map_err(AppError::from)?;
     Ok(actix_web::HttpResponse::SeeOther()
         .insert_header((
             "location",
@@ -494,8 +491,7 @@ pub async fn change(
     let back = format!("/sso/admin/orgs/{}/connections/{id}", admin.org.slug);
     let notice = state
         .db
-        .run(move |conn| {
-            write_tx(conn, |conn| -> Result<String, IdentityError> {
+        .write(move |conn| -> Result<String, IdentityError> {
                 let c = connections::get_in_org(conn, &admin.org.id, &id)?
                     .ok_or_else(|| IdentityError::NotFound("connection".into()))?;
                 match form.action.as_str() {
@@ -526,13 +522,12 @@ pub async fn change(
                     _ => Err(IdentityError::Invalid("unknown change".into())),
                 }
             })
+        .await
             .map_err(|e| match e {
                 IdentityError::NotFound(_) => AppError::NotFound,
                 IdentityError::Invalid(m) => AppError::BadRequest(m),
                 other => AppError::from(other),
-            })
-        })
-        .await?;
+            })?;
     Ok(super::back_to(&back, &notice))
 }
 
@@ -596,24 +591,27 @@ pub async fn update_idp(
     let key = state.key.clone();
     state
         .db
-        .run(move |conn| {
-            write_tx(conn, |conn| -> Result<_, IdentityError> {
-                connections::update_config(conn, &c.id, &config, now)?;
-                if let Some(secret) = &secret {
-                    connections::set_secret(
-                        conn,
-                        &c.id,
-                        &crate::oidc::routes::seal_secret(&key, &c.id, secret),
-                    )?;
-                }
-                admin.record(conn, "admin.connection.update", json!({
+        .write(move |conn| -> Result<_, IdentityError> {
+            connections::update_config(conn, &c.id, &config, now)?;
+            if let Some(secret) = &secret {
+                connections::set_secret(
+                    conn,
+                    &c.id,
+                    &crate::oidc::routes::seal_secret(&key, &c.id, secret),
+                )?;
+            }
+            admin.record(
+                conn,
+                "admin.connection.update",
+                json!({
                     "id": c.id, "before": old, "after": config,
                     "client_secret": if secret.is_some() { "(replaced)" } else { "(unchanged)" },
-                }), now)?;
-                Ok(())
-            })
-            .map_err(AppError::from)
+                }),
+                now,
+            )?;
+            Ok(())
         })
-        .await?;
+        .await
+        .map_err(AppError::from)?;
     Ok(super::back_to(&back, "IdP settings saved"))
 }

@@ -12,7 +12,6 @@ use super::{
     access, back_to, check_post, sensitive, signed_in, time, Admin, AdminError, AdminResult, Nav,
 };
 use crate::db::schema::{scim_tokens, user_groups, users};
-use crate::db::write_tx;
 use crate::domain::{DomainName, Email, Enforcement};
 use crate::http::errors::AppError;
 use crate::http::pages::render;
@@ -235,17 +234,15 @@ pub async fn add_domain(
     let path = org_path(&admin);
     let result = state
         .db
-        .run(move |conn| {
-            write_tx(conn, |conn| -> Result<_, IdentityError> {
-                let d = domains::add(conn, &admin.org.id, &domain, verified, false, now)?;
-                admin.record(
-                    conn,
-                    "admin.domain.add",
-                    json!({"after": {"domain": d.domain, "verified": d.verified}}),
-                    now,
-                )?;
-                Ok(d)
-            })
+        .write(move |conn| -> Result<_, IdentityError> {
+            let d = domains::add(conn, &admin.org.id, &domain, verified, false, now)?;
+            admin.record(
+                conn,
+                "admin.domain.add",
+                json!({"after": {"domain": d.domain, "verified": d.verified}}),
+                now,
+            )?;
+            Ok(d)
         })
         .await;
     match result {
@@ -295,17 +292,15 @@ pub async fn change_domain(
     let action = form.action.clone();
     state
         .db
-        .run(move |conn| {
-            write_tx(conn, |conn| -> Result<_, IdentityError> {
+        .write(move |conn| -> Result<_, IdentityError> {
                 let d = domains::set_flags(conn, &admin.org.id, &domain, verified, enforce)?;
                 admin.record(conn, &format!("admin.domain.{action}"), json!({"domain": d.domain, "after": {"verified": d.verified, "enforce": d.enforce}}), now)?;
                 // Enforcing a domain may disqualify password sessions.
                 enforcement::set(conn, &admin.org.id, admin.org.enforcement(), now)?;
                 Ok(d)
             })
-            .map_err(AppError::from)
-        })
-        .await?;
+        .await
+            .map_err(AppError::from)?;
     Ok(back_to(&path, "Domain updated"))
 }
 
@@ -368,20 +363,18 @@ pub async fn set_enforcement(
     let path = org_path(&admin);
     let revoked = state
         .db
-        .run(move |conn| {
-            write_tx(conn, |conn| -> Result<_, IdentityError> {
-                let revoked = enforcement::set(conn, &admin.org.id, mode, now)?;
-                admin.record(
-                    conn,
-                    "admin.enforcement.set",
-                    json!({"before": before, "after": mode.as_str(), "sessions_revoked": revoked}),
-                    now,
-                )?;
-                Ok(revoked)
-            })
-            .map_err(AppError::from)
+        .write(move |conn| -> Result<_, IdentityError> {
+            let revoked = enforcement::set(conn, &admin.org.id, mode, now)?;
+            admin.record(
+                conn,
+                "admin.enforcement.set",
+                json!({"before": before, "after": mode.as_str(), "sessions_revoked": revoked}),
+                now,
+            )?;
+            Ok(revoked)
         })
-        .await?;
+        .await
+        .map_err(AppError::from)?;
     Ok(back_to(
         &path,
         &format!(
@@ -442,17 +435,15 @@ pub async fn add_breakglass(
     let back = org_path(&admin);
     let result = state
         .db
-        .run(move |conn| {
-            write_tx(conn, |conn| -> Result<_, IdentityError> {
-                let u = breakglass::set(conn, &key, &admin.org.id, &email, &hash, &seed, now)?;
-                admin.record(
-                    conn,
-                    "admin.breakglass.set",
-                    json!({"user_name": u.user_name, "password": "(generated, shown once)"}),
-                    now,
-                )?;
-                Ok(u)
-            })
+        .write(move |conn| -> Result<_, IdentityError> {
+            let u = breakglass::set(conn, &key, &admin.org.id, &email, &hash, &seed, now)?;
+            admin.record(
+                conn,
+                "admin.breakglass.set",
+                json!({"user_name": u.user_name, "password": "(generated, shown once)"}),
+                now,
+            )?;
+            Ok(u)
         })
         .await;
     let user = match result {
@@ -575,17 +566,15 @@ pub async fn add_role(
     let form = form.into_inner();
     let result = state
         .db
-        .run(move |conn| {
-            write_tx(conn, |conn| -> Result<_, IdentityError> {
-                let r = roles::add(conn, &admin.org.id, &form.name, form.rank, now)?;
-                admin.record(
-                    conn,
-                    "admin.role.add",
-                    json!({"after": {"name": r.name, "rank": r.rank}}),
-                    now,
-                )?;
-                Ok(r)
-            })
+        .write(move |conn| -> Result<_, IdentityError> {
+            let r = roles::add(conn, &admin.org.id, &form.name, form.rank, now)?;
+            admin.record(
+                conn,
+                "admin.role.add",
+                json!({"after": {"name": r.name, "rank": r.rank}}),
+                now,
+            )?;
+            Ok(r)
         })
         .await;
     match result {
@@ -616,17 +605,15 @@ pub async fn add_mapping(
     let form = form.into_inner();
     let result = state
         .db
-        .run(move |conn| {
-            write_tx(conn, |conn| -> Result<_, IdentityError> {
-                let m = roles::map(conn, &admin.org.id, &form.group, &form.role, now)?;
-                admin.record(
-                    conn,
-                    "admin.role.map",
-                    json!({"after": {"group": m.group, "role": m.role}}),
-                    now,
-                )?;
-                Ok(m)
-            })
+        .write(move |conn| -> Result<_, IdentityError> {
+            let m = roles::map(conn, &admin.org.id, &form.group, &form.role, now)?;
+            admin.record(
+                conn,
+                "admin.role.map",
+                json!({"after": {"group": m.group, "role": m.role}}),
+                now,
+            )?;
+            Ok(m)
         })
         .await;
     match result {

@@ -9,7 +9,6 @@ use serde_json::json;
 
 use super::org::SecretOnce;
 use super::{access, back_to, sensitive, time, AdminResult, Nav};
-use crate::db::write_tx;
 use crate::http::errors::AppError;
 use crate::http::pages::render;
 use crate::identity::{scim_tokens, IdentityError};
@@ -99,15 +98,18 @@ pub async fn issue(
     let back = format!("/sso/admin/orgs/{}/scim", admin.org.slug);
     let issued = state
         .db
-        .run(move |conn| {
-            write_tx(conn, |conn| -> Result<_, IdentityError> {
-                let t = scim_tokens::issue(conn, &admin.org.id, revoke_others, now)?;
-                admin.record(conn, "admin.scim_token.issue", json!({"id": t.id, "token": "(shown once)", "revoked_others": t.revoked_others}), now)?;
-                Ok(t)
-            })
-            .map_err(AppError::from)
+        .write(move |conn| -> Result<_, IdentityError> {
+            let t = scim_tokens::issue(conn, &admin.org.id, revoke_others, now)?;
+            admin.record(
+                conn,
+                "admin.scim_token.issue",
+                json!({"id": t.id, "token": "(shown once)", "revoked_others": t.revoked_others}),
+                now,
+            )?;
+            Ok(t)
         })
-        .await?;
+        .await
+        .map_err(AppError::from)?;
     let mut warning = "Shown once: paste it into your IdP's SCIM settings now. gatehouse keeps only a hash of it.".to_string();
     if issued.revoked_others > 0 {
         warning.push_str(&format!(
@@ -161,14 +163,12 @@ pub async fn revoke(
     let back = format!("/sso/admin/orgs/{}/scim", admin.org.slug);
     state
         .db
-        .run(move |conn| {
-            write_tx(conn, |conn| -> Result<_, IdentityError> {
-                scim_tokens::revoke(conn, &admin.org.id, &id, now)?;
-                admin.record(conn, "admin.scim_token.revoke", json!({"id": id}), now)?;
-                Ok(())
-            })
-            .map_err(AppError::from)
+        .write(move |conn| -> Result<_, IdentityError> {
+            scim_tokens::revoke(conn, &admin.org.id, &id, now)?;
+            admin.record(conn, "admin.scim_token.revoke", json!({"id": id}), now)?;
+            Ok(())
         })
-        .await?;
+        .await
+        .map_err(AppError::from)?;
     Ok(back_to(&back, "Token revoked"))
 }

@@ -12,7 +12,6 @@ use super::{access, back_to, check_post, time, AdminResult, Nav};
 use crate::audit::StoredEvent;
 use crate::db::ids::UserId;
 use crate::db::schema::{audit_events, memberships, sessions, user_groups, users};
-use crate::db::write_tx;
 use crate::http::errors::AppError;
 use crate::http::pages::render;
 use crate::identity::users::{self as users_mod, User};
@@ -272,24 +271,22 @@ pub async fn revoke_sessions(
     let back = format!("/sso/admin/orgs/{}/users/{id}", admin.org.slug);
     let revoked = state
         .db
-        .run(move |conn| {
-            write_tx(conn, |conn| -> Result<_, IdentityError> {
-                let u = users_mod::get(conn, &admin.org.id, &UserId::from(id.clone()))?;
-                let n = users_mod::revoke_sessions(conn, &u.id, now)?;
-                admin.record(
-                    conn,
-                    "admin.user.revoke_sessions",
-                    json!({"user_name": u.user_name, "sessions_revoked": n}),
-                    now,
-                )?;
-                Ok(n)
-            })
-            .map_err(|e| match e {
-                IdentityError::NotFound(_) => AppError::NotFound,
-                other => AppError::from(other),
-            })
+        .write(move |conn| -> Result<_, IdentityError> {
+            let u = users_mod::get(conn, &admin.org.id, &UserId::from(id.clone()))?;
+            let n = users_mod::revoke_sessions(conn, &u.id, now)?;
+            admin.record(
+                conn,
+                "admin.user.revoke_sessions",
+                json!({"user_name": u.user_name, "sessions_revoked": n}),
+                now,
+            )?;
+            Ok(n)
         })
-        .await?;
+        .await
+        .map_err(|e| match e {
+            IdentityError::NotFound(_) => AppError::NotFound,
+            other => AppError::from(other),
+        })?;
     Ok(back_to(&back, &format!("{revoked} sessions revoked")))
 }
 

@@ -270,32 +270,30 @@ async fn take_request(
     let (hash, conn_id) = (sha256_hex(state_token), c.id.clone());
     let row: Option<RequestRow> = state
         .db
-        .run(move |conn| {
-            write_tx(conn, |conn: &mut DbConn| -> Result<_, IdentityError> {
-                let row = oidc_requests::table
-                    .find(&hash)
-                    .filter(oidc_requests::connection_id.eq(&conn_id))
-                    .select((
-                        oidc_requests::browser_hash,
-                        oidc_requests::nonce_enc,
-                        oidc_requests::verifier_enc,
-                        oidc_requests::return_to,
-                        oidc_requests::expires_at,
-                        oidc_requests::consumed_at,
-                        oidc_requests::purpose,
-                    ))
-                    .first(conn)
-                    .optional()?;
-                if matches!(&row, Some((_, _, _, _, _, None, _))) {
-                    diesel::update(oidc_requests::table.find(&hash))
-                        .set(oidc_requests::consumed_at.eq(Some(now)))
-                        .execute(conn)?;
-                }
-                Ok(row)
-            })
-            .map_err(AppError::from)
+        .write(move |conn| -> Result<_, IdentityError> {
+            let row = oidc_requests::table
+                .find(&hash)
+                .filter(oidc_requests::connection_id.eq(&conn_id))
+                .select((
+                    oidc_requests::browser_hash,
+                    oidc_requests::nonce_enc,
+                    oidc_requests::verifier_enc,
+                    oidc_requests::return_to,
+                    oidc_requests::expires_at,
+                    oidc_requests::consumed_at,
+                    oidc_requests::purpose,
+                ))
+                .first(conn)
+                .optional()?;
+            if matches!(&row, Some((_, _, _, _, _, None, _))) {
+                diesel::update(oidc_requests::table.find(&hash))
+                    .set(oidc_requests::consumed_at.eq(Some(now)))
+                    .execute(conn)?;
+            }
+            Ok(row)
         })
-        .await?;
+        .await
+        .map_err(AppError::from)?;
     let Some((browser_hash, nonce_enc, verifier_enc, return_to, expires, consumed, purpose)) = row
     else {
         return Ok(Err(
