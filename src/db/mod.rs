@@ -237,15 +237,12 @@ fn writer_loop(db: Db, rx: std::sync::mpsc::Receiver<WriteJob>) {
             }
         }
         let Some(c) = conn.as_mut() else {
-            // No connection: run each write the ordinary way, on a pooled connection.
+            // No connection of its own: each write commits alone on a pooled connection (a
+            // write that gets none is dropped, and its caller answered with an error).
             for job in jobs {
-                let db = db.clone();
-                std::thread::spawn(move || match db.conn() {
-                    Ok(mut c) => job(&mut c)(true),
-                    Err(_) => {
-                        tracing::warn!("database unavailable for a queued write");
-                    }
-                });
+                if let Ok(mut c) = db.conn() {
+                    job(&mut c)(true);
+                }
             }
             continue;
         };
