@@ -25,6 +25,7 @@
 //! | `GATEHOUSE_ALLOWED_RETURN_HOSTS` | `allowed_return_hosts` | none (comma-separated hosts a sign-in may return to besides our own paths) |
 //! | `GATEHOUSE_COOKIE_DOMAIN` | `cookie_domain` | unset (host-only session cookie) — a parent domain of the public URL's host, for forward-auth on sibling hosts |
 //! | `GATEHOUSE_UPSTREAM` | `upstream` | unset (proxy mode off) — the app every other path is proxied to |
+//! | `GATEHOUSE_UPSTREAM_CA` | `upstream_ca` | unset (public roots only) — a PEM file of CA certificates trusted for an `https://` upstream, besides the public roots |
 //! | `GATEHOUSE_PUBLIC_PATHS` | `public_paths` | none (comma-separated path prefixes proxied without sign-in) |
 //! | `GATEHOUSE_ROLE_PATHS` | `role_paths` | none (comma-separated `prefix=role`: sign-in with that app role required) |
 //! | `GATEHOUSE_ALERT_WEBHOOK` | `alert_webhook` | unset (URL that receives a JSON POST for every break-glass sign-in) |
@@ -103,6 +104,7 @@ struct FileConfig {
     allowed_return_hosts: Option<Vec<String>>,
     alert_webhook: Option<String>,
     upstream: Option<String>,
+    upstream_ca: Option<PathBuf>,
     cookie_domain: Option<String>,
     public_paths: Option<Vec<String>>,
     role_paths: Option<Vec<String>>,
@@ -140,6 +142,8 @@ pub struct Settings {
     pub alert_webhook: Option<Url>,
     /// Proxy mode: the app that every path outside gatehouse's own is proxied to.
     pub upstream: Option<Url>,
+    /// CA certificates (PEM) trusted for an `https://` upstream besides the public roots.
+    pub upstream_ca: Option<PathBuf>,
     /// The session cookie's Domain (a parent of the public host), for forward-auth setups
     /// where apps on sibling hosts must see the session.
     pub cookie_domain: Option<String>,
@@ -347,6 +351,7 @@ impl Settings {
                 Some(url)
             }
         };
+        let upstream_ca = env_parse::<PathBuf>(env, "GATEHOUSE_UPSTREAM_CA")?.or(fc.upstream_ca);
         let cookie_domain = env
             .get("GATEHOUSE_COOKIE_DOMAIN")
             .cloned()
@@ -375,6 +380,7 @@ impl Settings {
         let settings = Settings {
             cookie_domain,
             upstream,
+            upstream_ca,
             public_paths,
             role_paths,
             allowed_return_hosts,
@@ -539,6 +545,13 @@ impl Settings {
                     .as_ref()
                     .map(|u| u.to_string())
                     .unwrap_or_else(|| "(unset)".into()),
+            ),
+            (
+                "upstream_ca",
+                self.upstream_ca
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "(unset: public roots only)".into()),
             ),
             (
                 "allowed_return_hosts",

@@ -95,8 +95,10 @@ impl Application {
         });
         let db_data = web::Data::new(db);
         let app_metrics = metrics.clone();
+        let upstream_tls = crate::gateway::proxy::upstream_tls(&state.settings)?;
         let server = HttpServer::new(move || {
             App::new()
+                .app_data(crate::gateway::proxy::upstream_client(upstream_tls.clone()))
                 .wrap(from_fn(context::request_context))
                 .app_data(state.clone())
                 .app_data(db_data.clone())

@@ -21,84 +21,69 @@ use crate::login::session::{Principal, SignedIn};
 use crate::startup::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/sso/admin", web::get().to(org::home))
-        .route("/sso/admin/static/admin.js", web::get().to(script))
-        .route("/sso/admin/orgs/{org}", web::get().to(org::overview))
-        .route(
-            "/sso/admin/orgs/{org}/domains",
-            web::post().to(org::add_domain),
-        )
-        .route(
-            "/sso/admin/orgs/{org}/domains/{domain}",
-            web::post().to(org::change_domain),
-        )
-        .route(
-            "/sso/admin/orgs/{org}/enforcement",
-            web::post().to(org::set_enforcement),
-        )
-        .route(
-            "/sso/admin/orgs/{org}/breakglass",
-            web::post().to(org::add_breakglass),
-        )
-        .route("/sso/admin/orgs/{org}/roles", web::get().to(org::roles))
-        .route("/sso/admin/orgs/{org}/roles", web::post().to(org::add_role))
-        .route(
-            "/sso/admin/orgs/{org}/mappings",
-            web::post().to(org::add_mapping),
-        )
-        .route("/sso/admin/orgs/{org}/scim", web::get().to(scim::page))
-        .route(
-            "/sso/admin/orgs/{org}/scim/tokens",
-            web::post().to(scim::issue),
-        )
-        .route(
-            "/sso/admin/orgs/{org}/scim/tokens/{id}/revoke",
-            web::post().to(scim::revoke),
-        )
-        .route(
-            "/sso/admin/orgs/{org}/connections/new",
-            web::get().to(connections::new_page),
-        )
-        .service(
-            web::resource("/sso/admin/orgs/{org}/connections")
-                .app_data(web::FormConfig::default().limit(512 * 1024))
-                .route(web::post().to(connections::create)),
-        )
-        .route(
-            "/sso/admin/orgs/{org}/connections/{id}",
-            web::get().to(connections::show),
-        )
-        .route(
-            "/sso/admin/orgs/{org}/connections/{id}",
-            web::post().to(connections::change),
-        )
-        .service(
-            web::resource("/sso/admin/orgs/{org}/connections/{id}/idp")
-                .app_data(web::FormConfig::default().limit(512 * 1024))
-                .route(web::post().to(connections::update_idp)),
-        )
-        .route("/sso/admin/orgs/{org}/users", web::get().to(users::list))
-        .route(
-            "/sso/admin/orgs/{org}/users/{id}",
-            web::get().to(users::show),
-        )
-        .route(
-            "/sso/admin/orgs/{org}/users/{id}/sessions/revoke",
-            web::post().to(users::revoke_sessions),
-        )
-        .route("/sso/admin/orgs/{org}/groups", web::get().to(users::groups))
-        .route(
-            "/sso/admin/orgs/{org}/audit",
-            web::get().to(audit_log::list),
-        )
-        .route(
-            "/sso/admin/orgs/{org}/audit/export.{format}",
-            web::get().to(audit_log::export),
-        )
-        .route(
-            "/sso/admin/orgs/{org}/audit/{id}",
-            web::get().to(audit_log::show),
-        );
+    cfg.service(
+        web::scope("/sso/admin")
+            .route("", web::get().to(org::home))
+            .route("/static/admin.js", web::get().to(script))
+            .route("/orgs/{org}", web::get().to(org::overview))
+            .route("/orgs/{org}/domains", web::post().to(org::add_domain))
+            .route(
+                "/orgs/{org}/domains/{domain}",
+                web::post().to(org::change_domain),
+            )
+            .route(
+                "/orgs/{org}/enforcement",
+                web::post().to(org::set_enforcement),
+            )
+            .route(
+                "/orgs/{org}/breakglass",
+                web::post().to(org::add_breakglass),
+            )
+            .route("/orgs/{org}/roles", web::get().to(org::roles))
+            .route("/orgs/{org}/roles", web::post().to(org::add_role))
+            .route("/orgs/{org}/mappings", web::post().to(org::add_mapping))
+            .route("/orgs/{org}/scim", web::get().to(scim::page))
+            .route("/orgs/{org}/scim/tokens", web::post().to(scim::issue))
+            .route(
+                "/orgs/{org}/scim/tokens/{id}/revoke",
+                web::post().to(scim::revoke),
+            )
+            .route(
+                "/orgs/{org}/connections/new",
+                web::get().to(connections::new_page),
+            )
+            .service(
+                web::resource("/orgs/{org}/connections")
+                    .app_data(web::FormConfig::default().limit(512 * 1024))
+                    .route(web::post().to(connections::create)),
+            )
+            .route(
+                "/orgs/{org}/connections/{id}",
+                web::get().to(connections::show),
+            )
+            .route(
+                "/orgs/{org}/connections/{id}",
+                web::post().to(connections::change),
+            )
+            .service(
+                web::resource("/orgs/{org}/connections/{id}/idp")
+                    .app_data(web::FormConfig::default().limit(512 * 1024))
+                    .route(web::post().to(connections::update_idp)),
+            )
+            .route("/orgs/{org}/users", web::get().to(users::list))
+            .route("/orgs/{org}/users/{id}", web::get().to(users::show))
+            .route(
+                "/orgs/{org}/users/{id}/sessions/revoke",
+                web::post().to(users::revoke_sessions),
+            )
+            .route("/orgs/{org}/groups", web::get().to(users::groups))
+            .route("/orgs/{org}/audit", web::get().to(audit_log::list))
+            .route(
+                "/orgs/{org}/audit/export.{format}",
+                web::get().to(audit_log::export),
+            )
+            .route("/orgs/{org}/audit/{id}", web::get().to(audit_log::show)),
+    );
 }
 
 /// Copy buttons (progressive enhancement; the pages work without it).

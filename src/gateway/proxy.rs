@@ -4,9 +4,10 @@
 //! gatehouse's cookies never reach the app; gatehouse's identity headers do. The upstream
 //! client is its own (trusted, no redirects), separate from the guarded outbound client.
 
-use std::sync::OnceLock;
+use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::body::SizedStream;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
@@ -31,18 +32,60 @@ const HOP_BY_HOP: &[&str] = &[
 /// gatehouse's own paths: never proxied.
 const OWN: &[&str] = &["/sso", "/scim/v2", "/healthz", "/readyz", "/metrics"];
 
-fn client() -> &'static reqwest::Client {
-    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
-    CLIENT.get_or_init(|| {
-        reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .connect_timeout(Duration::from_secs(5))
-            .read_timeout(Duration::from_secs(60))
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build()
-            .unwrap_or_default()
-    })
+/// How long the app may take to answer a request's head (a request with a body: to take the
+/// whole body and answer; uploads get longer).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// Largest WebSocket frame the app may send through the relay.
+const MAX_APP_FRAME: usize = 16 * 1024 * 1024;
+
+/// The TLS settings for an `https://` upstream: the public roots plus `upstream_ca`, if set.
+/// Built once at start-up (a bad CA file stops the start with the reason).
+pub fn upstream_tls(
+    settings: &crate::config::Settings,
+) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    use anyhow::Context;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = &settings.upstream_ca {
+        let pem = std::fs::read(path)
+            .with_context(|| format!("cannot read GATEHOUSE_UPSTREAM_CA {}", path.display()))?;
+        let certs = rustls_pemfile::certs(&mut pem.as_slice())
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("{} is not a PEM certificate file", path.display()))?;
+        if certs.is_empty() {
+            anyhow::bail!("{} holds no PEM certificate", path.display());
+        }
+        for cert in certs {
+            roots.add(cert).with_context(|| {
+                format!("{}: a certificate cannot be used as a CA", path.display())
+            })?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The upstream client of one worker thread (its connections stay on that thread): trusted
+/// (no address guard), no redirects followed, no headers of its own added.
+pub fn upstream_client(tls: Arc<rustls::ClientConfig>) -> awc::Client {
+    awc::Client::builder()
+        .disable_redirects()
+        .no_default_headers()
+        .timeout(ANSWER_TIMEOUT)
+        .connector(
+            awc::Connector::new()
+                .rustls_0_23(tls)
+                .timeout(Duration::from_secs(5))
+                .conn_keep_alive(Duration::from_secs(30))
+                .limit(0),
+        )
+        .finish()
 }
 
 /// The one form of a path: percent-decoded once, `.` and empty segments dropped, `..` applied.
@@ -141,7 +184,7 @@ fn page(status: StatusCode, req: &HttpRequest, err: AppError) -> HttpResponse {
 pub async fn handle(
     state: web::Data<AppState>,
     req: HttpRequest,
-    mut payload: web::Payload,
+    payload: web::Payload,
 ) -> HttpResponse {
     let Some(upstream) = state.settings.upstream.clone() else {
         return errors::not_found(req).await;
@@ -208,13 +251,18 @@ pub async fn handle(
     }
 
     // The request to the app.
+    let Some(client) = req.app_data::<awc::Client>().cloned() else {
+        return page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &req,
+            AppError::Internal(anyhow::anyhow!("no upstream client")),
+        );
+    };
     let mut url = upstream;
     let base = url.path().trim_end_matches('/').to_string();
     url.set_path(&format!("{base}{}", encode_path(&path)));
     url.set_query((!query.is_empty()).then_some(query));
-    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
-        .unwrap_or(reqwest::Method::GET);
-    let mut out = reqwest::header::HeaderMap::new();
+    let mut out = header::HeaderMap::new();
     let listed_in_connection: Vec<String> = req
         .headers()
         .get_all(header::CONNECTION)
@@ -237,46 +285,38 @@ pub async fn handle(
         {
             continue;
         }
-        let value = if n == "cookie" {
-            match value.to_str().ok().and_then(app_cookies) {
-                Some(v) => v,
-                None => continue,
+        if n == "cookie" {
+            if let Some(v) = value
+                .to_str()
+                .ok()
+                .and_then(app_cookies)
+                .and_then(|v| header::HeaderValue::from_str(&v).ok())
+            {
+                out.append(name.clone(), v);
             }
         } else {
-            match value.to_str() {
-                Ok(v) => v.to_string(),
-                Err(_) => continue,
-            }
-        };
-        if let (Ok(hn), Ok(hv)) = (
-            reqwest::header::HeaderName::from_bytes(n.as_bytes()),
-            reqwest::header::HeaderValue::from_str(&value),
-        ) {
-            out.append(hn, hv);
+            out.append(name.clone(), value.clone());
         }
     }
-    let mut set = |name: &'static str, value: String| {
-        if let Ok(v) = reqwest::header::HeaderValue::from_str(&value) {
-            out.insert(name, v);
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(v) = header::HeaderValue::from_str(value) {
+            out.insert(header::HeaderName::from_static(name), v);
         }
     };
     if let Some(peer) = req.peer_addr() {
-        set("x-forwarded-for", peer.ip().to_string());
+        set("x-forwarded-for", &peer.ip().to_string());
     }
-    set(
-        "x-forwarded-proto",
-        state.settings.public_url.scheme().to_string(),
-    );
+    set("x-forwarded-proto", state.settings.public_url.scheme());
     if let Some(host) = req
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
     {
-        set("x-forwarded-host", host.to_string());
+        set("x-forwarded-host", host);
     }
     if let Some((i, token)) = &identity {
         for (name, value) in identity::headers(i, token) {
-            set(name, value);
+            set(name, &value);
         }
     }
 
@@ -286,37 +326,33 @@ pub async fn handle(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     if upgrade {
-        return websocket(&req, payload, url, out).await;
+        return websocket(&req, payload, &client, url, out).await;
     }
 
-    let has_body = req.headers().contains_key(header::TRANSFER_ENCODING)
-        || req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim() != "0");
-    let mut builder = client().request(method, url).headers(out);
-    if has_body {
-        // Streamed, never buffered: chunks go to the app as they arrive.
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<web::Bytes, std::io::Error>>(8);
-        actix_web::rt::spawn(async move {
-            while let Some(chunk) = payload.next().await {
-                let item = chunk.map_err(|e| std::io::Error::other(e.to_string()));
-                let failed = item.is_err();
-                if tx.send(item).await.is_err() || failed {
-                    break;
-                }
-            }
-        });
-        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        });
-        builder = builder.body(reqwest::Body::wrap_stream(stream));
-    }
-    let res = match builder.send().await {
+    let mut request = client.request(req.method().clone(), url.as_str());
+    *request.headers_mut() = out;
+    let length = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
+    // Streamed, never buffered: chunks go to the app as they arrive (with the client's
+    // Content-Length when it sent one, chunked otherwise).
+    let sent = match (length, chunked) {
+        (Some(n), false) if n > 0 => {
+            request
+                .timeout(UPLOAD_TIMEOUT)
+                .send_body(SizedStream::new(n, payload))
+                .await
+        }
+        (_, true) => request.timeout(UPLOAD_TIMEOUT).send_stream(payload).await,
+        _ => request.send().await,
+    };
+    let res = match sent {
         Ok(r) => r,
-        Err(e) if e.is_timeout() => {
-            tracing::warn!(error = %e, "upstream timed out");
+        Err(awc::error::SendRequestError::Timeout) => {
+            tracing::warn!("upstream timed out");
             return page(
                 StatusCode::GATEWAY_TIMEOUT,
                 &req,
@@ -336,7 +372,7 @@ pub async fn handle(
             );
         }
     };
-    let status = StatusCode::from_u16(res.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let status = res.status();
     let mut back = HttpResponse::build(status);
     for (name, value) in res.headers() {
         let n = name.as_str();
@@ -351,23 +387,35 @@ pub async fn handle(
         {
             continue;
         }
-        back.append_header((n, value.as_bytes()));
+        back.append_header((name.clone(), value.clone()));
     }
-    back.streaming(res.bytes_stream())
+    let length = res
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let bodiless = req.method() == actix_web::http::Method::HEAD
+        || status.is_informational()
+        || matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED);
+    match length {
+        Some(n) if !bodiless => back.body(SizedStream::new(n, res)),
+        _ => back.streaming(res),
+    }
 }
 
 /// A WebSocket: actix cannot hand over the raw upgraded socket, so frames are relayed between
-/// the client's connection (actix-ws) and one opened to the app (tokio-tungstenite), with the
-/// same identity headers and policy as any request.
+/// the client's connection (actix-ws) and one opened to the app (awc, `ws://` or `wss://`),
+/// with the same identity headers and policy as any request.
 async fn websocket(
     req: &HttpRequest,
     payload: web::Payload,
+    client: &awc::Client,
     mut url: url::Url,
-    headers: reqwest::header::HeaderMap,
+    headers: header::HeaderMap,
 ) -> HttpResponse {
+    use actix_web::http::header::HeaderName;
+    use awc::ws::{Frame, Message};
     use futures_util::SinkExt;
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    use tokio_tungstenite::tungstenite::Message as Up;
 
     let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
     if url.set_scheme(scheme).is_err() {
@@ -377,33 +425,17 @@ async fn websocket(
             AppError::BadRequest("bad upstream URL".into()),
         );
     }
-    let Ok(mut upstream_req) = url.as_str().into_client_request() else {
-        return page(
-            StatusCode::BAD_GATEWAY,
-            req,
-            AppError::BadRequest("bad upstream URL".into()),
-        );
-    };
+    let mut handshake = client.ws(url.as_str()).max_frame_size(MAX_APP_FRAME);
     for (name, value) in &headers {
         let n = name.as_str();
-        // The handshake's own headers are tungstenite's to set.
+        // The handshake's own headers are awc's to set.
         if n.starts_with("sec-websocket-") && n != "sec-websocket-protocol" {
             continue;
         }
-        if let (Ok(hn), Ok(hv)) = (
-            tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(n.as_bytes()),
-            tokio_tungstenite::tungstenite::http::HeaderValue::from_bytes(value.as_bytes()),
-        ) {
-            upstream_req.headers_mut().insert(hn, hv);
-        }
+        handshake = handshake.header(HeaderName::clone(name), value.clone());
     }
-    let connect = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio_tungstenite::connect_async(upstream_req),
-    )
-    .await;
-    let upstream = match connect {
-        Ok(Ok((ws, _))) => ws,
+    let upstream = match tokio::time::timeout(Duration::from_secs(10), handshake.connect()).await {
+        Ok(Ok((_, framed))) => framed,
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "upstream WebSocket refused");
             return page(
@@ -435,29 +467,28 @@ async fn websocket(
     actix_web::rt::spawn(async move {
         let client_to_app = async {
             while let Some(Ok(msg)) = from_client.next().await {
-                let m = match msg {
-                    actix_ws::Message::Text(t) => Up::text(t.to_string()),
-                    actix_ws::Message::Binary(b) => Up::binary(b),
-                    actix_ws::Message::Ping(b) => Up::Ping(b),
-                    actix_ws::Message::Pong(b) => Up::Pong(b),
-                    actix_ws::Message::Close(_) => break,
-                    _ => continue,
-                };
-                if to_app.send(m).await.is_err() {
-                    break;
+                let closing = matches!(msg, Message::Close(_));
+                if matches!(msg, Message::Nop) {
+                    continue;
+                }
+                if to_app.send(msg).await.is_err() || closing {
+                    return;
                 }
             }
-            let _ = to_app.send(Up::Close(None)).await;
+            let _ = to_app.send(Message::Close(None)).await;
         };
         let app_to_client = async {
-            while let Some(Ok(msg)) = from_app.next().await {
-                let sent = match msg {
-                    Up::Text(t) => to_client.text(t.as_str().to_string()).await,
-                    Up::Binary(b) => to_client.binary(b).await,
-                    Up::Ping(b) => to_client.ping(&b).await,
-                    Up::Pong(b) => to_client.pong(&b).await,
-                    Up::Close(_) => break,
-                    Up::Frame(_) => Ok(()),
+            while let Some(Ok(frame)) = from_app.next().await {
+                let sent = match frame {
+                    Frame::Text(t) => match String::from_utf8(t.to_vec()) {
+                        Ok(text) => to_client.text(text).await,
+                        Err(_) => break,
+                    },
+                    Frame::Binary(b) => to_client.binary(b).await,
+                    Frame::Continuation(item) => to_client.continuation(item).await,
+                    Frame::Ping(b) => to_client.ping(&b).await,
+                    Frame::Pong(b) => to_client.pong(&b).await,
+                    Frame::Close(_) => break,
                 };
                 if sent.is_err() {
                     break;

@@ -30,8 +30,11 @@ use crate::startup::AppState;
 const REQUEST_TTL_SECS: i64 = 600;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/sso/oidc/{connection}/login", web::get().to(login))
-        .route("/sso/oidc/{connection}/callback", web::get().to(callback));
+    cfg.service(
+        web::scope("/sso/oidc")
+            .route("/{connection}/login", web::get().to(login))
+            .route("/{connection}/callback", web::get().to(callback)),
+    );
 }
 
 pub fn redirect_uri(settings: &Settings, connection: &str) -> String {

@@ -28,25 +28,28 @@ const REQUEST_TTL_SECS: i64 = 600;
 pub const ACS_CONCURRENCY: usize = 8;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/sso/saml/{connection}/metadata", web::get().to(metadata))
-        .route("/sso/saml/{connection}/login", web::get().to(login))
-        .service(
-            web::resource("/sso/saml/{connection}/acs")
-                .app_data(
-                    web::FormConfig::default()
-                        .limit(validate::MAX_RESPONSE_BYTES + 16 * 1024)
-                        .error_handler(|err, _| {
-                            match err {
-                                actix_web::error::UrlencodedError::Overflow { .. } => {
-                                    AppError::TooLarge
+    cfg.service(
+        web::scope("/sso/saml")
+            .route("/{connection}/metadata", web::get().to(metadata))
+            .route("/{connection}/login", web::get().to(login))
+            .service(
+                web::resource("/{connection}/acs")
+                    .app_data(
+                        web::FormConfig::default()
+                            .limit(validate::MAX_RESPONSE_BYTES + 16 * 1024)
+                            .error_handler(|err, _| {
+                                match err {
+                                    actix_web::error::UrlencodedError::Overflow { .. } => {
+                                        AppError::TooLarge
+                                    }
+                                    _ => AppError::BadRequest("malformed SAML POST".into()),
                                 }
-                                _ => AppError::BadRequest("malformed SAML POST".into()),
-                            }
-                            .into()
-                        }),
-                )
-                .route(web::post().to(acs)),
-        );
+                                .into()
+                            }),
+                    )
+                    .route(web::post().to(acs)),
+            ),
+    );
 }
 
 /// The SP entity ID of a connection: its metadata URL.

@@ -300,11 +300,173 @@ http {{
     let _ = upstream.wait();
 }
 
+/// Debian's Caddy with `forward_auth` (the configuration in docs/forward-auth.md) in front of
+/// the echo upstream: the redirect passed on, the identity headers copied, and the client's own
+/// identity headers removed — including the role, which this user does not have (gatehouse
+/// answers it empty; `copy_headers` alone would let the client's through).
+#[tokio::test]
+async fn caddy_forward_auth_in_front_of_an_app() {
+    let app = spawn_app().await;
+    app.seed_local_user();
+    let (mut upstream, up_port) = echo_upstream();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let gh = app.port;
+    let config = format!(
+        r#"{{
+    admin off
+    auto_https off
+}}
+http://127.0.0.1:{port} {{
+    handle /sso/* {{
+        reverse_proxy 127.0.0.1:{gh}
+    }}
+    handle {{
+        route {{
+            request_header -X-Forwarded-User
+            request_header -X-Forwarded-Email
+            request_header -X-Forwarded-Groups
+            request_header -X-Forwarded-Role
+            request_header -X-Gatehouse-Org
+            request_header -X-Gatehouse-Jwt
+            forward_auth 127.0.0.1:{gh} {{
+                uri /sso/verify
+                copy_headers X-Forwarded-User X-Forwarded-Email X-Forwarded-Groups X-Forwarded-Role X-Gatehouse-Org X-Gatehouse-Jwt
+            }}
+            reverse_proxy 127.0.0.1:{up_port}
+        }}
+    }}
+}}
+"#
+    );
+    std::fs::write(dir.path().join("Caddyfile"), config).unwrap();
+    let mut caddy = Command::new("caddy")
+        .args(["run", "--adapter", "caddyfile", "--config"])
+        .arg(dir.path().join("Caddyfile"))
+        .env("HOME", dir.path())
+        .env("XDG_DATA_HOME", dir.path().join("data"))
+        .env("XDG_CONFIG_HOME", dir.path().join("config"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("caddy.log")).unwrap())
+        .spawn()
+        .expect("caddy (scripts/test installs it)");
+    let base = format!("http://127.0.0.1:{port}");
+    let mut ready = false;
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        ready,
+        "caddy did not start: {}",
+        std::fs::read_to_string(dir.path().join("caddy.log")).unwrap_or_default()
+    );
+
+    // Anonymous browser: Caddy passes gatehouse's redirect on, back to the same path.
+    let res = browser()
+        .get(format!("{base}/reports/q3?x=1"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 302);
+    assert_eq!(
+        res.headers()["location"].to_str().unwrap(),
+        app.url("/sso/login?return_to=%2Freports%2Fq3%3Fx%3D1")
+    );
+    // Anonymous API client: 401, and the app never sees the request.
+    let res = browser()
+        .get(format!("{base}/api/items"))
+        .header("accept", "application/json")
+        .header("x-forwarded-user", "mallory@evil.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+
+    // Signed in through Caddy's /sso/ route: the app gets gatehouse's headers, never the
+    // client's, and no role header at all for a user without a role.
+    let user = browser();
+    let csrf = csrf_of_url(&user, &format!("{base}/sso/login")).await;
+    let res = user
+        .post(format!("{base}/sso/login"))
+        .form(&[
+            ("email", "alice@acme.test"),
+            ("password", PASSWORD),
+            ("csrf", &csrf),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let seen: Value = user
+        .get(format!("{base}/reports/q3"))
+        .header("x-forwarded-user", "mallory@evil.test")
+        .header("x-forwarded-role", "admin")
+        .header("x-gatehouse-jwt", "forged")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let h = &seen["headers"];
+    assert_eq!(h["x-forwarded-user"], "alice@acme.test", "{seen}");
+    assert_eq!(h["x-gatehouse-org"], "acme");
+    assert_eq!(
+        h["x-forwarded-role"].as_str().unwrap_or_default(),
+        "",
+        "only gatehouse's (empty) role reaches the app: {seen}"
+    );
+    let claims = pyjwt(&app, h["x-gatehouse-jwt"].as_str().unwrap()).unwrap();
+    assert_eq!(claims["sub"].as_str().map(str::len), Some(36));
+    assert_eq!(claims["email"], "alice@acme.test");
+
+    // Revoked: turned away within the identity cache's second.
+    app.cli_ok(&["user", "revoke-sessions", "acme", "alice@acme.test"]);
+    settle().await;
+    let res = user
+        .get(format!("{base}/reports/q3"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+
+    let _ = caddy.kill();
+    let _ = caddy.wait();
+    let _ = upstream.kill();
+    let _ = upstream.wait();
+}
+
+/// The CSRF value of the form at `url` (sets the CSRF cookie in that browser).
+async fn csrf_of_url(client: &reqwest::Client, url: &str) -> String {
+    let page = client
+        .get(url)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    form_field(&page, "csrf")
+}
+
 /// The echo upstream (`tests/peers/echo_upstream.py`): the child and its port.
 fn echo_upstream() -> (std::process::Child, u64) {
+    echo_upstream_with(&[])
+}
+
+/// The echo upstream with arguments (a certificate and key: HTTPS).
+fn echo_upstream_with(args: &[&std::path::Path]) -> (std::process::Child, u64) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut child = Command::new("python3")
         .arg(root.join("tests/peers/echo_upstream.py"))
+        .args(args)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -626,5 +788,218 @@ async fn websockets_are_relayed_with_the_identity() {
             format!("echo:ping {i}")
         );
     }
+    ws.close(None).await.unwrap();
+}
+
+/// A private CA and a certificate it issued for 127.0.0.1, written to `dir` as `ca.pem`,
+/// `cert.pem` (leaf then CA) and `key.pem`.
+fn private_ca(dir: &std::path::Path) {
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::BigNum;
+    use openssl::hash::MessageDigest;
+    use openssl::pkey::PKey;
+    use openssl::rsa::Rsa;
+    use openssl::x509::extension::{BasicConstraints, KeyUsage, SubjectAlternativeName};
+    use openssl::x509::{X509Builder, X509NameBuilder};
+    let name = |cn: &str| {
+        let mut n = X509NameBuilder::new().unwrap();
+        n.append_entry_by_text("CN", cn).unwrap();
+        n.build()
+    };
+    let build = |subject: &str, key: &PKey<openssl::pkey::Private>, serial: u32| {
+        let mut b = X509Builder::new().unwrap();
+        b.set_version(2).unwrap();
+        b.set_serial_number(&BigNum::from_u32(serial).unwrap().to_asn1_integer().unwrap())
+            .unwrap();
+        b.set_subject_name(&name(subject)).unwrap();
+        b.set_pubkey(key).unwrap();
+        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(2).unwrap())
+            .unwrap();
+        b
+    };
+    let ca_key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+    let mut ca = build("gatehouse test CA", &ca_key, 1);
+    ca.set_issuer_name(&name("gatehouse test CA")).unwrap();
+    ca.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
+        .unwrap();
+    ca.append_extension(KeyUsage::new().key_cert_sign().crl_sign().build().unwrap())
+        .unwrap();
+    ca.sign(&ca_key, MessageDigest::sha256()).unwrap();
+    let ca = ca.build();
+    let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+    let mut leaf = build("127.0.0.1", &key, 2);
+    leaf.set_issuer_name(ca.subject_name()).unwrap();
+    let san = SubjectAlternativeName::new()
+        .ip("127.0.0.1")
+        .build(&leaf.x509v3_context(Some(&ca), None))
+        .unwrap();
+    leaf.append_extension(san).unwrap();
+    leaf.sign(&ca_key, MessageDigest::sha256()).unwrap();
+    let leaf = leaf.build();
+    let ca_pem = ca.to_pem().unwrap();
+    std::fs::write(dir.join("ca.pem"), &ca_pem).unwrap();
+    std::fs::write(
+        dir.join("cert.pem"),
+        [leaf.to_pem().unwrap(), ca_pem].concat(),
+    )
+    .unwrap();
+    std::fs::write(dir.join("key.pem"), key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+}
+
+/// A WebSocket echo app like [`websocket_echo_app`], over TLS with `dir`'s certificate.
+async fn tls_websocket_echo_app(dir: &std::path::Path) -> u16 {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_rustls::rustls;
+    let certs = rustls_pemfile::certs(&mut std::fs::read(dir.join("cert.pem")).unwrap().as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key =
+        rustls_pemfile::private_key(&mut std::fs::read(dir.join("key.pem")).unwrap().as_slice())
+            .unwrap()
+            .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tls).await else {
+                    return;
+                };
+                let _ = ws
+                    .send(tokio_tungstenite::tungstenite::Message::text(
+                        "hello over tls",
+                    ))
+                    .await;
+                while let Some(Ok(msg)) = ws.next().await {
+                    if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+                        let reply = tokio_tungstenite::tungstenite::Message::text(format!(
+                            "echo:{}",
+                            t.as_str()
+                        ));
+                        if ws.send(reply).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// An `https://` app with a private CA: refused (502) until `GATEHOUSE_UPSTREAM_CA` names the
+/// CA; then requests and WebSockets (`wss://` to the app) pass, with the identity.
+#[tokio::test]
+async fn https_upstream_with_a_private_ca() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let certs = tempfile::tempdir().unwrap();
+    private_ca(certs.path());
+    let (mut upstream, port) = echo_upstream_with(&[
+        &certs.path().join("cert.pem"),
+        &certs.path().join("key.pem"),
+    ]);
+    let upstream_url = format!("https://127.0.0.1:{port}");
+
+    // The public roots only: the app's certificate is not trusted.
+    let untrusting = proxy_app(&upstream_url).await;
+    let cookie = session_cookie(&untrusting).await;
+    let res = reqwest::Client::new()
+        .get(untrusting.url("/items"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 502);
+
+    // A CA file that is not PEM stops the start with the reason.
+    std::fs::write(certs.path().join("bad.pem"), "not a certificate").unwrap();
+    let bad = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .arg("serve")
+        .env("GATEHOUSE_DATA_DIR", certs.path().join("data"))
+        .env("GATEHOUSE_LISTEN", "127.0.0.1:0")
+        .env("GATEHOUSE_UPSTREAM", &upstream_url)
+        .env("GATEHOUSE_UPSTREAM_CA", certs.path().join("bad.pem"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("holds no PEM certificate"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+
+    let data_dir = tempfile::tempdir().unwrap();
+    let database_url = fresh_database_url(Backend::Sqlite, data_dir.path()).unwrap();
+    let mut env = test_env(data_dir.path(), &database_url);
+    env.insert("GATEHOUSE_UPSTREAM".into(), upstream_url.clone());
+    env.insert(
+        "GATEHOUSE_UPSTREAM_CA".into(),
+        certs.path().join("ca.pem").display().to_string(),
+    );
+    let app = spawn_with_env(env, data_dir, database_url).await;
+    app.seed_local_user();
+    let cookie = session_cookie(&app).await;
+    let seen: Value = reqwest::Client::new()
+        .get(app.url("/items?x=1"))
+        .header("cookie", &cookie)
+        .header("x-forwarded-user", "mallory@evil.test")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["path"], "/items?x=1");
+    assert_eq!(seen["headers"]["x-forwarded-user"], "alice@acme.test");
+    assert_eq!(seen["headers"]["host"], format!("127.0.0.1:{port}"));
+    let _ = upstream.kill();
+    let _ = upstream.wait();
+    drop(app);
+
+    // WebSockets: wss:// to the app, same CA setting.
+    let ws_port = tls_websocket_echo_app(certs.path()).await;
+    let data_dir = tempfile::tempdir().unwrap();
+    let database_url = fresh_database_url(Backend::Sqlite, data_dir.path()).unwrap();
+    let mut env = test_env(data_dir.path(), &database_url);
+    env.insert(
+        "GATEHOUSE_UPSTREAM".into(),
+        format!("https://127.0.0.1:{ws_port}"),
+    );
+    env.insert(
+        "GATEHOUSE_UPSTREAM_CA".into(),
+        certs.path().join("ca.pem").display().to_string(),
+    );
+    let app = spawn_with_env(env, data_dir, database_url).await;
+    app.seed_local_user();
+    let mut request = format!("ws://127.0.0.1:{}/ws", app.port)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("cookie", session_cookie(&app).await.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let text =
+        |m: tokio_tungstenite::tungstenite::Message| m.into_text().unwrap().as_str().to_string();
+    assert_eq!(text(ws.next().await.unwrap().unwrap()), "hello over tls");
+    ws.send(tokio_tungstenite::tungstenite::Message::text("secure"))
+        .await
+        .unwrap();
+    assert_eq!(text(ws.next().await.unwrap().unwrap()), "echo:secure");
     ws.close(None).await.unwrap();
 }

@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """A tiny upstream app for the proxy tests: answers every request with the request's method,
 path and headers as JSON, and for a body its size and SHA-256 (read as it streams, plain or
-chunked). Prints {"port": N} once listening."""
+chunked). Prints {"port": N} once listening. With two arguments (a PEM certificate chain and its
+key) it serves HTTPS."""
 
 import hashlib
 import http.server
 import json
+import ssl
+import sys
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -50,5 +53,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+if len(sys.argv) == 3:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(sys.argv[1], sys.argv[2])
+    server.socket = context.wrap_socket(server.socket, server_side=True)
 print(json.dumps({"port": server.server_address[1]}), flush=True)
 server.serve_forever()
