@@ -26,12 +26,37 @@ fn fields(body: &Value) -> ScimResult<store::GroupFields> {
     store::group_fields(doc)
 }
 
+/// How members are rendered: as JSON values (small documents: create/replace/patch answers),
+/// or as a placeholder that [`fill_members`] replaces with text written straight from the
+/// database (reads, where a group may have 100,000 members: as values they took ~200 MB).
+#[derive(Clone, Copy, PartialEq)]
+enum Members {
+    Values,
+    Deferred,
+}
+
 fn render_all(
     conn: &mut DbConn,
     base: &str,
     groups: &[GroupRow],
     projection: &Projection,
+    how: Members,
 ) -> ScimResult<Vec<Value>> {
+    if how == Members::Deferred && projection.wants_whole("members") {
+        return Ok(groups
+            .iter()
+            .map(|g| {
+                let mut v = render_group(base, g, None);
+                if let Value::Object(map) = &mut v {
+                    map.insert(
+                        "members".into(),
+                        Value::String(format!("{}{}", members_marker(), g.id)),
+                    );
+                }
+                projection.apply(v)
+            })
+            .collect());
+    }
     let members = if projection.wants("members") {
         let ids: Vec<String> = groups.iter().map(|g| g.id.clone()).collect();
         Some(store::members_of(conn, &ids)?)
@@ -58,9 +83,45 @@ fn render_one(
     g: &GroupRow,
     projection: &Projection,
 ) -> ScimResult<Value> {
-    Ok(render_all(conn, base, std::slice::from_ref(g), projection)?
-        .pop()
-        .unwrap_or(Value::Null))
+    Ok(render_all(
+        conn,
+        base,
+        std::slice::from_ref(g),
+        projection,
+        Members::Values,
+    )?
+    .pop()
+    .unwrap_or(Value::Null))
+}
+
+/// The placeholder's text before the group id: unguessable (a random number per process),
+/// so no client-supplied string can be mistaken for it.
+fn members_marker() -> &'static str {
+    static MARKER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    MARKER.get_or_init(|| format!("\u{1}gatehouse-members:{:032x}:", rand::random::<u128>()))
+}
+
+/// `text` (serialised JSON) with every members placeholder replaced by that group's member
+/// array, streamed from the database row by row.
+pub fn fill_members(conn: &mut DbConn, base: &str, text: String) -> ScimResult<String> {
+    // serde_json writes U+0001 as `\u0001`.
+    let needle = format!("\"{}", members_marker().replace('\u{1}', "\\u0001"));
+    if !text.contains(&needle) {
+        return Ok(text);
+    }
+    let mut out: Vec<u8> = Vec::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find(&needle) {
+        out.extend_from_slice(&rest.as_bytes()[..at]);
+        let after = &rest[at + needle.len()..];
+        let end = after
+            .find('"')
+            .ok_or_else(|| ScimError::internal("unterminated members placeholder"))?;
+        store::write_members(conn, base, &after[..end], &mut out)?;
+        rest = &after[end + 1..];
+    }
+    out.extend_from_slice(rest.as_bytes());
+    String::from_utf8(out).map_err(|_| ScimError::internal("members text is not UTF-8"))
 }
 
 /// A page of groups as SCIM JSON, with the exact total.
@@ -94,7 +155,7 @@ pub fn page(
     )?;
     Ok((
         total,
-        render_all(conn, base, &groups, &params.projection())?,
+        render_all(conn, base, &groups, &params.projection(), Members::Deferred)?,
     ))
 }
 
@@ -246,17 +307,33 @@ pub async fn get(
     let pre = super::Preconditions::of(&req);
     let projection = ListParams::from_query(&q)?.projection();
     let base = base_url(&state);
-    let value = state
+    let check = pre.clone();
+    let (value, text) = state
         .db
         .run(move |conn| {
             let g = store::get_group(conn, &client.org, &id)?;
-            render_one(conn, &base, &g, &projection)
+            let value = render_all(
+                conn,
+                &base,
+                std::slice::from_ref(&g),
+                &projection,
+                Members::Deferred,
+            )?
+            .pop()
+            .unwrap_or(Value::Null);
+            if check.not_modified(&value).is_some() {
+                return Ok((value, None));
+            }
+            let text = fill_members(conn, &base, value.to_string())?;
+            Ok::<_, ScimError>((value, Some(text)))
         })
         .await?;
-    if let Some(res) = pre.not_modified(&value) {
-        return Ok(res);
+    match text {
+        None => Ok(pre
+            .not_modified(&value)
+            .unwrap_or_else(|| respond_resource(StatusCode::OK, &value))),
+        Some(text) => Ok(super::respond_resource_text(StatusCode::OK, &value, text)),
     }
-    Ok(respond_resource(StatusCode::OK, &value))
 }
 
 /// `PUT /Groups/{id}`: replaces attributes and the member list.

@@ -349,6 +349,18 @@ impl Projection {
         !self.exclude.iter().any(|p| strip_core_urn(p) == a)
     }
 
+    /// `wants(attr)`, and no sub-attribute of it is named (`members.value`): the attribute is
+    /// returned whole.
+    pub fn wants_whole(&self, attr: &str) -> bool {
+        let sub = format!("{}.", attr.to_ascii_lowercase());
+        self.wants(attr)
+            && !self
+                .include
+                .iter()
+                .chain(&self.exclude)
+                .any(|p| strip_core_urn(p).starts_with(&sub))
+    }
+
     pub fn apply(&self, resource: Value) -> Value {
         let Value::Object(map) = resource else {
             return resource;

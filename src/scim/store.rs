@@ -445,6 +445,60 @@ pub fn members_of(
     Ok(out)
 }
 
+/// One group's members as a JSON array appended to `out`, written row by row as the database
+/// returns them (never all rows, or a value per member, in memory at once).
+pub fn write_members(
+    conn: &mut DbConn,
+    base: &str,
+    group_id: &str,
+    out: &mut Vec<u8>,
+) -> ScimResult<()> {
+    #[derive(serde::Serialize)]
+    struct Member<'a> {
+        value: &'a str,
+        display: &'a str,
+        #[serde(rename = "$ref")]
+        reference: &'a str,
+        r#type: &'static str,
+    }
+    // Room for all of them at once (growing by doubling would copy, and keep, ever larger
+    // buffers).
+    let count: i64 = memberships::table
+        .filter(memberships::group_id.eq(group_id))
+        .count()
+        .get_result(conn)?;
+    out.reserve(usize::try_from(count).unwrap_or(0) * (base.len() + 160));
+    let rows = memberships::table
+        .inner_join(users::table)
+        .filter(memberships::group_id.eq(group_id))
+        .order((memberships::created_at.asc(), memberships::user_id.asc()))
+        .select((users::id, users::user_name, memberships::display))
+        .load_iter::<(String, String, Option<String>), diesel::connection::DefaultLoadingMode>(
+            conn,
+        )?;
+    out.push(b'[');
+    let mut reference = String::new();
+    for (i, row) in rows.enumerate() {
+        let (id, name, display) = row?;
+        if i > 0 {
+            out.push(b',');
+        }
+        reference.clear();
+        reference.push_str(base);
+        reference.push_str("/Users/");
+        reference.push_str(&id);
+        let member = Member {
+            value: &id,
+            display: display.as_deref().unwrap_or(&name),
+            reference: &reference,
+            r#type: "User",
+        };
+        serde_json::to_writer(&mut *out, &member).map_err(ScimError::internal)?;
+    }
+    out.push(b']');
+    Ok(())
+}
+
 /// The members inside a POST/PUT `members` array.
 pub fn members_in(body: &Value) -> ScimResult<Vec<NewMember>> {
     let members = body

@@ -13,8 +13,8 @@ use super::query::{self, Sql};
 use super::resource::{render_user, Projection};
 use super::schema::{self, Resource};
 use super::{
-    base_url, filter, list_response, patch, read_json, respond, respond_resource, store,
-    ListParams, ResourceId,
+    base_url, filter, list_response, patch, read_json, respond_resource, store, ListParams,
+    ResourceId,
 };
 use crate::clock;
 use crate::db::ids::OrgId;
@@ -140,7 +140,7 @@ pub async fn search_root(
     let org = client.org;
     let body = state
         .db
-        .run(move |conn| -> ScimResult<Value> {
+        .run(move |conn| -> ScimResult<String> {
             let offset = params.start_index - 1;
             let (users_total, mut resources) = match page(
                 conn,
@@ -171,14 +171,15 @@ pub async fn search_root(
                 Err(e) => return Err(e),
             };
             resources.extend(groups);
-            Ok(list_response(
-                users_total + groups_total,
-                params.start_index,
-                resources,
-            ))
+            let text = list_response(users_total + groups_total, params.start_index, resources)
+                .to_string();
+            super::groups::fill_members(conn, &base, text)
         })
         .await?;
-    Ok(respond(StatusCode::OK, &body))
+    Ok(super::json_body(
+        HttpResponse::Ok().content_type(super::SCIM_JSON),
+        body,
+    ))
 }
 
 /// Creates a user from a SCIM document (in the caller's write transaction).

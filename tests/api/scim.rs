@@ -937,6 +937,94 @@ async fn ten_thousand_member_patch() {
     assert!(!members.iter().any(|m| m["value"] == guid(42).as_str()));
 }
 
+/// Reads write a group's members as text straight from the database; writes answer with
+/// them as JSON values. Both must say the same thing, whatever the display names hold, in a
+/// single GET, a list, a root `.search`, and with `attributes=members`; a member sub-attribute
+/// projection still applies.
+#[tokio::test]
+async fn member_lists_read_the_same_as_written() {
+    let app = spawn_app().await;
+    let scim = app.scim("acme");
+    let mut ids = Vec::new();
+    for (i, name) in [
+        "plain@acme.test",
+        "quote\"and\\slash@acme.test",
+        "zoë\u{1}ctl@acme.test",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (s, u) = scim
+            .post(
+                "/Users",
+                json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": name, "externalId": format!("x{i}")}),
+            )
+            .await;
+        assert_eq!(s, 201, "{u}");
+        ids.push(u["id"].as_str().unwrap().to_string());
+    }
+    // A display name that looks like the placeholder's prefix is just text.
+    let tricky = "\u{1}gatehouse-members:00000000000000000000000000000000:x";
+    let members: Vec<Value> = ids
+        .iter()
+        .map(|id| json!({"value": id, "display": format!("{tricky} {id}")}))
+        .collect();
+    let (s, written) = scim
+        .post(
+            "/Groups",
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": tricky, "members": members}),
+        )
+        .await;
+    assert_eq!(s, 201, "{written}");
+    let gid = written["id"].as_str().unwrap().to_string();
+    let sorted = |v: &Value| {
+        let mut m = v.as_array().cloned().unwrap_or_default();
+        m.sort_by_key(|x| x["value"].as_str().unwrap_or_default().to_string());
+        m
+    };
+    let want = sorted(&written["members"]);
+    assert_eq!(want.len(), 3);
+    assert_eq!(want[0]["type"], "User");
+
+    let (s, one) = scim.get(&format!("/Groups/{gid}")).await;
+    assert_eq!(s, 200);
+    assert_eq!(sorted(&one["members"]), want, "{one}");
+    assert_eq!(one["displayName"], tricky);
+    let (_, listed) = scim
+        .get(&format!("/Groups?filter={}", q(r#"displayName pr"#)))
+        .await;
+    assert_eq!(sorted(&listed["Resources"][0]["members"]), want);
+    let (_, only) = scim.get(&format!("/Groups/{gid}?attributes=members")).await;
+    assert_eq!(sorted(&only["members"]), want);
+    assert!(only.get("displayName").is_none());
+    let (s, found) = scim
+        .post(
+            "/.search",
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "filter": "displayName pr", "startIndex": 1, "count": 10}),
+        )
+        .await;
+    assert_eq!(s, 200, "{found}");
+    let group = found["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == gid.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(sorted(&group["members"]), want);
+    // A sub-attribute projection keeps only what it names.
+    let (_, values) = scim
+        .get(&format!("/Groups/{gid}?attributes=members.value"))
+        .await;
+    let m = sorted(&values["members"]);
+    assert_eq!(m.len(), 3);
+    assert!(
+        m.iter()
+            .all(|x| x.get("display").is_none() && x["value"].is_string()),
+        "{values}"
+    );
+}
+
 /// An Entra-like object id.
 fn guid(i: usize) -> String {
     format!("{i:08x}-0000-4000-8000-{i:012x}")
