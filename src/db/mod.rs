@@ -457,33 +457,45 @@ impl Db {
 /// reads before it writes waits for the write lock (busy_timeout) instead of failing with
 /// "database is locked" at its first write. Inside an open transaction it nests (savepoint).
 const SQLITE_USER_COUNT_TRIGGERS: &str = "
-CREATE TRIGGER IF NOT EXISTS users_count_insert AFTER INSERT ON users
+DROP TRIGGER IF EXISTS users_count_insert;
+DROP TRIGGER IF EXISTS users_count_delete;
+DROP TRIGGER IF EXISTS users_count_update;
+CREATE TRIGGER users_count_insert AFTER INSERT ON users
 WHEN NEW.is_break_glass = FALSE BEGIN
-    INSERT INTO scim_user_counts (org_id, n) VALUES (NEW.org_id, 1)
-    ON CONFLICT (org_id) DO UPDATE SET n = n + 1;
+    INSERT INTO scim_user_counts (org_id, n, generation) VALUES (NEW.org_id, 1, 0)
+    ON CONFLICT (org_id) DO UPDATE SET n = n + 1,
+        generation = generation + EXISTS (
+            SELECT 1 FROM users u
+            WHERE u.org_id = NEW.org_id AND u.is_break_glass = FALSE
+              AND (u.created_at, u.id) > (NEW.created_at, NEW.id));
 END;
-CREATE TRIGGER IF NOT EXISTS users_count_delete AFTER DELETE ON users
+CREATE TRIGGER users_count_delete AFTER DELETE ON users
 WHEN OLD.is_break_glass = FALSE BEGIN
-    UPDATE scim_user_counts SET n = n - 1 WHERE org_id = OLD.org_id;
+    UPDATE scim_user_counts SET n = n - 1, generation = generation + 1
+        WHERE org_id = OLD.org_id;
 END;
-CREATE TRIGGER IF NOT EXISTS users_count_update AFTER UPDATE OF is_break_glass, org_id ON users
+CREATE TRIGGER users_count_update AFTER UPDATE OF is_break_glass, org_id ON users
 BEGIN
-    UPDATE scim_user_counts SET n = n - 1
+    UPDATE scim_user_counts SET n = n - 1, generation = generation + 1
         WHERE org_id = OLD.org_id AND OLD.is_break_glass = FALSE;
-    INSERT INTO scim_user_counts (org_id, n) SELECT NEW.org_id, 1
+    INSERT INTO scim_user_counts (org_id, n, generation) SELECT NEW.org_id, 1, 0
         WHERE NEW.is_break_glass = FALSE
-    ON CONFLICT (org_id) DO UPDATE SET n = n + 1;
+    ON CONFLICT (org_id) DO UPDATE SET n = n + 1, generation = generation + 1;
 END;";
 
+/// PostgreSQL bumps `generation` on every change, appends included: its concurrent writers
+/// cannot see each other's uncommitted rows, so "this insert sorts last" is not knowable here.
 const PG_USER_COUNT_TRIGGERS: &str = "
 CREATE OR REPLACE FUNCTION scim_user_count() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP IN ('DELETE', 'UPDATE') AND NOT OLD.is_break_glass THEN
-        UPDATE scim_user_counts SET n = n - 1 WHERE org_id = OLD.org_id;
+        UPDATE scim_user_counts SET n = n - 1, generation = generation + 1
+            WHERE org_id = OLD.org_id;
     END IF;
     IF TG_OP IN ('INSERT', 'UPDATE') AND NOT NEW.is_break_glass THEN
-        INSERT INTO scim_user_counts (org_id, n) VALUES (NEW.org_id, 1)
-        ON CONFLICT (org_id) DO UPDATE SET n = scim_user_counts.n + 1;
+        INSERT INTO scim_user_counts (org_id, n, generation) VALUES (NEW.org_id, 1, 0)
+        ON CONFLICT (org_id) DO UPDATE SET n = scim_user_counts.n + 1,
+            generation = scim_user_counts.generation + 1;
     END IF;
     RETURN NULL;
 END $$;
@@ -501,10 +513,17 @@ fn install_user_counts(conn: &mut DbConn) -> Result<(), DbError> {
             DbConn::Pg(_) => PG_USER_COUNT_TRIGGERS,
         };
         conn.batch_execute(triggers)?;
+        // The recount moves every generation forward (never back to a value another replica
+        // may still hold anchors for).
         conn.batch_execute(
-            "DELETE FROM scim_user_counts; \
-             INSERT INTO scim_user_counts (org_id, n) \
-             SELECT org_id, COUNT(*) FROM users WHERE is_break_glass = FALSE GROUP BY org_id;",
+            "UPDATE scim_user_counts SET generation = generation + 1, n = (\
+                 SELECT COUNT(*) FROM users u \
+                 WHERE u.org_id = scim_user_counts.org_id AND u.is_break_glass = FALSE); \
+             INSERT INTO scim_user_counts (org_id, n, generation) \
+             SELECT org_id, COUNT(*), 0 FROM users \
+             WHERE is_break_glass = FALSE \
+               AND org_id NOT IN (SELECT org_id FROM scim_user_counts) \
+             GROUP BY org_id;",
         )?;
         Ok(())
     })

@@ -283,6 +283,7 @@ diesel::table! {
     scim_user_counts (org_id) {
         org_id -> Text,
         n -> BigInt,
+        generation -> BigInt,
     }
 }
 

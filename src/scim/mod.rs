@@ -1,5 +1,6 @@
 //! The SCIM 2.0 server (RFC 7643/7644) under `/scim/v2`, one org per bearer token.
 
+pub mod anchors;
 pub mod auth;
 pub mod bulk;
 pub mod discovery;

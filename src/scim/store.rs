@@ -28,12 +28,17 @@ fn visible_users(
 
 /// The number of users SCIM sees in the org (exact: kept by triggers, see `db::migrate`).
 pub fn visible_user_count(conn: &mut DbConn, org: &OrgId) -> ScimResult<i64> {
+    Ok(user_counts(conn, org)?.0)
+}
+
+/// The org's SCIM-visible user count and its page-anchor generation (see [`super::anchors`]).
+pub fn user_counts(conn: &mut DbConn, org: &OrgId) -> ScimResult<(i64, i64)> {
     Ok(scim_user_counts::table
         .find(org.as_str())
-        .select(scim_user_counts::n)
-        .first::<i64>(conn)
+        .select((scim_user_counts::n, scim_user_counts::generation))
+        .first::<(i64, i64)>(conn)
         .optional()?
-        .unwrap_or(0))
+        .unwrap_or((0, 0)))
 }
 
 pub fn get_user(conn: &mut DbConn, org: &OrgId, id: &str) -> ScimResult<User> {

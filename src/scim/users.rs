@@ -87,10 +87,24 @@ pub fn page(
             .push(")");
     }
     let order = query::user_order(params.sort_by.as_deref(), params.descending);
-    // Unfiltered: the exact count kept by triggers, instead of counting every index entry.
-    let known_total = match filter {
-        None => Some(store::visible_user_count(conn, org)?),
-        Some(_) => None,
+    // Unfiltered: the exact count kept by triggers, instead of counting every index entry;
+    // in the default order a deep page seeks to the nearest anchor instead of walking there.
+    let (known_total, offset) = match filter {
+        None => {
+            let (total, generation) = store::user_counts(conn, org)?;
+            let default_order = params.sort_by.is_none() && !params.descending;
+            match default_order && offset < total {
+                true => match super::anchors::seek(conn, org, generation, offset)? {
+                    Some((from, rest)) => {
+                        cond.append(from);
+                        (Some(total), rest)
+                    }
+                    None => (Some(total), offset),
+                },
+                false => (Some(total), offset),
+            }
+        }
+        Some(_) => (None, offset),
     };
     let (total, users) = query::page::<User>(
         conn,

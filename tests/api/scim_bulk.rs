@@ -545,3 +545,117 @@ async fn unfiltered_total_stays_exact_on_every_path_on_sqlite() {
 async fn unfiltered_total_stays_exact_on_every_path_on_postgres() {
     unfiltered_total_stays_exact(Backend::Postgres).await;
 }
+
+/// Inserts users straight into the database (creating thousands over HTTP would only test the
+/// loop): `user{i}@acme.test` with the given `created_at`, ids `…-{i:012}`.
+fn insert_users(app: &TestApp, org_id: &str, rows: impl Iterator<Item = (usize, i64)>) {
+    use diesel::prelude::*;
+    let db = app.db();
+    let mut conn = db.conn().unwrap();
+    gatehouse::db::write_tx(&mut conn, |c| -> Result<(), diesel::result::Error> {
+        for (i, created_at) in rows {
+            diesel::sql_query(format!(
+                "INSERT INTO users (id, org_id, user_name, user_name_folded, active, is_org_admin, is_break_glass, source, version, created_at, updated_at) \
+                 VALUES ('{i:08x}-0000-4000-8000-{i:012}', '{org_id}', 'user{i}@acme.test', 'user{i}@acme.test', TRUE, FALSE, FALSE, 'scim', 1, {created_at}, {created_at})"
+            ))
+            .execute(c)?;
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+/// Deep pages (which seek to remembered positions) list exactly what walking the index from
+/// the start lists (a filter takes that path), before and after an append, an insert that
+/// sorts first, and deletes; past the end is empty.
+async fn deep_pages_match_the_walk(backend: Backend) {
+    let Some(app) = spawn_app_on(backend).await else {
+        return;
+    };
+    let scim = app.scim("acme");
+    let org_id = {
+        let out = app.cli_ok(&["org", "list", "--json"]);
+        let v: Value = serde_json::from_str(out.trim()).unwrap();
+        v[0]["id"].as_str().unwrap().to_string()
+    };
+    // 3,500 users, seven per second of created_at, so the id decides within a second.
+    insert_users(
+        &app,
+        &org_id,
+        (0..3_500).map(|i| (i, 1_000 + (i as i64) / 7)),
+    );
+    let ids = |page: &Value| -> Vec<String> {
+        page["Resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let same = |label: &'static str| {
+        let scim = &scim;
+        async move {
+            let (_, total) = scim.get("/Users?count=0").await;
+            let total = total["totalResults"].as_i64().unwrap();
+            for start in [1, 999, 1000, 1001, 1002, 2001, 2950, 3001, total - 5, total] {
+                let (s, seek) = scim
+                    .get(&format!("/Users?startIndex={start}&count=100"))
+                    .await;
+                assert_eq!(s, 200);
+                let (_, walk) = scim
+                    .get(&format!(
+                        "/Users?startIndex={start}&count=100&filter={}",
+                        q("userName pr")
+                    ))
+                    .await;
+                assert_eq!(ids(&seek), ids(&walk), "{label}: startIndex {start}");
+                assert_eq!(seek["totalResults"], total, "{label}");
+                assert!(!ids(&seek).is_empty(), "{label}: startIndex {start}");
+            }
+            let (_, past) = scim
+                .get(&format!("/Users?startIndex={}&count=100", total + 1))
+                .await;
+            assert!(ids(&past).is_empty());
+        }
+    };
+    same("seeded").await;
+    // An append (a new user sorts last): remembered positions stay right.
+    scim.create_user("late@acme.test").await;
+    same("after an append").await;
+    // A user that sorts first moves every position by one.
+    insert_users(&app, &org_id, std::iter::once((9_000, 10)));
+    same("after an insert at the front").await;
+    // Deletes in the middle.
+    let (_, page) = scim.get("/Users?startIndex=1500&count=3").await;
+    for id in ids(&page) {
+        assert_eq!(scim.delete(&format!("/Users/{id}")).await, 204);
+    }
+    same("after deletes").await;
+    // The same ids through the middle of the list as one unfiltered walk of big pages.
+    let mut all = Vec::new();
+    let mut start = 1;
+    loop {
+        let (_, page) = scim
+            .get(&format!("/Users?startIndex={start}&count=1000"))
+            .await;
+        let got = ids(&page);
+        if got.is_empty() {
+            break;
+        }
+        start += got.len();
+        all.extend(got);
+    }
+    let unique: std::collections::BTreeSet<_> = all.iter().collect();
+    assert_eq!(unique.len(), all.len(), "no user listed twice");
+    assert_eq!(all.len(), 3_500 + 1 + 1 - 3);
+}
+
+#[tokio::test]
+async fn deep_pages_match_the_walk_on_sqlite() {
+    deep_pages_match_the_walk(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn deep_pages_match_the_walk_on_postgres() {
+    deep_pages_match_the_walk(Backend::Postgres).await;
+}

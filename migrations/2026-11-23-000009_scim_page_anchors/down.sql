@@ -1,0 +1,1 @@
+ALTER TABLE scim_user_counts DROP COLUMN generation;
