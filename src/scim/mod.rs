@@ -453,11 +453,12 @@ pub async fn run_list(
 }
 
 pub fn list_response(total: i64, start_index: i64, resources: Vec<Value>) -> Value {
-    serde_json::json!({
-        "schemas": [schema::LIST_SCHEMA],
-        "totalResults": total,
-        "startIndex": start_index,
-        "itemsPerPage": resources.len(),
-        "Resources": resources,
-    })
+    // Built by hand: `json!` would copy every resource through the serializer.
+    let mut out = serde_json::Map::new();
+    out.insert("schemas".into(), serde_json::json!([schema::LIST_SCHEMA]));
+    out.insert("totalResults".into(), total.into());
+    out.insert("startIndex".into(), start_index.into());
+    out.insert("itemsPerPage".into(), resources.len().into());
+    out.insert("Resources".into(), Value::Array(resources));
+    Value::Object(out)
 }
