@@ -29,13 +29,32 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
+/// Request headers a client could use to lie to the app about where it connected, what it
+/// asked for or who it is: removed (gatehouse sets the `X-Forwarded-For/-Proto/-Host` it
+/// vouches for). `Expect` is gatehouse's to answer (it sends the client its 100 Continue).
+const CLIENT_CANNOT_SET: &[&str] = &[
+    "host",
+    "expect",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+    "x-forwarded-uri",
+    "x-forwarded-method",
+    "x-real-ip",
+    "x-original-url",
+    "x-original-uri",
+    "x-rewrite-url",
+];
+
 /// gatehouse's own paths: never proxied.
 const OWN: &[&str] = &["/sso", "/scim/v2", "/healthz", "/readyz", "/metrics"];
 
-/// How long the app may take to answer a request's head (a request with a body: to take the
-/// whole body and answer; uploads get longer).
+/// The longest the app may stay silent: before it answers, and between two reads of its body.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
-const UPLOAD_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// Largest WebSocket frame the app may send through the relay.
 const MAX_APP_FRAME: usize = 16 * 1024 * 1024;
 
@@ -71,21 +90,36 @@ pub fn upstream_tls(
     Ok(Arc::new(config))
 }
 
-/// The upstream client of one worker thread (its connections stay on that thread): trusted
-/// (no address guard), no redirects followed, no headers of its own added.
-pub fn upstream_client(tls: Arc<rustls::ClientConfig>) -> awc::Client {
-    awc::Client::builder()
+/// The upstream clients of one worker thread (their connections stay on that thread's
+/// runtime): trusted (no address guard), no redirects followed. HTTP goes through hyper
+/// (reqwest), which handles what an app may answer (1xx such as Early Hints, bodies that end
+/// with the connection, `Expect`); WebSockets through awc, which relays `ws://` and `wss://`.
+pub struct Upstream {
+    http: reqwest::Client,
+    ws: awc::Client,
+}
+
+pub fn upstream_client(tls: Arc<rustls::ClientConfig>) -> Upstream {
+    let http = reqwest::Client::builder()
+        .use_preconfigured_tls((*tls).clone())
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(5))
+        .read_timeout(ANSWER_TIMEOUT)
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build()
+        .unwrap_or_default();
+    let ws = awc::Client::builder()
         .disable_redirects()
         .no_default_headers()
         .timeout(ANSWER_TIMEOUT)
         .connector(
             awc::Connector::new()
                 .rustls_0_23(tls)
-                .timeout(Duration::from_secs(5))
-                .conn_keep_alive(Duration::from_secs(30))
-                .limit(0),
+                .timeout(Duration::from_secs(5)),
         )
-        .finish()
+        .finish();
+    Upstream { http, ws }
 }
 
 /// The one form of a path: percent-decoded once, `.` and empty segments dropped, `..` applied.
@@ -136,7 +170,9 @@ fn percent_decode(input: &[u8]) -> Vec<u8> {
 pub fn encode_path(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
     for b in path.bytes() {
-        let keep = b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&b);
+        // `;` is encoded too: some servers (Tomcat, Spring) read `/admin;x/panel` as
+        // `/admin/panel`, which the policy saw as another path.
+        let keep = b.is_ascii_alphanumeric() || b"-._~!$&'()*+,=:@/".contains(&b);
         if keep {
             out.push(b as char);
         } else {
@@ -232,8 +268,11 @@ pub async fn handle(
             AppError::Unauthorized("sign in first".into()),
         );
     }
+    // Role rules match whatever the case (an app may serve `/ADMIN` as `/admin`); public
+    // prefixes match exactly.
+    let folded = path.to_lowercase();
     for (prefix, role) in &state.settings.role_paths {
-        if under(&path, prefix) {
+        if under(&folded, &prefix.to_lowercase()) {
             let has = identity
                 .as_ref()
                 .and_then(|(i, _)| i.role.as_deref())
@@ -251,7 +290,7 @@ pub async fn handle(
     }
 
     // The request to the app.
-    let Some(client) = req.app_data::<awc::Client>().cloned() else {
+    let Some(client) = req.app_data::<Upstream>() else {
         return page(
             StatusCode::INTERNAL_SERVER_ERROR,
             &req,
@@ -269,19 +308,16 @@ pub async fn handle(
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
         .collect();
+    let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
     for (name, value) in req.headers() {
         let n = name.as_str();
+        // `X_Forwarded_User` reaches many apps (CGI, WSGI, Rack, PHP) as X-Forwarded-User.
+        let dashed = n.replace('_', "-");
         if HOP_BY_HOP.contains(&n)
             || listed_in_connection.iter().any(|c| c == n)
-            || identity::IDENTITY_HEADERS.contains(&n)
-            || matches!(
-                n,
-                "host"
-                    | "content-length"
-                    | "x-forwarded-for"
-                    | "x-forwarded-proto"
-                    | "x-forwarded-host"
-            )
+            || identity::IDENTITY_HEADERS.contains(&dashed.as_str())
+            || CLIENT_CANNOT_SET.contains(&dashed.as_str())
+            || (n == "content-length" && chunked)
         {
             continue;
         }
@@ -326,33 +362,51 @@ pub async fn handle(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     if upgrade {
-        return websocket(&req, payload, &client, url, out).await;
+        return websocket(&req, payload, &client.ws, url, out).await;
     }
 
-    let mut request = client.request(req.method().clone(), url.as_str());
-    *request.headers_mut() = out;
-    let length = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
     // Streamed, never buffered: chunks go to the app as they arrive (with the client's
-    // Content-Length when it sent one, chunked otherwise).
-    let sent = match (length, chunked) {
-        (Some(n), false) if n > 0 => {
-            request
-                .timeout(UPLOAD_TIMEOUT)
-                .send_body(SizedStream::new(n, payload))
-                .await
+    // Content-Length when it sent one, chunked otherwise). actix payloads are not Send, so a
+    // task on this worker feeds them through a channel.
+    let has_body = chunked
+        || req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0");
+    let mut headers = reqwest::header::HeaderMap::new();
+    for (name, value) in &out {
+        if let (Ok(n), Ok(v)) = (
+            reqwest::header::HeaderName::from_bytes(name.as_str().as_bytes()),
+            reqwest::header::HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            headers.append(n, v);
         }
-        (_, true) => request.timeout(UPLOAD_TIMEOUT).send_stream(payload).await,
-        _ => request.send().await,
-    };
-    let res = match sent {
+    }
+    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
+        .unwrap_or(reqwest::Method::GET);
+    let mut builder = client.http.request(method, url).headers(headers);
+    if has_body {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<web::Bytes, std::io::Error>>(8);
+        let mut payload = payload;
+        actix_web::rt::spawn(async move {
+            while let Some(chunk) = payload.next().await {
+                let item = chunk.map_err(|e| std::io::Error::other(e.to_string()));
+                let failed = item.is_err();
+                if tx.send(item).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        builder = builder.body(reqwest::Body::wrap_stream(stream));
+    }
+    let res = match builder.send().await {
         Ok(r) => r,
-        Err(awc::error::SendRequestError::Timeout) => {
-            tracing::warn!("upstream timed out");
+        Err(e) if e.is_timeout() => {
+            tracing::warn!(error = %e, "upstream timed out");
             return page(
                 StatusCode::GATEWAY_TIMEOUT,
                 &req,
@@ -372,7 +426,7 @@ pub async fn handle(
             );
         }
     };
-    let status = res.status();
+    let status = StatusCode::from_u16(res.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut back = HttpResponse::build(status);
     for (name, value) in res.headers() {
         let n = name.as_str();
@@ -387,19 +441,25 @@ pub async fn handle(
         {
             continue;
         }
-        back.append_header((name.clone(), value.clone()));
+        back.append_header((n, value.as_bytes()));
     }
-    let length = res
+    // The app's length is kept when it framed the body by length (HEAD included: no body goes
+    // out, the length still tells the client the size).
+    let length = match res
         .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    let bodiless = req.method() == actix_web::http::Method::HEAD
-        || status.is_informational()
-        || matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED);
+        .contains_key(reqwest::header::TRANSFER_ENCODING)
+    {
+        true => None,
+        false => res
+            .headers()
+            .get(reqwest::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok()),
+    };
+    let bodiless = matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED);
     match length {
-        Some(n) if !bodiless => back.body(SizedStream::new(n, res)),
-        _ => back.streaming(res),
+        Some(n) if !bodiless => back.body(SizedStream::new(n, res.bytes_stream())),
+        _ => back.streaming(res.bytes_stream()),
     }
 }
 
@@ -523,6 +583,7 @@ mod tests {
         assert_eq!(normalize("/a%5c..%5cadmin"), None);
         assert_eq!(normalize("/%ff"), None);
         assert_eq!(encode_path("/x y/%/ü"), "/x%20y/%25/%C3%BC");
+        assert_eq!(encode_path("/admin;x/panel"), "/admin%3Bx/panel");
         assert!(under("/admin/x", "/admin") && under("/admin", "/admin/"));
         assert!(!under("/administrator", "/admin"));
     }

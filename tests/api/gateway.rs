@@ -621,6 +621,10 @@ async fn proxy_mode_guards_and_forwards_the_app() {
         )
         .header("connection", "keep-alive, x-hop")
         .header("x-hop", "secret")
+        .header("x_forwarded_role", "admin")
+        .header("x-original-url", "/admin")
+        .header("forwarded", "for=6.6.6.6")
+        .header("x-real-ip", "6.6.6.6")
         .send()
         .await
         .unwrap()
@@ -635,6 +639,17 @@ async fn proxy_mode_guards_and_forwards_the_app() {
         h["x-hop"].is_null(),
         "hop-by-hop headers named in Connection are dropped"
     );
+    for spoofable in [
+        "x_forwarded_role",
+        "x-original-url",
+        "forwarded",
+        "x-real-ip",
+    ] {
+        assert!(
+            h[spoofable].is_null(),
+            "{spoofable} reached the app: {seen}"
+        );
+    }
     let cookies = h["cookie"].as_str().unwrap_or_default();
     assert!(
         cookies.contains("app_pref=dark") && !cookies.contains("gatehouse"),
@@ -652,10 +667,65 @@ async fn proxy_mode_guards_and_forwards_the_app() {
         "/public/%2e%2e/admin",
         "/public%2F..%2Fadmin/users",
         "/x/..//admin",
+        "/ADMIN/users",
+        "/Admin",
     ] {
         let res = user.get(app.url(path)).send().await.unwrap();
         assert_eq!(res.status(), 403, "{path}");
     }
+    // A path parameter is not a way around the rule: the app sees the `;` encoded.
+    let seen: Value = user
+        .get(app.url("/admin;x/panel"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["path"], "/admin%3Bx/panel");
+
+    // HEAD keeps the app's length; a 103 Early Hints is not taken for the answer (and the
+    // next request gets its own answer); `Expect: 100-continue` is gatehouse's to answer.
+    let head = user.head(app.url("/report")).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert!(
+        head.headers().contains_key("content-length"),
+        "{:?}",
+        head.headers()
+    );
+    for i in 0..3 {
+        let seen: Value = user
+            .get(app.url(&format!("/early-hints/{i}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(seen["path"], format!("/early-hints/{i}"));
+        let seen: Value = user
+            .get(app.url(&format!("/after/{i}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(seen["path"], format!("/after/{i}"));
+    }
+    let seen: Value = user
+        .post(app.url("/form"))
+        .header("expect", "100-continue")
+        .body("a=1")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["body"]["size"], 3);
+    assert!(seen["headers"]["expect"].is_null());
+    assert_eq!(seen["headers"]["content-length"], "3");
     assert_eq!(
         user.get(app.url("/a%5c..%5cadmin"))
             .send()

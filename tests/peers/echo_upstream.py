@@ -9,6 +9,7 @@ import http.server
 import json
 import ssl
 import sys
+import time
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -36,6 +37,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return {"size": size, "sha256": digest.hexdigest()}
 
     def do_GET(self):
+        if self.path.startswith("/early-hints"):
+            # A 103 Early Hints first, and the answer a moment later.
+            self.send_response_only(103)
+            self.send_header("link", "</style.css>; rel=preload")
+            self.end_headers()
+            self.wfile.flush()
+            time.sleep(0.05)
         answer = {"method": self.command, "path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}}
         if self.command == "POST":
             answer["body"] = self.read_body()
@@ -47,6 +55,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     do_POST = do_GET
+
+    def do_HEAD(self):
+        body = json.dumps({"method": "HEAD", "path": self.path}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
 
     def log_message(self, *args):
         pass
