@@ -55,7 +55,7 @@ const OWN: &[&str] = &["/sso", "/scim/v2", "/healthz", "/readyz", "/metrics"];
 
 /// The longest the app may stay silent: before it answers, and between two reads of its body.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
-/// Largest WebSocket frame the app may send through the relay.
+/// Largest WebSocket frame relayed, either way.
 const MAX_APP_FRAME: usize = 16 * 1024 * 1024;
 
 /// The TLS settings for an `https://` upstream: the public roots plus `upstream_ca`, if set.
@@ -494,25 +494,34 @@ async fn websocket(
         }
         handshake = handshake.header(HeaderName::clone(name), value.clone());
     }
-    let upstream = match tokio::time::timeout(Duration::from_secs(10), handshake.connect()).await {
-        Ok(Ok((_, framed))) => framed,
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "upstream WebSocket refused");
-            return page(
-                StatusCode::BAD_GATEWAY,
-                req,
-                AppError::BadRequest("The application refused the WebSocket connection.".into()),
-            );
-        }
-        Err(_) => {
-            return page(
-                StatusCode::GATEWAY_TIMEOUT,
-                req,
-                AppError::BadRequest("The application did not answer in time.".into()),
-            )
-        }
-    };
-    let (response, session, mut from_client) = match actix_ws::handle(req, payload) {
+    let (upstream, protocol) =
+        match tokio::time::timeout(Duration::from_secs(10), handshake.connect()).await {
+            Ok(Ok((answer, framed))) => (
+                framed,
+                answer
+                    .headers()
+                    .get(header::SEC_WEBSOCKET_PROTOCOL)
+                    .cloned(),
+            ),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "upstream WebSocket refused");
+                return page(
+                    StatusCode::BAD_GATEWAY,
+                    req,
+                    AppError::BadRequest(
+                        "The application refused the WebSocket connection.".into(),
+                    ),
+                );
+            }
+            Err(_) => {
+                return page(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    req,
+                    AppError::BadRequest("The application did not answer in time.".into()),
+                )
+            }
+        };
+    let (mut response, session, from_client) = match actix_ws::handle(req, payload) {
         Ok(parts) => parts,
         Err(e) => {
             return page(
@@ -522,6 +531,14 @@ async fn websocket(
             )
         }
     };
+    // The subprotocol the app chose (a browser drops a connection that asked for one and
+    // is not told which), and the same frame size limit both ways.
+    if let Some(p) = protocol {
+        response
+            .headers_mut()
+            .insert(header::SEC_WEBSOCKET_PROTOCOL, p);
+    }
+    let mut from_client = from_client.max_frame_size(MAX_APP_FRAME);
     let (mut to_app, mut from_app) = upstream.split();
     let mut to_client = session.clone();
     actix_web::rt::spawn(async move {

@@ -786,13 +786,23 @@ async fn websocket_echo_app() -> u16 {
             tokio::spawn(async move {
                 let mut user = String::new();
                 let callback = |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
-                                res: tokio_tungstenite::tungstenite::handshake::server::Response| {
+                                mut res: tokio_tungstenite::tungstenite::handshake::server::Response| {
                     user = req
                         .headers()
                         .get("x-forwarded-user")
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("(none)")
                         .to_string();
+                    // A subprotocol, when the client offers ours.
+                    let offered = req
+                        .headers()
+                        .get("sec-websocket-protocol")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default();
+                    if offered.split(',').any(|p| p.trim() == "superchat") {
+                        res.headers_mut()
+                            .insert("sec-websocket-protocol", "superchat".parse().unwrap());
+                    }
                     Ok(res)
                 };
                 let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
@@ -858,6 +868,31 @@ async fn websockets_are_relayed_with_the_identity() {
             format!("echo:ping {i}")
         );
     }
+    // A frame larger than actix-ws's 64 KiB default goes through.
+    let big = "x".repeat(200 * 1024);
+    ws.send(tokio_tungstenite::tungstenite::Message::text(big.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_text(ws.next().await.unwrap().unwrap()),
+        format!("echo:{big}")
+    );
+    ws.close(None).await.unwrap();
+
+    // The subprotocol the app chose reaches the client.
+    let mut request = ws_url.as_str().into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("cookie", session_cookie(&app).await.parse().unwrap());
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", "chat, superchat".parse().unwrap());
+    let (mut ws, answer) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(answer.headers()["sec-websocket-protocol"], "superchat");
+    assert_eq!(
+        next_text(ws.next().await.unwrap().unwrap()),
+        "hello alice@acme.test"
+    );
     ws.close(None).await.unwrap();
 }
 
