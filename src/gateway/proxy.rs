@@ -312,11 +312,14 @@ pub async fn handle(
     for (name, value) in req.headers() {
         let n = name.as_str();
         // `X_Forwarded_User` reaches many apps (CGI, WSGI, Rack, PHP) as X-Forwarded-User.
-        let dashed = n.replace('_', "-");
+        let dashed: std::borrow::Cow<str> = match n.contains('_') {
+            true => n.replace('_', "-").into(),
+            false => n.into(),
+        };
         if HOP_BY_HOP.contains(&n)
             || listed_in_connection.iter().any(|c| c == n)
-            || identity::IDENTITY_HEADERS.contains(&dashed.as_str())
-            || CLIENT_CANNOT_SET.contains(&dashed.as_str())
+            || identity::IDENTITY_HEADERS.contains(&dashed.as_ref())
+            || CLIENT_CANNOT_SET.contains(&dashed.as_ref())
             || (n == "content-length" && chunked)
         {
             continue;
