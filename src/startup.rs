@@ -97,9 +97,14 @@ impl Application {
         let app_metrics = metrics.clone();
         let upstream_tls = crate::gateway::proxy::upstream_tls(&state.settings)?;
         let server = HttpServer::new(move || {
-            App::new()
-                .app_data(crate::gateway::proxy::upstream_client(upstream_tls.clone()))
-                .wrap(from_fn(context::request_context))
+            // Proxy mode: this worker's own upstream clients.
+            let app = match &upstream_tls {
+                Some(tls) => {
+                    App::new().app_data(crate::gateway::proxy::upstream_client(tls.clone()))
+                }
+                None => App::new(),
+            };
+            app.wrap(from_fn(context::request_context))
                 .app_data(state.clone())
                 .app_data(db_data.clone())
                 .app_data(app_metrics.clone())

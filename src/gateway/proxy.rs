@@ -59,11 +59,14 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_APP_FRAME: usize = 16 * 1024 * 1024;
 
 /// The TLS settings for an `https://` upstream: the public roots plus `upstream_ca`, if set.
-/// Built once at start-up (a bad CA file stops the start with the reason).
+/// Built once at start-up, only in proxy mode (a bad CA file stops the start with the reason).
 pub fn upstream_tls(
     settings: &crate::config::Settings,
-) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+) -> anyhow::Result<Option<Arc<rustls::ClientConfig>>> {
     use anyhow::Context;
+    if settings.upstream.is_none() {
+        return Ok(None);
+    }
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = &settings.upstream_ca {
@@ -87,7 +90,7 @@ pub fn upstream_tls(
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Ok(Some(Arc::new(config)))
 }
 
 /// The upstream clients of one worker thread (their connections stay on that thread's

@@ -50,7 +50,7 @@ fn render_all(
                 if let Value::Object(map) = &mut v {
                     map.insert(
                         "members".into(),
-                        Value::String(format!("{}{}", members_marker(), g.id)),
+                        Value::String(format!("{}{}", marker().prefix, g.id)),
                     );
                 }
                 projection.apply(v)
@@ -95,23 +95,34 @@ fn render_one(
 }
 
 /// The placeholder's text before the group id: unguessable (a random number per process),
-/// so no client-supplied string can be mistaken for it.
-fn members_marker() -> &'static str {
-    static MARKER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    MARKER.get_or_init(|| format!("\u{1}gatehouse-members:{:032x}:", rand::random::<u128>()))
+/// so no client-supplied string can be mistaken for it. With it, as serde_json writes it
+/// (U+0001 as `\u0001`, after the opening quote): what [`fill_members`] looks for.
+struct Marker {
+    prefix: String,
+    needle: String,
+}
+
+fn marker() -> &'static Marker {
+    static MARKER: std::sync::OnceLock<Marker> = std::sync::OnceLock::new();
+    MARKER.get_or_init(|| {
+        let nonce = format!("{:032x}", rand::random::<u128>());
+        Marker {
+            prefix: format!("\u{1}gatehouse-members:{nonce}:"),
+            needle: format!("\"\\u0001gatehouse-members:{nonce}:"),
+        }
+    })
 }
 
 /// `text` (serialised JSON) with every members placeholder replaced by that group's member
 /// array, streamed from the database row by row.
 pub fn fill_members(conn: &mut DbConn, base: &str, text: String) -> ScimResult<String> {
-    // serde_json writes U+0001 as `\u0001`.
-    let needle = format!("\"{}", members_marker().replace('\u{1}', "\\u0001"));
-    if !text.contains(&needle) {
+    let needle = marker().needle.as_str();
+    if !text.contains(needle) {
         return Ok(text);
     }
     let mut out: Vec<u8> = Vec::with_capacity(text.len());
     let mut rest = text.as_str();
-    while let Some(at) = rest.find(&needle) {
+    while let Some(at) = rest.find(needle) {
         out.extend_from_slice(&rest.as_bytes()[..at]);
         let after = &rest[at + needle.len()..];
         let end = after
