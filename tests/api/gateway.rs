@@ -442,20 +442,6 @@ http://127.0.0.1:{port} {{
     let _ = upstream.wait();
 }
 
-/// The CSRF value of the form at `url` (sets the CSRF cookie in that browser).
-async fn csrf_of_url(client: &reqwest::Client, url: &str) -> String {
-    let page = client
-        .get(url)
-        .header("accept", "text/html")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    form_field(&page, "csrf")
-}
-
 /// The echo upstream (`tests/peers/echo_upstream.py`): the child and its port.
 fn echo_upstream() -> (std::process::Child, u64) {
     echo_upstream_with(&[])
@@ -558,12 +544,20 @@ async fn cookie_domain_shares_the_session_with_sibling_hosts() {
 }
 
 async fn proxy_app(upstream: &str) -> TestApp {
+    proxy_app_with(upstream, &[]).await
+}
+
+/// [`proxy_app`] with more settings.
+async fn proxy_app_with(upstream: &str, extra: &[(&str, String)]) -> TestApp {
     let data_dir = tempfile::tempdir().unwrap();
     let database_url = fresh_database_url(Backend::Sqlite, data_dir.path()).unwrap();
     let mut env = test_env(data_dir.path(), &database_url);
     env.insert("GATEHOUSE_UPSTREAM".into(), upstream.into());
     env.insert("GATEHOUSE_PUBLIC_PATHS".into(), "/public".into());
     env.insert("GATEHOUSE_ROLE_PATHS".into(), "/admin=admin".into());
+    for (name, value) in extra {
+        env.insert(name.to_string(), value.clone());
+    }
     let app = spawn_with_env(env, data_dir, database_url).await;
     app.seed_local_user();
     app
@@ -774,11 +768,32 @@ async fn proxy_mode_guards_and_forwards_the_app() {
     assert!(res.text().await.unwrap().contains("not reachable"));
 }
 
+/// The echo apps' side of a WebSocket: `greeting` first, then each text frame back as
+/// `echo:<text>`.
+async fn echo_session<S>(mut ws: tokio_tungstenite::WebSocketStream<S>, greeting: String)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let _ = ws.send(Message::text(greeting)).await;
+    while let Some(Ok(msg)) = ws.next().await {
+        if let Message::Text(t) = msg {
+            if ws
+                .send(Message::text(format!("echo:{}", t.as_str())))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    }
+}
+
 /// A WebSocket echo app: echoes each text frame as `echo:<text>` and its first frame answers
 /// with the identity header it was opened with.
 #[allow(clippy::result_large_err)] // tungstenite's handshake callback signature
 async fn websocket_echo_app() -> u16 {
-    use futures_util::{SinkExt, StreamExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
@@ -805,25 +820,10 @@ async fn websocket_echo_app() -> u16 {
                     }
                     Ok(res)
                 };
-                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
+                let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
                     return;
                 };
-                let _ = ws
-                    .send(tokio_tungstenite::tungstenite::Message::text(format!(
-                        "hello {user}"
-                    )))
-                    .await;
-                while let Some(Ok(msg)) = ws.next().await {
-                    if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
-                        let reply = tokio_tungstenite::tungstenite::Message::text(format!(
-                            "echo:{}",
-                            t.as_str()
-                        ));
-                        if ws.send(reply).await.is_err() {
-                            break;
-                        }
-                    }
-                }
+                echo_session(ws, format!("hello {user}")).await;
             });
         }
     });
@@ -955,7 +955,6 @@ fn private_ca(dir: &std::path::Path) {
 
 /// A WebSocket echo app like [`websocket_echo_app`], over TLS with `dir`'s certificate.
 async fn tls_websocket_echo_app(dir: &std::path::Path) -> u16 {
-    use futures_util::{SinkExt, StreamExt};
     use tokio_rustls::rustls;
     let certs = rustls_pemfile::certs(&mut std::fs::read(dir.join("cert.pem")).unwrap().as_slice())
         .collect::<Result<Vec<_>, _>>()
@@ -982,25 +981,10 @@ async fn tls_websocket_echo_app(dir: &std::path::Path) -> u16 {
                 let Ok(tls) = acceptor.accept(stream).await else {
                     return;
                 };
-                let Ok(mut ws) = tokio_tungstenite::accept_async(tls).await else {
+                let Ok(ws) = tokio_tungstenite::accept_async(tls).await else {
                     return;
                 };
-                let _ = ws
-                    .send(tokio_tungstenite::tungstenite::Message::text(
-                        "hello over tls",
-                    ))
-                    .await;
-                while let Some(Ok(msg)) = ws.next().await {
-                    if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
-                        let reply = tokio_tungstenite::tungstenite::Message::text(format!(
-                            "echo:{}",
-                            t.as_str()
-                        ));
-                        if ws.send(reply).await.is_err() {
-                            break;
-                        }
-                    }
-                }
+                echo_session(ws, "hello over tls".into()).await;
             });
         }
     });
@@ -1049,16 +1033,11 @@ async fn https_upstream_with_a_private_ca() {
         String::from_utf8_lossy(&bad.stderr)
     );
 
-    let data_dir = tempfile::tempdir().unwrap();
-    let database_url = fresh_database_url(Backend::Sqlite, data_dir.path()).unwrap();
-    let mut env = test_env(data_dir.path(), &database_url);
-    env.insert("GATEHOUSE_UPSTREAM".into(), upstream_url.clone());
-    env.insert(
-        "GATEHOUSE_UPSTREAM_CA".into(),
+    let ca = [(
+        "GATEHOUSE_UPSTREAM_CA",
         certs.path().join("ca.pem").display().to_string(),
-    );
-    let app = spawn_with_env(env, data_dir, database_url).await;
-    app.seed_local_user();
+    )];
+    let app = proxy_app_with(&upstream_url, &ca).await;
     let cookie = session_cookie(&app).await;
     let seen: Value = reqwest::Client::new()
         .get(app.url("/items?x=1"))
@@ -1079,19 +1058,7 @@ async fn https_upstream_with_a_private_ca() {
 
     // WebSockets: wss:// to the app, same CA setting.
     let ws_port = tls_websocket_echo_app(certs.path()).await;
-    let data_dir = tempfile::tempdir().unwrap();
-    let database_url = fresh_database_url(Backend::Sqlite, data_dir.path()).unwrap();
-    let mut env = test_env(data_dir.path(), &database_url);
-    env.insert(
-        "GATEHOUSE_UPSTREAM".into(),
-        format!("https://127.0.0.1:{ws_port}"),
-    );
-    env.insert(
-        "GATEHOUSE_UPSTREAM_CA".into(),
-        certs.path().join("ca.pem").display().to_string(),
-    );
-    let app = spawn_with_env(env, data_dir, database_url).await;
-    app.seed_local_user();
+    let app = proxy_app_with(&format!("https://127.0.0.1:{ws_port}"), &ca).await;
     let mut request = format!("ws://127.0.0.1:{}/ws", app.port)
         .into_client_request()
         .unwrap();

@@ -616,13 +616,46 @@ pub async fn signed_in_browser(app: &TestApp, email: &str) -> reqwest::Client {
 
 /// The CSRF value of the form on a page (sets the CSRF cookie in that browser).
 pub async fn csrf_of(app: &TestApp, client: &reqwest::Client, path: &str) -> String {
-    let page = client
-        .get(app.url(path))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    csrf_of_url(client, &app.url(path)).await
+}
+
+/// The CSRF value of the form at `url` (sets the CSRF cookie in that browser), e.g. a
+/// gatehouse page reached through a proxy.
+pub async fn csrf_of_url(client: &reqwest::Client, url: &str) -> String {
+    let page = client.get(url).send().await.unwrap().text().await.unwrap();
     form_field(&page, "csrf")
+}
+
+/// An Entra-like object id.
+pub fn guid(i: usize) -> String {
+    format!("{i:08x}-0000-4000-8000-{i:012x}")
+}
+
+/// Inserts users straight into the database (creating thousands over HTTP would only test the
+/// loop): `user{i}@acme.test` with id [`guid`]`(i)` and the given `created_at`.
+pub fn insert_users(app: &TestApp, org_id: &str, rows: impl Iterator<Item = (usize, i64)>) {
+    use diesel::prelude::*;
+    let db = app.db();
+    let mut conn = db.conn().unwrap();
+    gatehouse::db::write_tx(&mut conn, |c| -> Result<(), diesel::result::Error> {
+        for (i, created_at) in rows {
+            diesel::sql_query(format!(
+                "INSERT INTO users (id, org_id, user_name, user_name_folded, active, is_org_admin, is_break_glass, source, version, created_at, updated_at) \
+                 VALUES ('{}', '{org_id}', 'user{i}@acme.test', 'user{i}@acme.test', TRUE, FALSE, FALSE, 'scim', 1, {created_at}, {created_at})",
+                guid(i)
+            ))
+            .execute(c)?;
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+impl TestApp {
+    /// The id of the first org `org list` shows.
+    pub fn first_org_id(&self) -> String {
+        let out = self.cli_ok(&["org", "list", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        v[0]["id"].as_str().unwrap().to_string()
+    }
 }

@@ -883,29 +883,9 @@ async fn orgs_are_isolated() {
 async fn ten_thousand_member_patch() {
     let app = spawn_app().await;
     let scim = app.scim("acme");
-    let org_id = {
-        let out = app.cli_ok(&["org", "list", "--json"]);
-        let v: Value = serde_json::from_str(out.trim()).unwrap();
-        v[0]["id"].as_str().unwrap().to_string()
-    };
     // Seed the users directly (creating 10,000 over HTTP would only test the loop).
-    {
-        use diesel::prelude::*;
-        let db = app.db();
-        let mut conn = db.conn().unwrap();
-        gatehouse::db::write_tx(&mut conn, |c| -> Result<(), diesel::result::Error> {
-            for i in 0..10_000 {
-                diesel::sql_query(format!(
-                    "INSERT INTO users (id, org_id, user_name, user_name_folded, active, is_org_admin, is_break_glass, source, version, created_at, updated_at) \
-                     VALUES ('{}', '{org_id}', 'user{i}@acme.test', 'user{i}@acme.test', TRUE, FALSE, FALSE, 'scim', 1, 0, 0)",
-                    guid(i)
-                ))
-                .execute(c)?;
-            }
-            Ok(())
-        })
-        .unwrap();
-    }
+    let org_id = app.first_org_id();
+    insert_users(&app, &org_id, (0..10_000).map(|i| (i, 0)));
     let gid = scim.create_group("Everyone", &[]).await;
     let members: Vec<Value> = (0..10_000).map(|i| json!({"value": guid(i)})).collect();
     let body = patch_op(json!([{"op": "add", "path": "members", "value": members}]));
@@ -1023,11 +1003,6 @@ async fn member_lists_read_the_same_as_written() {
             .all(|x| x.get("display").is_none() && x["value"].is_string()),
         "{values}"
     );
-}
-
-/// An Entra-like object id.
-fn guid(i: usize) -> String {
-    format!("{i:08x}-0000-4000-8000-{i:012x}")
 }
 
 /// Every attribute × operator × value combination answers 200 or 400 — never a 500 — on both

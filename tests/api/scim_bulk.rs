@@ -546,25 +546,6 @@ async fn unfiltered_total_stays_exact_on_every_path_on_postgres() {
     unfiltered_total_stays_exact(Backend::Postgres).await;
 }
 
-/// Inserts users straight into the database (creating thousands over HTTP would only test the
-/// loop): `user{i}@acme.test` with the given `created_at`, ids `…-{i:012}`.
-fn insert_users(app: &TestApp, org_id: &str, rows: impl Iterator<Item = (usize, i64)>) {
-    use diesel::prelude::*;
-    let db = app.db();
-    let mut conn = db.conn().unwrap();
-    gatehouse::db::write_tx(&mut conn, |c| -> Result<(), diesel::result::Error> {
-        for (i, created_at) in rows {
-            diesel::sql_query(format!(
-                "INSERT INTO users (id, org_id, user_name, user_name_folded, active, is_org_admin, is_break_glass, source, version, created_at, updated_at) \
-                 VALUES ('{i:08x}-0000-4000-8000-{i:012}', '{org_id}', 'user{i}@acme.test', 'user{i}@acme.test', TRUE, FALSE, FALSE, 'scim', 1, {created_at}, {created_at})"
-            ))
-            .execute(c)?;
-        }
-        Ok(())
-    })
-    .unwrap();
-}
-
 /// Deep pages (which seek to remembered positions) list exactly what walking the index from
 /// the start lists (a filter takes that path), before and after an append, an insert that
 /// sorts first, and deletes; past the end is empty.
@@ -573,11 +554,7 @@ async fn deep_pages_match_the_walk(backend: Backend) {
         return;
     };
     let scim = app.scim("acme");
-    let org_id = {
-        let out = app.cli_ok(&["org", "list", "--json"]);
-        let v: Value = serde_json::from_str(out.trim()).unwrap();
-        v[0]["id"].as_str().unwrap().to_string()
-    };
+    let org_id = app.first_org_id();
     // 3,500 users, seven per second of created_at, so the id decides within a second.
     insert_users(
         &app,
