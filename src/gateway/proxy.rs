@@ -304,7 +304,8 @@ pub async fn handle(
     let base = url.path().trim_end_matches('/').to_string();
     url.set_path(&format!("{base}{}", encode_path(&path)));
     url.set_query((!query.is_empty()).then_some(query));
-    let mut out = header::HeaderMap::new();
+    // Built in the HTTP client's types (the frequent case); a WebSocket converts them.
+    let mut out = reqwest::header::HeaderMap::new();
     let listed_in_connection: Vec<String> = req
         .headers()
         .get_all(header::CONNECTION)
@@ -327,22 +328,20 @@ pub async fn handle(
         {
             continue;
         }
-        if n == "cookie" {
-            if let Some(v) = value
-                .to_str()
-                .ok()
-                .and_then(app_cookies)
-                .and_then(|v| header::HeaderValue::from_str(&v).ok())
-            {
-                out.append(name.clone(), v);
-            }
-        } else {
-            out.append(name.clone(), value.clone());
+        let value = match n {
+            "cookie" => match value.to_str().ok().and_then(app_cookies) {
+                Some(v) => reqwest::header::HeaderValue::from_str(&v),
+                None => continue,
+            },
+            _ => reqwest::header::HeaderValue::from_bytes(value.as_bytes()),
+        };
+        if let (Ok(n), Ok(v)) = (reqwest::header::HeaderName::from_bytes(n.as_bytes()), value) {
+            out.append(n, v);
         }
     }
     let mut set = |name: &'static str, value: &str| {
-        if let Ok(v) = header::HeaderValue::from_str(value) {
-            out.insert(header::HeaderName::from_static(name), v);
+        if let Ok(v) = reqwest::header::HeaderValue::from_str(value) {
+            out.insert(reqwest::header::HeaderName::from_static(name), v);
         }
     };
     if let Some(peer) = req.peer_addr() {
@@ -380,18 +379,9 @@ pub async fn handle(
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim() != "0");
-    let mut headers = reqwest::header::HeaderMap::new();
-    for (name, value) in &out {
-        if let (Ok(n), Ok(v)) = (
-            reqwest::header::HeaderName::from_bytes(name.as_str().as_bytes()),
-            reqwest::header::HeaderValue::from_bytes(value.as_bytes()),
-        ) {
-            headers.append(n, v);
-        }
-    }
     let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
         .unwrap_or(reqwest::Method::GET);
-    let mut builder = client.http.request(method, url).headers(headers);
+    let mut builder = client.http.request(method, url).headers(out);
     if has_body {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<web::Bytes, std::io::Error>>(8);
         let mut payload = payload;
@@ -477,7 +467,7 @@ async fn websocket(
     payload: web::Payload,
     client: &awc::Client,
     mut url: url::Url,
-    headers: header::HeaderMap,
+    headers: reqwest::header::HeaderMap,
 ) -> HttpResponse {
     use actix_web::http::header::HeaderName;
     use awc::ws::{Frame, Message};
@@ -498,7 +488,12 @@ async fn websocket(
         if n.starts_with("sec-websocket-") && n != "sec-websocket-protocol" {
             continue;
         }
-        handshake = handshake.header(HeaderName::clone(name), value.clone());
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(n.as_bytes()),
+            header::HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            handshake = handshake.header(n, v);
+        }
     }
     let (upstream, protocol) =
         match tokio::time::timeout(Duration::from_secs(10), handshake.connect()).await {

@@ -42,15 +42,6 @@ fn cache() -> &'static Cache {
     CACHE.get_or_init(Default::default)
 }
 
-fn visible(org: &OrgId) -> Sql {
-    let mut cond = Sql::default();
-    cond.push("u.org_id = ")
-        .bind(Bind::Text(org.to_string()))
-        .push(" AND u.is_break_glass = ")
-        .bind(Bind::Bool(false));
-    cond
-}
-
 /// The key `skip` entries after `from` (or the first key), in the default order.
 fn step(
     conn: &mut DbConn,
@@ -60,7 +51,7 @@ fn step(
 ) -> Result<Option<Key>, diesel::result::Error> {
     let mut q = Sql::default();
     q.push("SELECT u.created_at, u.id FROM users u WHERE ")
-        .append(visible(org));
+        .append(query::visible_users(org));
     if let Some(k) = from {
         q.push(" AND (u.created_at, u.id) >= (")
             .bind(Bind::Int(k.created_at))

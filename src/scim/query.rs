@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::error::ScimError;
 use super::filter::{AttrPath, Filter, Op};
 use super::schema::{self, Kind, ENTERPRISE_SCHEMA, USER_SCHEMA};
+use crate::db::ids::OrgId;
 use crate::db::DbConn;
 use crate::domain::fold;
 
@@ -566,6 +567,16 @@ where
 /// Runs a statement (e.g. a multi-row INSERT) with its binds.
 pub fn execute(conn: &mut DbConn, sql: Sql) -> Result<usize, diesel::result::Error> {
     boxed(conn, sql).execute(conn)
+}
+
+/// `users u` rows SCIM sees in an org (break-glass accounts are not SCIM's).
+pub fn visible_users(org: &OrgId) -> Sql {
+    let mut cond = Sql::default();
+    cond.push("u.org_id = ")
+        .bind(Bind::Text(org.to_string()))
+        .push(" AND u.is_break_glass = ")
+        .bind(Bind::Bool(false));
+    cond
 }
 
 #[derive(QueryableByName)]

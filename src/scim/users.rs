@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::auth::ScimClient;
 use super::error::{ScimError, ScimResult};
-use super::query::{self, Sql};
+use super::query;
 use super::resource::{render_user, Projection};
 use super::schema::{self, Resource};
 use super::{
@@ -76,11 +76,7 @@ pub fn page(
     offset: i64,
     limit: i64,
 ) -> ScimResult<(i64, Vec<Value>)> {
-    let mut cond = Sql::default();
-    cond.push("u.org_id = ")
-        .bind(query::Bind::Text(org.to_string()))
-        .push(" AND u.is_break_glass = ")
-        .bind(query::Bind::Bool(false));
+    let mut cond = query::visible_users(org);
     if let Some(f) = filter {
         cond.push(" AND (")
             .append(query::user_filter(org.as_str(), f)?)
