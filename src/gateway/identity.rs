@@ -154,21 +154,19 @@ pub fn groups_value(groups: &[String]) -> String {
     out
 }
 
-/// The identity headers (name, value) for the app.
+/// The identity headers (name, value) for the app: all six, empty when the user has no such
+/// value (no role, no e-mail), so a proxy that copies them never leaves a client's own value
+/// or its own placeholder text in place (Caddy 2.6 does the latter).
 pub fn headers(identity: &Identity, jwt: &str) -> Vec<(&'static str, String)> {
-    let mut h = vec![
+    let optional = |v: &Option<String>| v.as_deref().map(header_value).unwrap_or_default();
+    vec![
         ("x-forwarded-user", header_value(&identity.user_name)),
-        ("x-gatehouse-org", header_value(&identity.org)),
+        ("x-forwarded-email", optional(&identity.email)),
         ("x-forwarded-groups", groups_value(&identity.groups)),
+        ("x-forwarded-role", optional(&identity.role)),
+        ("x-gatehouse-org", header_value(&identity.org)),
         ("x-gatehouse-jwt", jwt.to_string()),
-    ];
-    if let Some(e) = &identity.email {
-        h.push(("x-forwarded-email", header_value(e)));
-    }
-    if let Some(r) = &identity.role {
-        h.push(("x-forwarded-role", header_value(r)));
-    }
-    h
+    ]
 }
 
 #[cfg(test)]

@@ -189,17 +189,8 @@ pub async fn verify(
         Caller::User(identity, token) => {
             let mut res = HttpResponse::Ok();
             res.insert_header((header::CACHE_CONTROL, "no-store"));
-            let headers = identity::headers(&identity, &token);
-            // Every identity header, empty when the user has no such value (no role, no
-            // e-mail): a proxy that copies headers then never leaves a client's own value or
-            // its own placeholder text in place (Caddy 2.6 does the latter).
-            for name in identity::IDENTITY_HEADERS {
-                let value = headers
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .map(|(_, v)| v.as_str())
-                    .unwrap_or_default();
-                res.insert_header((*name, value));
+            for (name, value) in identity::headers(&identity, &token) {
+                res.insert_header((name, value));
             }
             return Ok(res.finish());
         }
