@@ -169,25 +169,66 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .configure(crate::sso::routes);
 }
 
-/// Purges audit payloads past the retention period, at start and then hourly.
+/// Purges audit payloads past the retention period, at start and then hourly: per org, the
+/// candidates are read off the (org_id, occurred_at) index and their payloads dropped in
+/// writes of [`crate::audit::PURGE_BATCH`] events. (One `UPDATE … WHERE occurred_at < ?`
+/// scans the whole table, and on SQLite it holds the write lock for the scan: with a large
+/// audit log every other write waited seconds, or failed, once an hour.)
 fn spawn_audit_purge(db: Db, retention_days: u32) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+        // Everything before this has been purged by this process already.
+        let mut done_before = 0;
         loop {
             tick.tick().await;
             let before = crate::clock::now() - i64::from(retention_days) * 86_400;
-            match db
-                .run(move |conn| {
-                    crate::audit::purge_payloads(conn, before).map_err(crate::db::DbError::from)
-                })
-                .await
-            {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(events = n, "purged audit payloads past retention"),
-                Err(e) => tracing::warn!(error = %e, "audit payload purge failed"),
+            match purge_pass(&db, done_before, before).await {
+                Ok(n) => {
+                    done_before = before;
+                    if n > 0 {
+                        tracing::info!(events = n, "purged audit payloads past retention");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "audit payload purge failed; retrying in an hour")
+                }
             }
         }
     });
+}
+
+async fn purge_pass(db: &Db, from: i64, before: i64) -> Result<usize, crate::db::DbError> {
+    use crate::db::DbError;
+    let chains = db
+        .run(|conn| crate::audit::chains_with_events(conn).map_err(DbError::from))
+        .await?;
+    let mut purged = 0;
+    for org in chains {
+        let mut cursor = from;
+        loop {
+            let o = org.clone();
+            let batch = db
+                .run(move |conn| {
+                    crate::audit::purge_candidates(conn, o.as_deref(), cursor, before)
+                        .map_err(DbError::from)
+                })
+                .await?;
+            let Some(&(_, last)) = batch.last() else {
+                break;
+            };
+            let full = batch.len() as i64 == crate::audit::PURGE_BATCH;
+            let ids: Vec<String> = batch.into_iter().map(|(id, _)| id).collect();
+            purged += db
+                .write(move |conn| crate::audit::purge_payloads(conn, &ids).map_err(DbError::from))
+                .await?;
+            if !full {
+                break;
+            }
+            // Events at `last` not yet purged are found again (purged ones no longer match).
+            cursor = last;
+        }
+    }
+    Ok(purged)
 }
 
 fn load_tls(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<rustls::ServerConfig> {

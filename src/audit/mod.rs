@@ -159,54 +159,85 @@ fn chain_of(org: Option<&OrgId>) -> &str {
     org.map(|o| o.as_str()).unwrap_or(INSTANCE_CHAIN)
 }
 
-/// Records `event` at `now` (Unix seconds) in the caller's transaction.
+/// Records `event` at `now` (Unix seconds), atomically (a savepoint inside the caller's
+/// transaction, if any).
 pub fn record(conn: &mut DbConn, event: &Event, now: i64) -> QueryResult<AuditId> {
+    let prepared = prepare(event);
+    write_tx(conn, |conn| record_prepared(conn, &prepared, now))
+}
+
+/// An event with its payload redacted, capped and hashed: the part of recording that needs
+/// no database, done before a write is queued so the database writer only chains and inserts.
+pub struct Prepared {
+    event: Event,
+    payload_text: Option<String>,
+    payload_hash: String,
+}
+
+pub fn prepare(event: &Event) -> Prepared {
     let redacted = redact::redact(&event.payload);
     let payload_text = match &redacted {
         serde_json::Value::Null => None,
         value => Some(cap(value.to_string())),
     };
-    let log_payload = payload_text.clone().unwrap_or_default();
+    let payload_hash = payload_hash(payload_text.as_deref());
+    Prepared {
+        event: Event {
+            org: event.org.clone(),
+            actor: event.actor.clone(),
+            action: event.action.clone(),
+            outcome: event.outcome,
+            payload: serde_json::Value::Null,
+            request_id: event.request_id.clone(),
+        },
+        payload_text,
+        payload_hash,
+    }
+}
+
+/// Records a prepared event at `now`. Must run inside the caller's transaction (the chain's
+/// last link is read and extended in it).
+pub fn record_prepared(conn: &mut DbConn, p: &Prepared, now: i64) -> QueryResult<AuditId> {
+    let event = &p.event;
     match event.outcome {
         Outcome::Success => {
             tracing::info!(action = %event.action, actor = %event.actor, org = ?event.org, "audit")
         }
         _ => {
-            tracing::warn!(action = %event.action, actor = %event.actor, org = ?event.org, outcome = event.outcome.as_str(), payload = %log_payload, "audit")
+            let payload = p.payload_text.as_deref().unwrap_or_default();
+            tracing::warn!(action = %event.action, actor = %event.actor, org = ?event.org, outcome = event.outcome.as_str(), payload = %payload, "audit")
         }
     }
-    let chain = chain_of(event.org.as_ref()).to_string();
-    write_tx(conn, |conn| {
-        lock_named(conn, &format!("audit:{chain}"))?;
-        let last: Option<(i64, String)> = audit_events::table
-            .filter(audit_events::chain.eq(&chain))
-            .order(audit_events::seq.desc())
-            .select((audit_events::seq, audit_events::hash))
-            .first(conn)
-            .optional()?;
-        let (prev_seq, prev_hash) = last.unwrap_or((0, GENESIS.to_string()));
-        let id = AuditId::new();
-        let mut row = NewEvent {
-            id: id.to_string(),
-            chain: &chain,
-            org_id: event.org.as_ref().map(|o| o.as_str()),
-            seq: prev_seq + 1,
-            occurred_at: now,
-            actor: &event.actor,
-            action: &event.action,
-            outcome: event.outcome.as_str(),
-            request_id: event.request_id.as_deref(),
-            payload: payload_text.as_deref(),
-            payload_hash: payload_hash(payload_text.as_deref()),
-            prev_hash,
-            hash: String::new(),
-        };
-        row.hash = row.compute_hash();
-        diesel::insert_into(audit_events::table)
-            .values(&row)
-            .execute(conn)?;
-        Ok(id)
-    })
+    let chain = chain_of(event.org.as_ref());
+    lock_named(conn, &format!("audit:{chain}"))?;
+    let last: Option<(i64, String)> = audit_events::table
+        .filter(audit_events::chain.eq(chain))
+        .order(audit_events::seq.desc())
+        .select((audit_events::seq, audit_events::hash))
+        .first(conn)
+        .optional()?;
+    let (prev_seq, prev_hash) = last.unwrap_or((0, GENESIS.to_string()));
+    let id = AuditId::new();
+    let mut row = NewEvent {
+        id: id.to_string(),
+        chain,
+        org_id: event.org.as_ref().map(|o| o.as_str()),
+        seq: prev_seq + 1,
+        occurred_at: now,
+        actor: &event.actor,
+        action: &event.action,
+        outcome: event.outcome.as_str(),
+        request_id: event.request_id.as_deref(),
+        payload: p.payload_text.as_deref(),
+        payload_hash: p.payload_hash.clone(),
+        prev_hash,
+        hash: String::new(),
+    };
+    row.hash = row.compute_hash();
+    diesel::insert_into(audit_events::table)
+        .values(&row)
+        .execute(conn)?;
+    Ok(id)
 }
 
 fn payload_hash(payload: Option<&str>) -> String {
@@ -283,13 +314,45 @@ pub fn verify(conn: &mut DbConn, org: Option<&OrgId>) -> Result<usize, anyhow::E
     Ok(events.len())
 }
 
-/// Drops payloads older than `before` (Unix seconds); the chain stays verifiable.
-pub fn purge_payloads(conn: &mut DbConn, before: i64) -> QueryResult<usize> {
-    diesel::update(
-        audit_events::table
-            .filter(audit_events::occurred_at.lt(before))
-            .filter(audit_events::payload.is_not_null()),
-    )
-    .set(audit_events::payload.eq(None::<String>))
-    .execute(conn)
+/// Events whose payloads a purge drops in one write (a short write: the database writer and
+/// every other write wait for it).
+pub const PURGE_BATCH: i64 = 1000;
+
+/// The orgs with audit events (`None`: instance events), for a payload purge pass.
+pub fn chains_with_events(conn: &mut DbConn) -> QueryResult<Vec<Option<String>>> {
+    audit_events::table
+        .select(audit_events::org_id)
+        .distinct()
+        .load(conn)
+}
+
+/// Up to [`PURGE_BATCH`] events of one org that still have a payload and occurred in
+/// `[from, before)`, oldest first: (id, occurred_at). A read on the (org_id, occurred_at) index.
+pub fn purge_candidates(
+    conn: &mut DbConn,
+    org: Option<&str>,
+    from: i64,
+    before: i64,
+) -> QueryResult<Vec<(String, i64)>> {
+    let mut q = audit_events::table
+        .filter(audit_events::occurred_at.ge(from))
+        .filter(audit_events::occurred_at.lt(before))
+        .filter(audit_events::payload.is_not_null())
+        .order(audit_events::occurred_at)
+        .select((audit_events::id, audit_events::occurred_at))
+        .limit(PURGE_BATCH)
+        .into_boxed();
+    q = match org {
+        Some(org) => q.filter(audit_events::org_id.eq(org)),
+        None => q.filter(audit_events::org_id.is_null()),
+    };
+    q.load(conn)
+}
+
+/// Drops the payloads of these events; the chain stays verifiable (it covers the payloads'
+/// hashes, which stay).
+pub fn purge_payloads(conn: &mut DbConn, ids: &[String]) -> QueryResult<usize> {
+    diesel::update(audit_events::table.filter(audit_events::id.eq_any(ids)))
+        .set(audit_events::payload.eq(None::<String>))
+        .execute(conn)
 }

@@ -119,7 +119,8 @@ impl Manager {
                 conn.batch_execute(&format!(
                     "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
                      PRAGMA synchronous = {}; PRAGMA foreign_keys = ON; \
-                     PRAGMA case_sensitive_like = ON;",
+                     PRAGMA case_sensitive_like = ON; \
+                     PRAGMA journal_size_limit = 67108864;",
                     self.sqlite_synchronous.pragma_value()
                 ))
                 .map_err(r2d2::Error::QueryError)?;
@@ -178,6 +179,8 @@ pub struct Db {
     /// Opens connections outside the pool (the writer's and the checkpointer's own), so
     /// they never take a pooled connection from request handlers.
     opener: Arc<Manager>,
+    /// SQLite: set by the checkpointer when the WAL has grown past [`WAL_RESTART_FRAMES`].
+    wal_restart_wanted: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A write for the group-commit thread: runs on its connection (inside the batch's open
@@ -188,8 +191,22 @@ type WriteJob = Box<dyn FnOnce(&mut DbConn) -> Box<dyn FnOnce(bool) + Send> + Se
 /// Most writes one commit carries.
 const MAX_BATCH: usize = 64;
 
+/// WAL size (in frames, 4 KiB pages by default) past which the writer restarts the log.
+const WAL_RESTART_FRAMES: i64 = 8192;
+
+#[derive(diesel::QueryableByName)]
+struct Checkpointed {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    log: i64,
+}
+
 /// Copies committed WAL frames into the database file a few times a second, off the write
 /// path (PASSIVE: never blocks the writer or readers). Ends when the writer does.
+///
+/// A passive checkpoint alone never lets the log start over while writes keep coming (every
+/// commit appends past what was copied), so under sustained writes the WAL file would grow
+/// without bound. When it passes [`WAL_RESTART_FRAMES`] the writer is asked to restart it
+/// between two batches (see [`restart_wal`]).
 fn checkpoint_loop(db: Db, alive: std::sync::Weak<()>) {
     let mut conn: Option<DbConn> = None;
     while alive.upgrade().is_some() {
@@ -197,12 +214,35 @@ fn checkpoint_loop(db: Db, alive: std::sync::Weak<()>) {
         if conn.is_none() {
             conn = db.opener.open().ok();
         }
-        if let Some(c) = conn.as_mut() {
-            if let Err(e) = c.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
-                tracing::warn!(error = %e, "WAL checkpoint failed; retrying");
-                conn = None;
+        if let Some(DbConn::Sqlite(c)) = conn.as_mut() {
+            match diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)").get_result::<Checkpointed>(c)
+            {
+                Ok(done) if done.log >= WAL_RESTART_FRAMES => {
+                    db.wal_restart_wanted
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "WAL checkpoint failed; retrying");
+                    conn = None;
+                }
             }
         }
+    }
+}
+
+/// Run by the writer between batches when asked: copies what is left of the log (the
+/// checkpointer has copied most of it) and waits for readers still on the old log, so the
+/// next commit writes the log from its start (and `journal_size_limit` trims the file).
+fn restart_wal(db: &Db, conn: &mut DbConn) {
+    if !db
+        .wal_restart_wanted
+        .swap(false, std::sync::atomic::Ordering::Relaxed)
+    {
+        return;
+    }
+    if let Err(e) = conn.batch_execute("PRAGMA wal_checkpoint(RESTART)") {
+        tracing::warn!(error = %e, "WAL restart failed; the next checkpoint asks again");
     }
 }
 
@@ -247,6 +287,7 @@ fn writer_loop(db: Db, rx: std::sync::mpsc::Receiver<WriteJob>) {
             continue;
         };
         let mut writer_lock = SQLITE_WRITER.try_lock_for(Duration::from_secs(5));
+        restart_wal(&db, c);
         let batched = match c {
             DbConn::Sqlite(sqlite) => {
                 AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE").is_ok()
@@ -313,6 +354,7 @@ impl Db {
             last_error,
             writer: Arc::new(std::sync::OnceLock::new()),
             opener,
+            wal_restart_wanted: Arc::default(),
         })
     }
 

@@ -103,23 +103,28 @@ pub fn revoke(conn: &mut DbConn, org: &OrgId, id: &str, now: i64) -> Result<()> 
     Ok(())
 }
 
-/// The org a bearer token belongs to, if it is live. `last_used_at` is written at most once
-/// a minute.
-pub fn authenticate(conn: &mut DbConn, token: &str, now: i64) -> Result<Option<ScimToken>> {
-    let found = scim_tokens::table
+/// The live token a bearer secret belongs to, if any (a read: recording its use is
+/// [`touch`], which callers send through the database writer when [`due_for_touch`] says so).
+pub fn authenticate(conn: &mut DbConn, token: &str) -> Result<Option<ScimToken>> {
+    Ok(scim_tokens::table
         .filter(scim_tokens::token_hash.eq(sha256_hex(token)))
         .filter(scim_tokens::revoked_at.is_null())
         .select(ScimToken::as_select())
         .first(conn)
-        .optional()?;
-    if let Some(t) = &found {
-        if t.last_used_at.map(|at| now - at >= 60).unwrap_or(true) {
-            diesel::update(scim_tokens::table.find(t.id.as_str()))
-                .set(scim_tokens::last_used_at.eq(Some(now)))
-                .execute(conn)?;
-        }
-    }
-    Ok(found)
+        .optional()?)
+}
+
+/// `last_used_at` is written at most once a minute.
+pub fn due_for_touch(t: &ScimToken, now: i64) -> bool {
+    t.last_used_at.map(|at| now - at >= 60).unwrap_or(true)
+}
+
+/// Records that the token was used at `now`.
+pub fn touch(conn: &mut DbConn, id: &str, now: i64) -> Result<()> {
+    diesel::update(scim_tokens::table.find(id))
+        .set(scim_tokens::last_used_at.eq(Some(now)))
+        .execute(conn)?;
+    Ok(())
 }
 
 /// Live tokens seen in the last second, by hash: a SCIM burst authenticates without a

@@ -112,29 +112,30 @@ pub fn create(conn: &mut DbConn, new: &NewUser, now: i64) -> Result<User> {
         return Err(IdentityError::Invalid("userName must not be empty".into()));
     }
     let id = UserId::new();
+    let row = UserRow {
+        id: id.as_str(),
+        org_id: new.org_id.as_str(),
+        user_name: &new.user_name,
+        user_name_folded: fold(&new.user_name),
+        external_id: new.external_id.as_deref(),
+        email: new.email.as_deref(),
+        email_folded: new.email.as_deref().map(fold),
+        given_name: new.given_name.as_deref(),
+        family_name: new.family_name.as_deref(),
+        display_name: new.display_name.as_deref(),
+        active: new.active,
+        app_role: new.app_role.as_deref(),
+        is_org_admin: new.is_org_admin,
+        is_break_glass: new.is_break_glass,
+        source: new.source.as_str(),
+        password_hash: new.password_hash.as_deref(),
+        scim_json: new.scim_json.as_deref(),
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    };
     diesel::insert_into(users::table)
-        .values(&UserRow {
-            id: id.as_str(),
-            org_id: new.org_id.as_str(),
-            user_name: &new.user_name,
-            user_name_folded: fold(&new.user_name),
-            external_id: new.external_id.as_deref(),
-            email: new.email.as_deref(),
-            email_folded: new.email.as_deref().map(fold),
-            given_name: new.given_name.as_deref(),
-            family_name: new.family_name.as_deref(),
-            display_name: new.display_name.as_deref(),
-            active: new.active,
-            app_role: new.app_role.as_deref(),
-            is_org_admin: new.is_org_admin,
-            is_break_glass: new.is_break_glass,
-            source: new.source.as_str(),
-            password_hash: new.password_hash.as_deref(),
-            scim_json: new.scim_json.as_deref(),
-            version: 1,
-            created_at: now,
-            updated_at: now,
-        })
+        .values(&row)
         .execute(conn)
         .map_err(|e| {
             conflict_on_unique(e, || {
@@ -144,7 +145,30 @@ pub fn create(conn: &mut DbConn, new: &NewUser, now: i64) -> Result<User> {
                 )
             })
         })?;
-    get(conn, &new.org_id, &id)
+    // The row as stored (no read back: every column is known here; `idp_groups` starts empty).
+    Ok(User {
+        id: id.clone(),
+        org_id: new.org_id.clone(),
+        user_name: new.user_name.clone(),
+        user_name_folded: row.user_name_folded,
+        external_id: new.external_id.clone(),
+        email: new.email.clone(),
+        email_folded: row.email_folded,
+        given_name: new.given_name.clone(),
+        family_name: new.family_name.clone(),
+        display_name: new.display_name.clone(),
+        active: new.active,
+        app_role: new.app_role.clone(),
+        is_org_admin: new.is_org_admin,
+        is_break_glass: new.is_break_glass,
+        source: new.source.as_str().to_string(),
+        password_hash: new.password_hash.clone(),
+        version: 1,
+        created_at: now,
+        updated_at: now,
+        scim_json: new.scim_json.clone(),
+        idp_groups: None,
+    })
 }
 
 /// Org-scoped: a user id of another org is "not found".

@@ -66,17 +66,36 @@ pub async fn scim_context(
     let client = match bearer(&req) {
         Some(token) => match scim_tokens::cached(&token) {
             Some(t) => Ok(Some(t)),
-            None => state
-                .db
-                .run(move |conn| {
-                    let found = scim_tokens::authenticate(conn, &token, now)?;
-                    if let Some(t) = &found {
-                        scim_tokens::remember(&token, t);
+            None => {
+                let found = state
+                    .db
+                    .run(move |conn| {
+                        let found = scim_tokens::authenticate(conn, &token)?;
+                        if let Some(t) = &found {
+                            scim_tokens::remember(&token, t);
+                        }
+                        Ok::<_, IdentityError>(found)
+                    })
+                    .await
+                    .map_err(ScimError::from);
+                if let Ok(Some(t)) = &found {
+                    if scim_tokens::due_for_touch(t, now) {
+                        // Through the writer like every other write (a write of its own on a
+                        // pooled connection would queue behind a busy writer for the lock and
+                        // fail the request after busy_timeout). Losing it only leaves the
+                        // admin's "last used" a little older.
+                        let id = t.id.to_string();
+                        let touched = state
+                            .db
+                            .write(move |conn| scim_tokens::touch(conn, &id, now))
+                            .await;
+                        if let Err(e) = touched {
+                            tracing::warn!(error = %e, "could not record the SCIM token's use");
+                        }
                     }
-                    Ok::<_, IdentityError>(found)
-                })
-                .await
-                .map_err(ScimError::from),
+                }
+                found
+            }
         },
         None => Ok(None),
     };
@@ -150,9 +169,12 @@ pub async fn scim_context(
         outcome,
         body,
     );
+    // Redaction and hashing here; the writer only chains and inserts (`db.write` runs it in a
+    // transaction of its own).
+    let event = audit::prepare(&event);
     let recorded = state
         .db
-        .write(move |conn| audit::record(conn, &event, now).map_err(IdentityError::from))
+        .write(move |conn| audit::record_prepared(conn, &event, now).map_err(IdentityError::from))
         .await;
     if let Err(e) = recorded {
         tracing::error!(error = %e, "could not record the SCIM audit event");

@@ -400,12 +400,13 @@ where
         crate::audit::Outcome::Success,
         body,
     );
+    let event = crate::audit::prepare(&event);
     let now = crate::clock::now();
     let value = state
         .db
         .write(move |conn| {
             let value = f(conn)?;
-            crate::audit::record(conn, &event, now)?;
+            crate::audit::record_prepared(conn, &event, now)?;
             Ok::<T, ScimError>(value)
         })
         .await?;

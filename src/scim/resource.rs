@@ -88,8 +88,13 @@ fn scalar_text(v: &Value) -> Option<String> {
     }
 }
 
-/// Flattens a user document into searchable rows (columns already cover userName,
-/// externalId and active; they are included anyway so any attribute can be searched alike).
+/// Core attributes that filters always read from the `users` columns (see `query::user_column`)
+/// or never search (`schemas`): no rows for them, which saves a random-page index insert per
+/// create (userName) and three rows of every user.
+const COLUMN_ROOTS: &[&str] = &["schemas", "id", "meta", "username", "externalid", "active"];
+
+/// Flattens a user document into searchable rows for the attributes filters read from the
+/// side table (everything but [`COLUMN_ROOTS`]).
 pub fn attr_rows(user_id: &str, doc: &Map<String, Value>) -> Vec<AttrRow> {
     let mut rows = Vec::new();
     let mut push_value = |root: &str, path: String, elem: usize, v: &Value| {
@@ -110,6 +115,9 @@ pub fn attr_rows(user_id: &str, doc: &Map<String, Value>) -> Vec<AttrRow> {
                 continue;
             }
             let root = format!("{prefix}{}", k.to_ascii_lowercase());
+            if prefix.is_empty() && COLUMN_ROOTS.contains(&root.as_str()) {
+                continue;
+            }
             match v {
                 Value::Array(items) => {
                     for (i, item) in items.iter().enumerate() {
@@ -483,7 +491,7 @@ mod tests {
 
     #[test]
     fn attribute_rows_cover_multi_valued_and_extension_values() {
-        let doc = json!({"userName": "a", "emails": [{"value": "A@X.com", "type": "work"}], "name": {"givenName": "Ann"},
+        let doc = json!({"schemas": ["s"], "userName": "a", "externalId": "x", "active": true, "emails": [{"value": "A@X.com", "type": "work"}], "name": {"givenName": "Ann"},
             ENTERPRISE_SCHEMA: {"employeeNumber": "7", "manager": {"value": "m"}}});
         let rows = attr_rows("u1", doc.as_object().unwrap());
         let paths: Vec<(&str, &str)> = rows
@@ -491,6 +499,10 @@ mod tests {
             .map(|r| (r.path.as_str(), r.value.as_str()))
             .collect();
         assert!(paths.contains(&("emails.value", "A@X.com")));
+        // Filters on these read the users' columns.
+        assert!(!rows
+            .iter()
+            .any(|r| ["schemas", "username", "externalid", "active"].contains(&r.root.as_str())));
         assert!(paths.contains(&("emails.type", "work")));
         assert!(paths.contains(&("name.givenname", "Ann")));
         assert!(paths.contains(&(

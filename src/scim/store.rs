@@ -7,7 +7,6 @@ use serde_json::{Map, Value};
 
 use super::error::{ScimError, ScimResult};
 use super::patch::NewMember;
-use super::query::{self, Bind, Sql};
 use super::resource::{self, GroupRow, UserColumns};
 use crate::db::ids::{GroupId, OrgId};
 use crate::db::schema::{memberships, scim_user_counts, user_attrs, user_groups, users};
@@ -78,6 +77,18 @@ fn role_from_doc(
     }
 }
 
+#[derive(diesel::Insertable)]
+#[diesel(table_name = user_attrs)]
+struct AttrInsert<'a> {
+    org_id: &'a str,
+    user_id: &'a str,
+    root: &'a str,
+    path: &'a str,
+    ekey: &'a str,
+    value: &'a str,
+    value_folded: &'a str,
+}
+
 fn write_attrs(
     conn: &mut DbConn,
     org: &OrgId,
@@ -88,38 +99,28 @@ fn write_attrs(
     if replacing {
         diesel::delete(user_attrs::table.filter(user_attrs::user_id.eq(user_id))).execute(conn)?;
     }
-    let rows = resource::attr_rows(user_id, doc);
-    // One multi-row INSERT per 100 values (well under both backends' bind limits; diesel's
-    // batch insert is not available through the two-backend connection).
-    for chunk in rows.chunks(100) {
-        let mut sql = Sql::default();
-        sql.push(
-            "INSERT INTO user_attrs (org_id, user_id, root, path, ekey, value_folded, value) VALUES ",
-        );
-        for (i, row) in chunk.iter().enumerate() {
-            sql.push(if i == 0 { "(" } else { ", (" });
-            for (j, v) in [
-                org.as_str(),
+    // One single-row INSERT per value: its statement is prepared once per connection and
+    // reused (a multi-row INSERT's text differs with the row count and is parsed every time;
+    // diesel's batch insert is not available through the two-backend connection).
+    for row in resource::attr_rows(user_id, doc) {
+        diesel::insert_into(user_attrs::table)
+            .values(&AttrInsert {
+                org_id: org.as_str(),
                 user_id,
-                &row.root,
-                &row.path,
-                &row.ekey,
-                &fold(&row.value),
-                &row.value,
-            ]
-            .into_iter()
-            .enumerate()
-            {
-                if j > 0 {
-                    sql.push(", ");
-                }
-                sql.bind(Bind::Text(v.to_string()));
-            }
-            sql.push(")");
-        }
-        query::execute(conn, sql)?;
+                root: &row.root,
+                path: &row.path,
+                ekey: &row.ekey,
+                value_folded: &fold(&row.value),
+                value: &row.value,
+            })
+            .execute(conn)?;
     }
     Ok(())
+}
+
+/// The stored form of a document (serialized in place, not copied into a `Value` first).
+fn doc_text(doc: &Map<String, Value>) -> ScimResult<String> {
+    serde_json::to_string(doc).map_err(|e| ScimError::internal(format!("document: {e}")))
 }
 
 fn columns(doc: &Map<String, Value>) -> ScimResult<UserColumns> {
@@ -143,7 +144,7 @@ pub fn create_user(
     new.display_name = cols.display_name;
     new.active = cols.active;
     new.app_role = role_from_doc(conn, org, &doc)?;
-    new.scim_json = Some(Value::Object(doc.clone()).to_string());
+    new.scim_json = Some(doc_text(&doc)?);
     let user = user_model::create(conn, &new, now).map_err(|e| match e {
         crate::identity::IdentityError::Conflict(_) => {
             ScimError::uniqueness(format!("userName `{}` is already taken", cols.user_name))
@@ -183,7 +184,7 @@ pub fn replace_user(
             users::display_name.eq(&cols.display_name),
             users::active.eq(cols.active),
             users::app_role.eq(app_role),
-            users::scim_json.eq(Some(Value::Object(doc.clone()).to_string())),
+            users::scim_json.eq(Some(doc_text(&doc)?)),
             users::version.eq(user.version + 1),
             users::updated_at.eq(now.max(user.updated_at)),
         ))

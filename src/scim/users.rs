@@ -267,16 +267,22 @@ pub async fn create(
     payload: web::Payload,
 ) -> ScimResult<HttpResponse> {
     let body = read_json(&state, &req, payload).await?;
+    // Validation before the write and rendering after it: the database writer, which every
+    // write in the process waits for, only runs the statements.
+    let doc = normalize(&body)?;
     let base = base_url(&state);
     let now = clock::now();
-    let value = super::write_audited(
+    let org = client.org.clone();
+    let user = super::write_audited(
         &state,
         &req,
         &client.clone(),
         StatusCode::CREATED,
-        move |conn| create_in(conn, &client.org, &base, &body, now),
+        move |conn| store::create_user(conn, &org, doc, now),
     )
     .await?;
+    // A new user is in no group yet.
+    let value = Projection::default().apply(render_user(&base, &user, Some(&[])));
     Ok(respond_resource(StatusCode::CREATED, &value))
 }
 

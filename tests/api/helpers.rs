@@ -168,6 +168,16 @@ impl CliOutput {
 }
 
 /// Runs the real binary with exactly `env` (other GATEHOUSE_* variables removed).
+/// Creates an org through the CLI and issues it a SCIM token (for tests that run the binary).
+pub fn org_with_scim_token(env: &BTreeMap<String, String>, org: &str) -> String {
+    run_cli(env, &["org", "create", org]).ok();
+    run_cli(env, &["scim-token", "issue", org])
+        .ok()
+        .stdout
+        .trim()
+        .to_string()
+}
+
 pub fn run_cli(env: &BTreeMap<String, String>, args: &[&str]) -> CliOutput {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
     for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("GATEHOUSE_")) {

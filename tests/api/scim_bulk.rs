@@ -400,12 +400,7 @@ fn kill_9_during_creates_loses_no_acknowledged_user() {
     let url = fresh_database_url(Backend::Sqlite, dir.path()).unwrap();
     let mut env: BTreeMap<String, String> = test_env(dir.path(), &url);
     env.insert("GATEHOUSE_SCIM_RATE_LIMIT".into(), "0".into());
-    run_cli(&env, &["org", "create", "acme"]).ok();
-    let token = run_cli(&env, &["scim-token", "issue", "acme"])
-        .ok()
-        .stdout
-        .trim()
-        .to_string();
+    let token = org_with_scim_token(&env, "acme");
     let server = ServeProcess::start(&env);
     let base = server.url("/scim/v2/Users");
 
