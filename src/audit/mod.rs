@@ -210,12 +210,12 @@ pub fn record_prepared(conn: &mut DbConn, p: &Prepared, now: i64) -> QueryResult
     }
     let chain = chain_of(event.org.as_ref());
     lock_named(conn, &format!("audit:{chain}"))?;
-    let last: Option<(i64, String)> = audit_events::table
+    let last: Option<(i64, String)> = crate::on_backend!(&mut *conn, |c| audit_events::table
         .filter(audit_events::chain.eq(chain))
         .order(audit_events::seq.desc())
         .select((audit_events::seq, audit_events::hash))
-        .first(conn)
-        .optional()?;
+        .first(c)
+        .optional())?;
     let (prev_seq, prev_hash) = last.unwrap_or((0, GENESIS.to_string()));
     let id = AuditId::new();
     let mut row = NewEvent {
@@ -234,9 +234,9 @@ pub fn record_prepared(conn: &mut DbConn, p: &Prepared, now: i64) -> QueryResult
         hash: String::new(),
     };
     row.hash = row.compute_hash();
-    diesel::insert_into(audit_events::table)
+    crate::on_backend!(&mut *conn, |c| diesel::insert_into(audit_events::table)
         .values(&row)
-        .execute(conn)?;
+        .execute(c))?;
     Ok(id)
 }
 

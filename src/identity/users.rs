@@ -134,10 +134,10 @@ pub fn create(conn: &mut DbConn, new: &NewUser, now: i64) -> Result<User> {
         created_at: now,
         updated_at: now,
     };
-    diesel::insert_into(users::table)
+    crate::on_backend!(&mut *conn, |c| diesel::insert_into(users::table)
         .values(&row)
-        .execute(conn)
-        .map_err(|e| {
+        .execute(c))
+    .map_err(|e| {
             conflict_on_unique(e, || {
                 format!(
                     "a user with userName `{}` already exists in this org",

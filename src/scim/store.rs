@@ -103,17 +103,18 @@ fn write_attrs(
     // reused (a multi-row INSERT's text differs with the row count and is parsed every time;
     // diesel's batch insert is not available through the two-backend connection).
     for row in resource::attr_rows(user_id, doc) {
-        diesel::insert_into(user_attrs::table)
-            .values(&AttrInsert {
-                org_id: org.as_str(),
-                user_id,
-                root: &row.root,
-                path: &row.path,
-                ekey: &row.ekey,
-                value_folded: &fold(&row.value),
-                value: &row.value,
-            })
-            .execute(conn)?;
+        let values = AttrInsert {
+            org_id: org.as_str(),
+            user_id,
+            root: &row.root,
+            path: &row.path,
+            ekey: &row.ekey,
+            value_folded: &fold(&row.value),
+            value: &row.value,
+        };
+        crate::on_backend!(&mut *conn, |c| diesel::insert_into(user_attrs::table)
+            .values(&values)
+            .execute(c))?;
     }
     Ok(())
 }
