@@ -138,13 +138,13 @@ pub fn create(conn: &mut DbConn, new: &NewUser, now: i64) -> Result<User> {
         .values(&row)
         .execute(c))
     .map_err(|e| {
-            conflict_on_unique(e, || {
-                format!(
-                    "a user with userName `{}` already exists in this org",
-                    new.user_name
-                )
-            })
-        })?;
+        conflict_on_unique(e, || {
+            format!(
+                "a user with userName `{}` already exists in this org",
+                new.user_name
+            )
+        })
+    })?;
     // The row as stored (no read back: every column is known here; `idp_groups` starts empty).
     Ok(User {
         id: id.clone(),

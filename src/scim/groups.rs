@@ -144,7 +144,7 @@ pub fn page(
     params: &ListParams,
     offset: i64,
     limit: i64,
-) -> ScimResult<(i64, Vec<Value>)> {
+) -> ScimResult<(i64, Vec<String>)> {
     let mut cond = Sql::default();
     cond.push("g.org_id = ")
         .bind(query::Bind::Text(org.to_string()));
@@ -166,7 +166,10 @@ pub fn page(
     )?;
     Ok((
         total,
-        render_all(conn, base, &groups, &params.projection(), Members::Deferred)?,
+        render_all(conn, base, &groups, &params.projection(), Members::Deferred)?
+            .iter()
+            .map(Value::to_string)
+            .collect(),
     ))
 }
 

@@ -414,7 +414,7 @@ where
     Ok(value)
 }
 
-/// A page of resources: (exact total, rendered resources).
+/// A page of resources: (exact total, each resource as JSON text).
 pub type PageFn = fn(
     &mut crate::db::DbConn,
     &crate::db::ids::OrgId,
@@ -423,7 +423,7 @@ pub type PageFn = fn(
     &ListParams,
     i64,
     i64,
-) -> ScimResult<(i64, Vec<Value>)>;
+) -> ScimResult<(i64, Vec<String>)>;
 
 /// `GET /Users`, `GET /Groups` and their `/.search`.
 pub async fn run_list(
@@ -446,11 +446,31 @@ pub async fn run_list(
                 params.start_index - 1,
                 params.count,
             )?;
-            let text = list_response(total, params.start_index, resources).to_string();
+            let text = list_text(total, params.start_index, &resources);
             groups::fill_members(conn, &base, text)
         })
         .await?;
     Ok(json_body(HttpResponse::Ok().content_type(SCIM_JSON), body))
+}
+
+/// [`list_response`] as text, byte for byte, from resources already written as JSON text.
+pub fn list_text(total: i64, start_index: i64, resources: &[String]) -> String {
+    let len: usize = resources.iter().map(|r| r.len() + 1).sum();
+    let mut out = String::with_capacity(len + 160);
+    out.push_str(r#"{"schemas":["#);
+    out.push_str(&Value::String(schema::LIST_SCHEMA.into()).to_string());
+    out.push_str(&format!(
+        r#"],"totalResults":{total},"startIndex":{start_index},"itemsPerPage":{},"Resources":["#,
+        resources.len()
+    ));
+    for (i, r) in resources.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(r);
+    }
+    out.push_str("]}");
+    out
 }
 
 pub fn list_response(total: i64, start_index: i64, resources: Vec<Value>) -> Value {

@@ -250,6 +250,107 @@ pub fn render_user(base: &str, user: &User, groups: Option<&[(String, String)]>)
     Value::Object(out)
 }
 
+/// The top-level members of a stored document, each value kept as its JSON text.
+struct RawEntries<'a>(Vec<(String, &'a serde_json::value::RawValue)>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for RawEntries<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Entries<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Entries<'a> {
+            type Value = RawEntries<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Self::Value, M::Error> {
+                let mut out = Vec::new();
+                while let Some(entry) =
+                    map.next_entry::<String, &'de serde_json::value::RawValue>()?
+                {
+                    out.push(entry);
+                }
+                Ok(RawEntries(out))
+            }
+        }
+        d.deserialize_map(Entries(std::marker::PhantomData))
+    }
+}
+
+/// Keys [`render_user`] sets itself: a stored document holding one (it never does when SCIM
+/// wrote it) goes the general way.
+const RENDERED_KEYS: &[&str] = &["schemas", "id", "groups", "meta"];
+
+/// [`render_user`] as JSON text, byte for byte, without building the document as values: the
+/// stored document's members are copied as text (it was written compactly by the same
+/// serializer) and only `schemas`, `id`, `active`, `groups` and `meta` are written here. For
+/// pages of users with no `attributes`/`excludedAttributes`, where building and serializing
+/// values was most of a page's cost. `None` when the general way must be used.
+pub fn render_user_text(
+    base: &str,
+    user: &User,
+    groups: Option<&[(String, String)]>,
+) -> Option<String> {
+    let stored = user.scim_json.as_deref()?;
+    let RawEntries(entries) = serde_json::from_str(stored).ok()?;
+    for (i, (k, _)) in entries.iter().enumerate() {
+        if RENDERED_KEYS.contains(&k.as_str()) || entries[..i].iter().any(|(p, _)| p == k) {
+            return None;
+        }
+    }
+    let key = |out: &mut String, k: &str| {
+        out.push_str(&Value::String(k.to_string()).to_string());
+        out.push(':');
+    };
+    let mut out = String::with_capacity(stored.len() + 512);
+    out.push_str(r#"{"schemas":["#);
+    out.push_str(&Value::String(schema::USER_SCHEMA.into()).to_string());
+    if entries.iter().any(|(k, _)| k == ENTERPRISE_SCHEMA) {
+        out.push(',');
+        out.push_str(&Value::String(ENTERPRISE_SCHEMA.into()).to_string());
+    }
+    out.push_str(r#"],"id":"#);
+    out.push_str(&Value::String(user.id.to_string()).to_string());
+    let mut has_active = false;
+    for (k, v) in &entries {
+        out.push(',');
+        key(&mut out, k);
+        if k == "active" {
+            // The row is the truth for `active`.
+            has_active = true;
+            out.push_str(if user.active { "true" } else { "false" });
+        } else {
+            out.push_str(v.get());
+        }
+    }
+    if !has_active && !user.active {
+        out.push_str(r#","active":false"#);
+    }
+    if let Some(groups) = groups.filter(|g| !g.is_empty()) {
+        out.push(',');
+        key(&mut out, "groups");
+        let items: Vec<Value> = groups
+            .iter()
+            .map(|(id, name)| json!({"value": id, "display": name, "$ref": format!("{base}/Groups/{id}"), "type": "direct"}))
+            .collect();
+        out.push_str(&Value::Array(items).to_string());
+    }
+    out.push(',');
+    key(&mut out, "meta");
+    let meta = meta(
+        Resource::User,
+        base,
+        user.id.as_str(),
+        user.created_at,
+        user.updated_at,
+        user.version,
+    );
+    out.push_str(&meta.to_string());
+    out.push('}');
+    Some(out)
+}
+
 /// A group row as the SCIM layer sees it.
 #[derive(Debug, Clone, diesel::Queryable, diesel::Selectable, diesel::QueryableByName)]
 #[diesel(table_name = crate::db::schema::user_groups)]
@@ -340,6 +441,11 @@ impl Projection {
             include: split_list(attributes),
             exclude: split_list(excluded),
         }
+    }
+
+    /// No `attributes` or `excludedAttributes`: resources are returned as rendered.
+    pub fn is_default(&self) -> bool {
+        self.include.is_empty() && self.exclude.is_empty()
     }
 
     /// Whether `attr` (a top-level name) is wanted, so expensive ones need not be loaded.
@@ -470,6 +576,87 @@ fn keep_subs(v: Value, subs: &[String]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn user_with(doc: Option<&str>, active: bool) -> User {
+        User {
+            id: crate::db::ids::UserId::from("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b".to_string()),
+            org_id: crate::db::ids::OrgId::from("org".to_string()),
+            user_name: "ann@x.test".into(),
+            user_name_folded: "ann@x.test".into(),
+            external_id: None,
+            email: None,
+            email_folded: None,
+            given_name: None,
+            family_name: None,
+            display_name: None,
+            active,
+            app_role: None,
+            is_org_admin: false,
+            is_break_glass: false,
+            source: "scim".into(),
+            password_hash: None,
+            version: 3,
+            created_at: 1_700_000_000,
+            updated_at: 1_700_000_100,
+            scim_json: doc.map(str::to_string),
+            idp_groups: None,
+        }
+    }
+
+    #[test]
+    fn user_text_is_byte_for_byte_the_rendered_document() {
+        let docs = [
+            json!({"userName": "ann@x.test", "name": {"givenName": "Ann", "familyName": "Lee"},
+                "emails": [{"value": "ann@x.test", "type": "work", "primary": true}], "active": true}),
+            json!({"userName": "b", "active": false, "title": "Caf\u{e9} \u{1} \"q\" \\ \n\t</x>",
+                "x-odd key": [1, 2.5, -3e-7, 18446744073709551615u64, null, {"a": []}]}),
+            json!({"userName": "c", ENTERPRISE_SCHEMA: {"employeeNumber": "7", "manager": {"value": "m"}}}),
+            json!({"userName": "d", "nickName": "\u{1F600} é ü"}),
+            json!({}),
+        ];
+        let groups = [("g1".to_string(), "Eng \"core\"".to_string())];
+        for doc in &docs {
+            let text = doc.to_string();
+            for active in [true, false] {
+                for g in [None, Some(&[][..]), Some(&groups[..])] {
+                    let u = user_with(Some(&text), active);
+                    let expected = render_user("https://h/scim/v2", &u, g).to_string();
+                    assert_eq!(
+                        render_user_text("https://h/scim/v2", &u, g).as_deref(),
+                        Some(expected.as_str()),
+                        "{text} active={active}"
+                    );
+                }
+            }
+        }
+        // Not applicable: the general way is used.
+        for doc in [
+            r#"{"id":"x"}"#,
+            r#"{"meta":{}}"#,
+            r#"{"a":1,"a":2}"#,
+            "[1]",
+            "not json",
+        ] {
+            assert_eq!(
+                render_user_text("b", &user_with(Some(doc), true), None),
+                None,
+                "{doc}"
+            );
+        }
+        assert_eq!(render_user_text("b", &user_with(None, true), None), None);
+    }
+
+    #[test]
+    fn list_text_is_byte_for_byte_the_list_response() {
+        let items = [json!({"id": "1", "a": [1, {"b": "c"}]}), json!({"id": "2"})];
+        for n in [0, 1, 2] {
+            let texts: Vec<String> = items[..n].iter().map(Value::to_string).collect();
+            assert_eq!(
+                crate::scim::list_text(12, 3, &texts),
+                crate::scim::list_response(12, 3, items[..n].to_vec()).to_string()
+            );
+        }
+    }
 
     #[test]
     fn projection_includes_and_excludes() {

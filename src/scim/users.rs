@@ -12,10 +12,7 @@ use super::error::{ScimError, ScimResult};
 use super::query;
 use super::resource::{render_user, Projection};
 use super::schema::{self, Resource};
-use super::{
-    base_url, filter, list_response, patch, read_json, respond_resource, store, ListParams,
-    ResourceId,
-};
+use super::{base_url, filter, patch, read_json, respond_resource, store, ListParams, ResourceId};
 use crate::clock;
 use crate::db::ids::OrgId;
 use crate::db::DbConn;
@@ -53,6 +50,35 @@ fn render_all(
         .collect())
 }
 
+/// A page of users as JSON text, one per user (see [`super::resource::render_user_text`]).
+fn render_page(
+    conn: &mut DbConn,
+    base: &str,
+    users: &[User],
+    projection: &Projection,
+) -> ScimResult<Vec<String>> {
+    if !projection.is_default() {
+        return Ok(render_all(conn, base, users, projection)?
+            .iter()
+            .map(Value::to_string)
+            .collect());
+    }
+    let ids: Vec<String> = users.iter().map(|u| u.id.to_string()).collect();
+    let groups = store::groups_of(conn, &ids)?;
+    Ok(users
+        .iter()
+        .map(|u| {
+            let mine: Vec<(String, String)> = groups
+                .iter()
+                .filter(|(uid, _, _)| uid == u.id.as_str())
+                .map(|(_, gid, name)| (gid.clone(), name.clone()))
+                .collect();
+            super::resource::render_user_text(base, u, Some(&mine))
+                .unwrap_or_else(|| render_user(base, u, Some(&mine)).to_string())
+        })
+        .collect())
+}
+
 fn render_one(
     conn: &mut DbConn,
     base: &str,
@@ -75,7 +101,7 @@ pub fn page(
     params: &ListParams,
     offset: i64,
     limit: i64,
-) -> ScimResult<(i64, Vec<Value>)> {
+) -> ScimResult<(i64, Vec<String>)> {
     let mut cond = query::visible_users(org);
     if let Some(f) = filter {
         cond.push(" AND (")
@@ -112,7 +138,10 @@ pub fn page(
         limit,
         known_total,
     )?;
-    Ok((total, render_all(conn, base, &users, &params.projection())?))
+    Ok((
+        total,
+        render_page(conn, base, &users, &params.projection())?,
+    ))
 }
 
 /// `GET /Users`
@@ -181,8 +210,7 @@ pub async fn search_root(
                 Err(e) => return Err(e),
             };
             resources.extend(groups);
-            let text = list_response(users_total + groups_total, params.start_index, resources)
-                .to_string();
+            let text = super::list_text(users_total + groups_total, params.start_index, &resources);
             super::groups::fill_members(conn, &base, text)
         })
         .await?;
