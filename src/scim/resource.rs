@@ -225,29 +225,32 @@ pub fn render_user(base: &str, user: &User, groups: Option<&[(String, String)]>)
     out.extend(doc);
     if let Some(groups) = groups {
         if !groups.is_empty() {
-            out.insert(
-                "groups".into(),
-                Value::Array(
-                    groups
-                        .iter()
-                        .map(|(id, name)| json!({"value": id, "display": name, "$ref": format!("{base}/Groups/{id}"), "type": "direct"}))
-                        .collect(),
-                ),
-            );
+            out.insert("groups".into(), user_groups(base, groups));
         }
     }
-    out.insert(
-        "meta".into(),
-        meta(
-            Resource::User,
-            base,
-            user.id.as_str(),
-            user.created_at,
-            user.updated_at,
-            user.version,
-        ),
-    );
+    out.insert("meta".into(), user_meta(base, user));
     Value::Object(out)
+}
+
+fn user_meta(base: &str, user: &User) -> Value {
+    meta(
+        Resource::User,
+        base,
+        user.id.as_str(),
+        user.created_at,
+        user.updated_at,
+        user.version,
+    )
+}
+
+/// A user's `groups` value: (group id, displayName).
+fn user_groups(base: &str, groups: &[(String, String)]) -> Value {
+    Value::Array(
+        groups
+            .iter()
+            .map(|(id, name)| json!({"value": id, "display": name, "$ref": format!("{base}/Groups/{id}"), "type": "direct"}))
+            .collect(),
+    )
 }
 
 /// The top-level members of a stored document, each value kept as its JSON text.
@@ -330,23 +333,11 @@ pub fn render_user_text(
     if let Some(groups) = groups.filter(|g| !g.is_empty()) {
         out.push(',');
         key(&mut out, "groups");
-        let items: Vec<Value> = groups
-            .iter()
-            .map(|(id, name)| json!({"value": id, "display": name, "$ref": format!("{base}/Groups/{id}"), "type": "direct"}))
-            .collect();
-        out.push_str(&Value::Array(items).to_string());
+        out.push_str(&user_groups(base, groups).to_string());
     }
     out.push(',');
     key(&mut out, "meta");
-    let meta = meta(
-        Resource::User,
-        base,
-        user.id.as_str(),
-        user.created_at,
-        user.updated_at,
-        user.version,
-    );
-    out.push_str(&meta.to_string());
+    out.push_str(&user_meta(base, user).to_string());
     out.push('}');
     Some(out)
 }
