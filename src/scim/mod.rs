@@ -434,22 +434,27 @@ pub async fn run_list(
 ) -> ScimResult<HttpResponse> {
     let filter = params.parsed_filter()?;
     let base = base_url(state);
-    let body = state
-        .db
-        .run(move |conn| -> ScimResult<String> {
-            let (total, resources) = page(
-                conn,
-                &org,
-                &base,
-                filter.as_ref(),
-                &params,
-                params.start_index - 1,
-                params.count,
-            )?;
-            let text = list_text(total, params.start_index, &resources);
-            groups::fill_members(conn, &base, text)
-        })
-        .await?;
+    let short = filter
+        .as_ref()
+        .is_some_and(filter::Filter::is_unique_lookup);
+    let work = move |conn: &mut crate::db::DbConn| -> ScimResult<String> {
+        let (total, resources) = page(
+            conn,
+            &org,
+            &base,
+            filter.as_ref(),
+            &params,
+            params.start_index - 1,
+            params.count,
+        )?;
+        let text = list_text(total, params.start_index, &resources);
+        groups::fill_members(conn, &base, text)
+    };
+    // The lookup IdPs make before every create and update (`userName eq`) is one index probe.
+    let body = match short {
+        true => state.db.run_short(work).await?,
+        false => state.db.run(work).await?,
+    };
     Ok(json_body(HttpResponse::Ok().content_type(SCIM_JSON), body))
 }
 
