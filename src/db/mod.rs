@@ -400,14 +400,19 @@ impl Db {
     /// Runs a short read (a lookup by a unique key: one index probe) on the calling async
     /// worker when a pooled connection is free at once, saving [`Db::run`]'s two thread
     /// switches, which cost more than the lookup itself; otherwise like `run`. Only for work
-    /// whose cost is bounded: it holds the worker's other requests while it runs.
+    /// whose cost is bounded: it holds the worker's other requests while it runs. SQLite only
+    /// (a PostgreSQL round trip waits on the network).
     pub async fn run_short<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut DbConn) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
-        match self.pool.try_get() {
+        let conn = match self.backend {
+            Backend::Sqlite => self.pool.try_get(),
+            Backend::Postgres => None,
+        };
+        match conn {
             Some(mut conn) => f(&mut conn),
             None => self.run(f).await,
         }
