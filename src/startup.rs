@@ -197,35 +197,50 @@ fn spawn_audit_purge(db: Db, retention_days: u32) {
     });
 }
 
+/// Candidates are read a day of events at a time: a read never runs long (a long read holds
+/// off the WAL restart), even on the first pass after a start, which goes through history
+/// purged by earlier processes.
 async fn purge_pass(db: &Db, from: i64, before: i64) -> Result<usize, crate::db::DbError> {
     use crate::db::DbError;
+    const DAY: i64 = 86_400;
     let chains = db
         .run(|conn| crate::audit::chains_with_events(conn).map_err(DbError::from))
         .await?;
     let mut purged = 0;
     for org in chains {
-        let mut cursor = from;
-        loop {
+        let o = org.clone();
+        let oldest = db
+            .run(move |conn| {
+                crate::audit::oldest_event_since(conn, o.as_deref(), from).map_err(DbError::from)
+            })
+            .await?;
+        let Some(mut cursor) = oldest else {
+            continue;
+        };
+        while cursor < before {
+            let until = (cursor + DAY).min(before);
             let o = org.clone();
             let batch = db
                 .run(move |conn| {
-                    crate::audit::purge_candidates(conn, o.as_deref(), cursor, before)
+                    crate::audit::purge_candidates(conn, o.as_deref(), cursor, until)
                         .map_err(DbError::from)
                 })
                 .await?;
-            let Some(&(_, last)) = batch.last() else {
-                break;
-            };
             let full = batch.len() as i64 == crate::audit::PURGE_BATCH;
-            let ids: Vec<String> = batch.into_iter().map(|(id, _)| id).collect();
-            purged += db
-                .write(move |conn| crate::audit::purge_payloads(conn, &ids).map_err(DbError::from))
-                .await?;
-            if !full {
-                break;
+            let last = batch.last().map(|&(_, at)| at);
+            if !batch.is_empty() {
+                let ids: Vec<String> = batch.into_iter().map(|(id, _)| id).collect();
+                purged += db
+                    .write(move |conn| {
+                        crate::audit::purge_payloads(conn, &ids).map_err(DbError::from)
+                    })
+                    .await?;
             }
-            // Events at `last` not yet purged are found again (purged ones no longer match).
-            cursor = last;
+            cursor = match (full, last) {
+                // Events at `last` not yet purged are found again (purged ones no longer match).
+                (true, Some(last)) => last,
+                _ => until,
+            };
         }
     }
     Ok(purged)

@@ -326,6 +326,22 @@ pub fn chains_with_events(conn: &mut DbConn) -> QueryResult<Vec<Option<String>>>
         .load(conn)
 }
 
+/// When the oldest event of one org (`None`: instance events) at or after `from` occurred.
+pub fn oldest_event_since(
+    conn: &mut DbConn,
+    org: Option<&str>,
+    from: i64,
+) -> QueryResult<Option<i64>> {
+    let q = audit_events::table
+        .filter(audit_events::occurred_at.ge(from))
+        .select(diesel::dsl::min(audit_events::occurred_at))
+        .into_boxed();
+    match org {
+        Some(org) => q.filter(audit_events::org_id.eq(org)).first(conn),
+        None => q.filter(audit_events::org_id.is_null()).first(conn),
+    }
+}
+
 /// Up to [`PURGE_BATCH`] events of one org that still have a payload and occurred in
 /// `[from, before)`, oldest first: (id, occurred_at). A read on the (org_id, occurred_at) index.
 pub fn purge_candidates(

@@ -206,8 +206,13 @@ const MAX_BATCH: usize = 64;
 /// WAL size (in frames, 4 KiB pages by default) past which the checkpointer restarts the log.
 const WAL_RESTART_FRAMES: i64 = 16384;
 
+/// Longest a WAL restart holds writes back while waiting for readers of the old log.
+const RESTART_WAIT_MS: u64 = 100;
+
 #[derive(diesel::QueryableByName)]
 struct Checkpointed {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    busy: i64,
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     log: i64,
 }
@@ -221,13 +226,22 @@ struct Checkpointed {
 /// the writer lock between two commits for a RESTART checkpoint, which copies what the
 /// passive one has not (a few milliseconds of commits) and waits for readers of the old log,
 /// so the next commit writes the log from its start (and `journal_size_limit` trims the file).
-/// The writer waits only for that short step, never for the bulk of the copying or its sync.
+/// The writer waits only for that short step, never for the bulk of the copying or its sync;
+/// a reader that outlasts [`RESTART_WAIT_MS`] makes it give up and try again 5 s later.
 fn checkpoint_loop(db: Db, alive: std::sync::Weak<()>) {
     let mut conn: Option<DbConn> = None;
+    // After a RESTART that had to give up on a long reader, wait before holding writes again.
+    let mut next_restart = std::time::Instant::now();
     while alive.upgrade().is_some() {
         std::thread::sleep(Duration::from_millis(250));
         if conn.is_none() {
             conn = db.opener.open().ok();
+            if let Some(c) = conn.as_mut() {
+                // Only RESTART waits on this (PASSIVE never does): how long writes may be held
+                // while readers of the old log finish. A longer read wins and the restart
+                // is tried again later.
+                let _ = c.batch_execute(&format!("PRAGMA busy_timeout = {RESTART_WAIT_MS}"));
+            }
         }
         let Some(DbConn::Sqlite(c)) = conn.as_mut() else {
             continue;
@@ -235,11 +249,16 @@ fn checkpoint_loop(db: Db, alive: std::sync::Weak<()>) {
         let passive =
             diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)").get_result::<Checkpointed>(c);
         let restart = match passive {
-            Ok(done) if done.log >= WAL_RESTART_FRAMES => {
+            Ok(done)
+                if done.log >= WAL_RESTART_FRAMES && std::time::Instant::now() >= next_restart =>
+            {
                 let _writer = SQLITE_WRITER.try_lock_for(Duration::from_secs(5));
-                diesel::sql_query("PRAGMA wal_checkpoint(RESTART)")
-                    .get_result::<Checkpointed>(c)
-                    .map(|_| ())
+                let restarted = diesel::sql_query("PRAGMA wal_checkpoint(RESTART)")
+                    .get_result::<Checkpointed>(c);
+                if matches!(&restarted, Ok(r) if r.busy != 0) {
+                    next_restart = std::time::Instant::now() + Duration::from_secs(5);
+                }
+                restarted.map(|_| ())
             }
             Ok(_) => Ok(()),
             Err(e) => Err(e),
@@ -413,7 +432,14 @@ impl Db {
             Backend::Postgres => None,
         };
         match conn {
-            Some(mut conn) => f(&mut conn),
+            // A panic answers this request with an error, as on `run`'s thread, instead of
+            // taking the worker and its other connections down.
+            Some(mut conn) => {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut conn)))
+                    .unwrap_or_else(|_| {
+                        Err(E::from(DbError::Task("a database read panicked".into())))
+                    })
+            }
             None => self.run(f).await,
         }
     }
