@@ -268,16 +268,12 @@ http {{
     // Signed in (cookies are per host, so the gatehouse session reaches this port too): the
     // app gets gatehouse's headers, never the client's own.
     let user = signed_in_browser(&app, "alice@acme.test").await;
-    let seen: Value = user
-        .get(format!("{base}/reports/q3"))
-        .header("x-forwarded-user", "mallory@evil.test")
-        .header("x-gatehouse-jwt", "forged")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let seen: Value = json_answer(
+        user.get(format!("{base}/reports/q3"))
+            .header("x-forwarded-user", "mallory@evil.test")
+            .header("x-gatehouse-jwt", "forged"),
+    )
+    .await;
     let h = &seen["headers"];
     assert_eq!(h["x-forwarded-user"], "alice@acme.test", "{seen}");
     assert_eq!(h["x-gatehouse-org"], "acme");
@@ -402,17 +398,13 @@ http://127.0.0.1:{port} {{
         .await
         .unwrap();
     assert_eq!(res.status(), 303);
-    let seen: Value = user
-        .get(format!("{base}/reports/q3"))
-        .header("x-forwarded-user", "mallory@evil.test")
-        .header("x-forwarded-role", "admin")
-        .header("x-gatehouse-jwt", "forged")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let seen: Value = json_answer(
+        user.get(format!("{base}/reports/q3"))
+            .header("x-forwarded-user", "mallory@evil.test")
+            .header("x-forwarded-role", "admin")
+            .header("x-gatehouse-jwt", "forged"),
+    )
+    .await;
     let h = &seen["headers"];
     assert_eq!(h["x-forwarded-user"], "alice@acme.test", "{seen}");
     assert_eq!(h["x-gatehouse-org"], "acme");
@@ -588,15 +580,11 @@ async fn proxy_mode_guards_and_forwards_the_app() {
         .await
         .unwrap();
     assert_eq!(res.status(), 401);
-    let seen: Value = anon
-        .get(app.url("/public/info"))
-        .header("x-forwarded-user", "mallory@evil.test")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let seen: Value = json_answer(
+        anon.get(app.url("/public/info"))
+            .header("x-forwarded-user", "mallory@evil.test"),
+    )
+    .await;
     assert_eq!(seen["path"], "/public/info");
     assert!(
         seen["headers"]["x-forwarded-user"].is_null(),
@@ -605,26 +593,22 @@ async fn proxy_mode_guards_and_forwards_the_app() {
 
     // Signed in: gatehouse's identity, the app's own cookies only, forwarding headers.
     let user = signed_in_browser(&app, "alice@acme.test").await;
-    let seen: Value = user
-        .get(app.url("/dashboard/./x/../y?q=1"))
-        .header("x-forwarded-user", "mallory@evil.test")
-        .header("x-gatehouse-jwt", "forged")
-        .header(
-            "cookie",
-            format!("app_pref=dark; {}", session_cookie(&app).await),
-        )
-        .header("connection", "keep-alive, x-hop")
-        .header("x-hop", "secret")
-        .header("x_forwarded_role", "admin")
-        .header("x-original-url", "/admin")
-        .header("forwarded", "for=6.6.6.6")
-        .header("x-real-ip", "6.6.6.6")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let seen: Value = json_answer(
+        user.get(app.url("/dashboard/./x/../y?q=1"))
+            .header("x-forwarded-user", "mallory@evil.test")
+            .header("x-gatehouse-jwt", "forged")
+            .header(
+                "cookie",
+                format!("app_pref=dark; {}", session_cookie(&app).await),
+            )
+            .header("connection", "keep-alive, x-hop")
+            .header("x-hop", "secret")
+            .header("x_forwarded_role", "admin")
+            .header("x-original-url", "/admin")
+            .header("forwarded", "for=6.6.6.6")
+            .header("x-real-ip", "6.6.6.6"),
+    )
+    .await;
     let h = &seen["headers"];
     assert_eq!(seen["path"], "/dashboard/y?q=1", "{seen}");
     assert_eq!(h["x-forwarded-user"], "alice@acme.test");
@@ -668,14 +652,7 @@ async fn proxy_mode_guards_and_forwards_the_app() {
         assert_eq!(res.status(), 403, "{path}");
     }
     // A path parameter is not a way around the rule: the app sees the `;` encoded.
-    let seen: Value = user
-        .get(app.url("/admin;x/panel"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let seen: Value = json_answer(user.get(app.url("/admin;x/panel"))).await;
     assert_eq!(seen["path"], "/admin%3Bx/panel");
 
     // HEAD keeps the app's length; a 103 Early Hints is not taken for the answer (and the
@@ -688,35 +665,17 @@ async fn proxy_mode_guards_and_forwards_the_app() {
         head.headers()
     );
     for i in 0..3 {
-        let seen: Value = user
-            .get(app.url(&format!("/early-hints/{i}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let seen: Value = json_answer(user.get(app.url(&format!("/early-hints/{i}")))).await;
         assert_eq!(seen["path"], format!("/early-hints/{i}"));
-        let seen: Value = user
-            .get(app.url(&format!("/after/{i}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let seen: Value = json_answer(user.get(app.url(&format!("/after/{i}")))).await;
         assert_eq!(seen["path"], format!("/after/{i}"));
     }
-    let seen: Value = user
-        .post(app.url("/form"))
-        .header("expect", "100-continue")
-        .body("a=1")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let seen: Value = json_answer(
+        user.post(app.url("/form"))
+            .header("expect", "100-continue")
+            .body("a=1"),
+    )
+    .await;
     assert_eq!(seen["body"]["size"], 3);
     assert!(seen["headers"]["expect"].is_null());
     assert_eq!(seen["headers"]["content-length"], "3");
@@ -732,15 +691,7 @@ async fn proxy_mode_guards_and_forwards_the_app() {
     // A large upload goes through streamed (far beyond any buffered body limit).
     let body: Vec<u8> = (0..32 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
     let digest = hex::encode(openssl::sha::sha256(&body));
-    let seen: Value = user
-        .post(app.url("/upload"))
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let seen: Value = json_answer(user.post(app.url("/upload")).body(body)).await;
     assert_eq!(seen["body"]["size"], 32 * 1024 * 1024);
     assert_eq!(seen["body"]["sha256"], digest);
 
@@ -1039,16 +990,13 @@ async fn https_upstream_with_a_private_ca() {
     )];
     let app = proxy_app_with(&upstream_url, &ca).await;
     let cookie = session_cookie(&app).await;
-    let seen: Value = reqwest::Client::new()
-        .get(app.url("/items?x=1"))
-        .header("cookie", &cookie)
-        .header("x-forwarded-user", "mallory@evil.test")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let seen: Value = json_answer(
+        reqwest::Client::new()
+            .get(app.url("/items?x=1"))
+            .header("cookie", &cookie)
+            .header("x-forwarded-user", "mallory@evil.test"),
+    )
+    .await;
     assert_eq!(seen["path"], "/items?x=1");
     assert_eq!(seen["headers"]["x-forwarded-user"], "alice@acme.test");
     assert_eq!(seen["headers"]["host"], format!("127.0.0.1:{port}"));

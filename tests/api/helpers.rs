@@ -427,6 +427,11 @@ impl TestApp {
     }
 }
 
+/// Sends a request and reads its JSON answer.
+pub async fn json_answer(req: reqwest::RequestBuilder) -> serde_json::Value {
+    req.send().await.unwrap().json().await.unwrap()
+}
+
 /// The cookie value set by a response, if any.
 pub fn set_cookie(res: &reqwest::Response, name: &str) -> Option<String> {
     res.headers()

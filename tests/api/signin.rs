@@ -361,15 +361,11 @@ async fn break_glass_works_when_the_idp_is_down_and_sso_is_required_for_all() {
     let code = totp_code(&bg.otpauth, 0);
     let res = breakglass_in(&app, &me, "bg@acme.test", &bg.password, &code).await;
     assert_eq!(res.status(), 303);
-    let who: Value = me
-        .get(app.url("/sso/me"))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let who: Value = json_answer(
+        me.get(app.url("/sso/me"))
+            .header("accept", "application/json"),
+    )
+    .await;
     assert_eq!(who["user_name"], "bg@acme.test");
     let res = breakglass_in(&app, &browser(), "bg@acme.test", &bg.password, &code).await;
     assert_eq!(res.status(), 401, "a code is accepted once");
