@@ -162,7 +162,7 @@ fn chain_of(org: Option<&OrgId>) -> &str {
 /// Records `event` at `now` (Unix seconds), atomically (a savepoint inside the caller's
 /// transaction, if any).
 pub fn record(conn: &mut DbConn, event: &Event, now: i64) -> QueryResult<AuditId> {
-    let prepared = prepare(event);
+    let prepared = prepare(event.clone());
     write_tx(conn, |conn| record_prepared(conn, &prepared, now))
 }
 
@@ -174,22 +174,15 @@ pub struct Prepared {
     payload_hash: String,
 }
 
-pub fn prepare(event: &Event) -> Prepared {
-    let redacted = redact::redact(&event.payload);
+pub fn prepare(mut event: Event) -> Prepared {
+    let redacted = redact::redact(&std::mem::take(&mut event.payload));
     let payload_text = match &redacted {
         serde_json::Value::Null => None,
         value => Some(cap(value.to_string())),
     };
     let payload_hash = payload_hash(payload_text.as_deref());
     Prepared {
-        event: Event {
-            org: event.org.clone(),
-            actor: event.actor.clone(),
-            action: event.action.clone(),
-            outcome: event.outcome,
-            payload: serde_json::Value::Null,
-            request_id: event.request_id.clone(),
-        },
+        event,
         payload_text,
         payload_hash,
     }

@@ -49,6 +49,45 @@ fn bearer(req: &ServiceRequest) -> Option<String> {
         .then(|| token.to_string())
 }
 
+/// The live token a bearer secret belongs to: from the one-second cache, else the database
+/// (and its use recorded at most once a minute).
+async fn live_token(
+    state: &AppState,
+    token: String,
+    now: i64,
+) -> Result<Option<scim_tokens::ScimToken>, ScimError> {
+    if let Some(t) = scim_tokens::cached(&token) {
+        return Ok(Some(t));
+    }
+    let found = state
+        .db
+        .run(move |conn| {
+            let found = scim_tokens::authenticate(conn, &token)?;
+            if let Some(t) = &found {
+                scim_tokens::remember(&token, t);
+            }
+            Ok::<_, IdentityError>(found)
+        })
+        .await?;
+    if let Some(t) = found
+        .as_ref()
+        .filter(|t| scim_tokens::due_for_touch(t, now))
+    {
+        // Through the writer like every other write (a write of its own on a pooled
+        // connection would queue behind a busy writer for the lock and fail the request after
+        // busy_timeout). Losing it only leaves the admin's "last used" a little older.
+        let id = t.id.to_string();
+        let touched = state
+            .db
+            .write(move |conn| scim_tokens::touch(conn, &id, now))
+            .await;
+        if let Err(e) = touched {
+            tracing::warn!(error = %e, "could not record the SCIM token's use");
+        }
+    }
+    Ok(found)
+}
+
 pub async fn scim_context(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -64,39 +103,7 @@ pub async fn scim_context(
     };
     let now = crate::clock::now();
     let client = match bearer(&req) {
-        Some(token) => match scim_tokens::cached(&token) {
-            Some(t) => Ok(Some(t)),
-            None => {
-                let found = state
-                    .db
-                    .run(move |conn| {
-                        let found = scim_tokens::authenticate(conn, &token)?;
-                        if let Some(t) = &found {
-                            scim_tokens::remember(&token, t);
-                        }
-                        Ok::<_, IdentityError>(found)
-                    })
-                    .await
-                    .map_err(ScimError::from);
-                if let Ok(Some(t)) = &found {
-                    if scim_tokens::due_for_touch(t, now) {
-                        // Through the writer like every other write (a write of its own on a
-                        // pooled connection would queue behind a busy writer for the lock and
-                        // fail the request after busy_timeout). Losing it only leaves the
-                        // admin's "last used" a little older.
-                        let id = t.id.to_string();
-                        let touched = state
-                            .db
-                            .write(move |conn| scim_tokens::touch(conn, &id, now))
-                            .await;
-                        if let Err(e) = touched {
-                            tracing::warn!(error = %e, "could not record the SCIM token's use");
-                        }
-                    }
-                }
-                found
-            }
-        },
+        Some(token) => live_token(&state, token, now).await,
         None => Ok(None),
     };
     let client = match client {
@@ -171,7 +178,7 @@ pub async fn scim_context(
     );
     // Redaction and hashing here; the writer only chains and inserts (`db.write` runs it in a
     // transaction of its own).
-    let event = audit::prepare(&event);
+    let event = audit::prepare(event);
     let recorded = state
         .db
         .write(move |conn| audit::record_prepared(conn, &event, now).map_err(IdentityError::from))

@@ -400,7 +400,7 @@ where
         crate::audit::Outcome::Success,
         body,
     );
-    let event = crate::audit::prepare(&event);
+    let event = crate::audit::prepare(event);
     let now = crate::clock::now();
     let value = state
         .db

@@ -23,6 +23,34 @@ fn normalize(body: &Value) -> ScimResult<Map<String, Value>> {
     schema::normalize_resource(Resource::User, body).map_err(ScimError::invalid_value)
 }
 
+/// A user's groups: (group id, displayName).
+type UserGroups = Vec<(String, String)>;
+
+/// Each user's groups, loaded in one query when the projection wants them.
+fn groups_by_user(
+    conn: &mut DbConn,
+    users: &[User],
+    projection: &Projection,
+) -> ScimResult<Vec<Option<UserGroups>>> {
+    if !projection.wants("groups") {
+        return Ok(vec![None; users.len()]);
+    }
+    let ids: Vec<String> = users.iter().map(|u| u.id.to_string()).collect();
+    let groups = store::groups_of(conn, &ids)?;
+    Ok(users
+        .iter()
+        .map(|u| {
+            Some(
+                groups
+                    .iter()
+                    .filter(|(uid, _, _)| uid == u.id.as_str())
+                    .map(|(_, gid, name)| (gid.clone(), name.clone()))
+                    .collect(),
+            )
+        })
+        .collect())
+}
+
 /// Renders users with their groups (loaded only when wanted, in one query).
 fn render_all(
     conn: &mut DbConn,
@@ -30,53 +58,43 @@ fn render_all(
     users: &[User],
     projection: &Projection,
 ) -> ScimResult<Vec<Value>> {
-    let groups = if projection.wants("groups") {
-        let ids: Vec<String> = users.iter().map(|u| u.id.to_string()).collect();
-        Some(store::groups_of(conn, &ids)?)
-    } else {
-        None
-    };
+    let groups = groups_by_user(conn, users, projection)?;
     Ok(users
         .iter()
-        .map(|u| {
-            let mine: Option<Vec<(String, String)>> = groups.as_ref().map(|g| {
-                g.iter()
-                    .filter(|(uid, _, _)| uid == u.id.as_str())
-                    .map(|(_, gid, name)| (gid.clone(), name.clone()))
-                    .collect()
-            });
-            projection.apply(render_user(base, u, mine.as_deref()))
-        })
+        .zip(groups)
+        .map(|(u, mine)| projection.apply(render_user(base, u, mine.as_deref())))
         .collect())
 }
 
-/// A page of users as JSON text, one per user (see [`super::resource::render_user_text`]).
+/// A page of users as JSON text, one per user: without `attributes`/`excludedAttributes`
+/// written straight as text (see [`super::resource::render_user_text`]).
 fn render_page(
     conn: &mut DbConn,
     base: &str,
     users: &[User],
     projection: &Projection,
 ) -> ScimResult<Vec<String>> {
-    if !projection.is_default() {
-        return Ok(render_all(conn, base, users, projection)?
-            .iter()
-            .map(Value::to_string)
-            .collect());
-    }
-    let ids: Vec<String> = users.iter().map(|u| u.id.to_string()).collect();
-    let groups = store::groups_of(conn, &ids)?;
+    let groups = groups_by_user(conn, users, projection)?;
     Ok(users
         .iter()
-        .map(|u| {
-            let mine: Vec<(String, String)> = groups
-                .iter()
-                .filter(|(uid, _, _)| uid == u.id.as_str())
-                .map(|(_, gid, name)| (gid.clone(), name.clone()))
-                .collect();
-            super::resource::render_user_text(base, u, Some(&mine))
-                .unwrap_or_else(|| render_user(base, u, Some(&mine)).to_string())
+        .zip(groups)
+        .map(|(u, mine)| {
+            let text = match projection.is_default() {
+                true => super::resource::render_user_text(base, u, mine.as_deref()),
+                false => None,
+            };
+            text.unwrap_or_else(|| {
+                projection
+                    .apply(render_user(base, u, mine.as_deref()))
+                    .to_string()
+            })
         })
         .collect())
+}
+
+/// A user just created, as answered: in no group yet.
+fn render_new(base: &str, user: &User) -> Value {
+    render_user(base, user, Some(&[]))
 }
 
 fn render_one(
@@ -230,8 +248,7 @@ pub fn create_in(
 ) -> ScimResult<Value> {
     let doc = normalize(body)?;
     let user = store::create_user(conn, org, doc, now)?;
-    // A new user is in no group yet.
-    Ok(Projection::default().apply(render_user(base, &user, Some(&[]))))
+    Ok(render_new(base, &user))
 }
 
 /// Replaces a user's document (PUT).
@@ -309,9 +326,10 @@ pub async fn create(
         move |conn| store::create_user(conn, &org, doc, now),
     )
     .await?;
-    // A new user is in no group yet.
-    let value = Projection::default().apply(render_user(&base, &user, Some(&[])));
-    Ok(respond_resource(StatusCode::CREATED, &value))
+    Ok(respond_resource(
+        StatusCode::CREATED,
+        &render_new(&base, &user),
+    ))
 }
 
 /// `GET /Users/{id}`
