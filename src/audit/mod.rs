@@ -92,6 +92,9 @@ pub struct StoredEvent {
 
 #[derive(Insertable)]
 #[diesel(table_name = audit_events)]
+// None is NULL (no column here has another default), so the statement text never varies
+// and its prepared statement is found by type, without rebuilding the SQL to look it up.
+#[diesel(treat_none_as_default_value = false)]
 struct NewEvent<'a> {
     id: String,
     chain: &'a str,

@@ -134,7 +134,7 @@ impl Manager {
                     "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
                      PRAGMA synchronous = {}; PRAGMA foreign_keys = ON; \
                      PRAGMA case_sensitive_like = ON; \
-                     PRAGMA journal_size_limit = 67108864;",
+                     PRAGMA journal_size_limit = {WAL_SIZE_LIMIT};",
                     self.sqlite_synchronous.pragma_value()
                 ))
                 .map_err(r2d2::Error::QueryError)?;
@@ -206,6 +206,14 @@ const MAX_BATCH: usize = 64;
 /// WAL size (in frames, 4 KiB pages by default) past which the checkpointer restarts the log.
 const WAL_RESTART_FRAMES: i64 = 16384;
 
+/// Size past which the WAL file is trimmed when the log restarts (`journal_size_limit`), well
+/// above what it reaches between restarts (about 70–100 MB): the file is then reused from its
+/// start instead of being cut back and grown again at every restart. Cutting it to 64 MB each
+/// time made the writer free and re-allocate its blocks, and on a filesystem mounted with
+/// `discard` the freeing is a synchronous TRIM: writes stalled 100–800 ms every few seconds
+/// under load. Only a file a one-off huge transaction grew past this is trimmed.
+const WAL_SIZE_LIMIT: i64 = 256 * 1024 * 1024;
+
 /// Longest a WAL restart holds writes back while waiting for readers of the old log.
 const RESTART_WAIT_MS: u64 = 100;
 
@@ -225,7 +233,7 @@ struct Checkpointed {
 /// without bound (1.6 GB after minutes of SCIM creates). Past [`WAL_RESTART_FRAMES`] it holds
 /// the writer lock between two commits for a RESTART checkpoint, which copies what the
 /// passive one has not (a few milliseconds of commits) and waits for readers of the old log,
-/// so the next commit writes the log from its start (and `journal_size_limit` trims the file).
+/// so the next commit writes the log from the start of the file (see [`WAL_SIZE_LIMIT`]).
 /// The writer waits only for that short step, never for the bulk of the copying or its sync;
 /// a reader that outlasts [`RESTART_WAIT_MS`] makes it give up and try again 5 s later.
 fn checkpoint_loop(db: Db, alive: std::sync::Weak<()>) {
@@ -454,6 +462,28 @@ impl Db {
         T: Send + 'static,
         E: From<DbError> + From<diesel::result::Error> + Send + 'static,
     {
+        self.queue_write(f, true).await
+    }
+
+    /// [`Db::write`] for a write whose only change is its last statement (e.g. recording an
+    /// audit event: reads, then one INSERT): a failure leaves nothing behind, so in a group
+    /// commit it needs no savepoint of its own (two statements SQLite parses on every use:
+    /// as much writer time as the event's INSERT).
+    pub async fn write_single<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConn) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + From<diesel::result::Error> + Send + 'static,
+    {
+        self.queue_write(f, false).await
+    }
+
+    async fn queue_write<T, E, F>(&self, f: F, savepoint: bool) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConn) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + From<diesel::result::Error> + Send + 'static,
+    {
         let sender = match self.backend {
             Backend::Postgres => None,
             Backend::Sqlite => self
@@ -477,7 +507,13 @@ impl Db {
         let job: WriteJob = Box::new(move |conn: &mut DbConn| {
             let outcome = {
                 let _entered = span.enter();
-                write_tx(conn, f)
+                match savepoint {
+                    true => write_tx(conn, f),
+                    // Inside the batch's open transaction (a failed BEGIN makes the batch run
+                    // unbatched: then this is a transaction of its own).
+                    false if in_transaction(conn) => f(conn),
+                    false => write_tx(conn, f),
+                }
             };
             Box::new(move |committed: bool| {
                 let outcome = match outcome {
@@ -622,6 +658,14 @@ fn install_user_counts(conn: &mut DbConn) -> Result<(), DbError> {
 }
 
 static SQLITE_WRITER: parking_lot::Mutex<()> = parking_lot::const_mutex(());
+
+/// Whether `conn` has a transaction open (when its state cannot be read, no: `write_tx` then
+/// reports the error).
+fn in_transaction(conn: &mut DbConn) -> bool {
+    <DbConn as Connection>::TransactionManager::transaction_manager_status_mut(conn)
+        .transaction_depth()
+        .is_ok_and(|depth| depth.is_some())
+}
 
 pub fn write_tx<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
 where

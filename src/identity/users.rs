@@ -84,6 +84,9 @@ impl NewUser {
 
 #[derive(Insertable)]
 #[diesel(table_name = users)]
+// None is NULL (no column here has another default), so the statement text never varies
+// and its prepared statement is found by type, without rebuilding the SQL to look it up.
+#[diesel(treat_none_as_default_value = false)]
 struct UserRow<'a> {
     id: &'a str,
     org_id: &'a str,

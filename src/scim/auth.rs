@@ -176,12 +176,14 @@ pub async fn scim_context(
         outcome,
         body,
     );
-    // Redaction and hashing here; the writer only chains and inserts (`db.write` runs it in a
-    // transaction of its own).
+    // Redaction and hashing here; the writer only chains and inserts (its one change, so no
+    // savepoint: see `Db::write_single`).
     let event = audit::prepare(event);
     let recorded = state
         .db
-        .write(move |conn| audit::record_prepared(conn, &event, now).map_err(IdentityError::from))
+        .write_single(move |conn| {
+            audit::record_prepared(conn, &event, now).map_err(IdentityError::from)
+        })
         .await;
     if let Err(e) = recorded {
         tracing::error!(error = %e, "could not record the SCIM audit event");

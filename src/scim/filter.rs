@@ -104,23 +104,24 @@ pub enum Filter {
 
 impl Filter {
     /// `userName eq "…"`: at most one user, found by one probe of a unique index (and no
-    /// group: groups have no userName). Not `id eq` on groups: a group's answer carries its
-    /// whole member list.
-    pub fn is_unique_lookup(&self) -> bool {
+    /// group: groups have no userName); the userName compared. Not `id eq` on groups: a
+    /// group's answer carries its whole member list.
+    pub fn unique_user_name(&self) -> Option<&str> {
         match self {
             Filter::Compare {
                 path,
                 op: Op::Eq,
-                value: Value::String(_),
-            } => {
-                path.sub.is_none()
-                    && path.attr == "username"
-                    && path
-                        .urn
-                        .as_deref()
-                        .is_none_or(|u| u.eq_ignore_ascii_case(super::schema::USER_SCHEMA))
+                value: Value::String(name),
+            } if path.sub.is_none()
+                && path.attr == "username"
+                && path
+                    .urn
+                    .as_deref()
+                    .is_none_or(|u| u.eq_ignore_ascii_case(super::schema::USER_SCHEMA)) =>
+            {
+                Some(name)
             }
-            _ => false,
+            _ => None,
         }
     }
 }

@@ -436,7 +436,8 @@ pub async fn run_list(
     let base = base_url(state);
     let short = filter
         .as_ref()
-        .is_some_and(filter::Filter::is_unique_lookup);
+        .and_then(filter::Filter::unique_user_name)
+        .is_some();
     let work = move |conn: &mut crate::db::DbConn| -> ScimResult<String> {
         let (total, resources) = page(
             conn,

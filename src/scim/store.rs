@@ -49,6 +49,20 @@ pub fn get_user(conn: &mut DbConn, org: &OrgId, id: &str) -> ScimResult<User> {
         .ok_or_else(|| ScimError::not_found("User"))
 }
 
+/// The SCIM-visible user with this userName (case-insensitive), if any: one probe of the
+/// unique `(org, folded userName)` index with a statement prepared once per connection (the
+/// lookup an IdP makes before every create and update).
+pub fn user_by_name(conn: &mut DbConn, org: &OrgId, user_name: &str) -> ScimResult<Option<User>> {
+    let folded = fold(user_name);
+    Ok(crate::on_backend!(&mut *conn, |c| users::table
+        .filter(users::org_id.eq(org.as_str()))
+        .filter(users::is_break_glass.eq(false))
+        .filter(users::user_name_folded.eq(&folded))
+        .select(User::as_select())
+        .first(c)
+        .optional())?)
+}
+
 fn user_name_taken(
     conn: &mut DbConn,
     org: &OrgId,
@@ -216,6 +230,20 @@ pub fn groups_of(
     conn: &mut DbConn,
     user_ids: &[String],
 ) -> ScimResult<Vec<(String, String, String)>> {
+    if let [one] = user_ids {
+        // One user (a lookup, a single GET): a statement that stays prepared, unlike the
+        // variable-length `IN` list below.
+        return Ok(crate::on_backend!(&mut *conn, |c| memberships::table
+            .inner_join(user_groups::table)
+            .filter(memberships::user_id.eq(one))
+            .order(user_groups::display_name_folded.asc())
+            .select((
+                memberships::user_id,
+                user_groups::id,
+                user_groups::display_name,
+            ))
+            .load(c))?);
+    }
     let mut out = Vec::new();
     for chunk in user_ids.chunks(500) {
         let rows: Vec<(String, String, String)> = memberships::table

@@ -120,6 +120,20 @@ pub fn page(
     offset: i64,
     limit: i64,
 ) -> ScimResult<(i64, Vec<String>)> {
+    if let Some(name) = filter.and_then(filter::Filter::unique_user_name) {
+        // At most one match: no COUNT, no dynamic SQL; startIndex/count apply to that one.
+        let found = store::user_by_name(conn, org, name)?;
+        let total = i64::from(found.is_some());
+        let users: Vec<User> = found
+            .into_iter()
+            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+            .take(usize::try_from(limit).unwrap_or(0))
+            .collect();
+        return Ok((
+            total,
+            render_page(conn, base, &users, &params.projection())?,
+        ));
+    }
     let mut cond = query::visible_users(org);
     if let Some(f) = filter {
         cond.push(" AND (")

@@ -67,14 +67,26 @@ async fn okta_provisioning_flow(backend: Backend) {
         .unwrap()
         .starts_with("W/\""));
 
-    // 2. Case-insensitive userName: the upper-case filter finds her; a case-only duplicate is 409.
-    let (_, j) = scim
-        .get(&format!(
-            "/Users?filter={}",
-            q(r#"userName eq "JANE.DOE@ACME.TEST""#)
-        ))
-        .await;
+    // 2. Case-insensitive userName: the upper-case filter finds her, the same document as
+    // GET by id; startIndex and count apply to that one match. A case-only duplicate is 409.
+    let lookup = format!("/Users?filter={}", q(r#"userName eq "JANE.DOE@ACME.TEST""#));
+    let (_, j) = scim.get(&lookup).await;
     assert_eq!(j["totalResults"], 1);
+    assert_eq!(j["itemsPerPage"], 1);
+    assert_eq!(j["Resources"][0], scim.get(&format!("/Users/{id}")).await.1);
+    let (_, j) = scim.get(&format!("{lookup}&startIndex=2")).await;
+    assert_eq!(
+        (j["totalResults"].as_i64(), j["itemsPerPage"].as_i64()),
+        (Some(1), Some(0))
+    );
+    assert_eq!(j["startIndex"], 2);
+    assert!(j["Resources"].as_array().is_none_or(Vec::is_empty), "{j}");
+    let (_, j) = scim.get(&format!("{lookup}&count=0")).await;
+    assert_eq!(
+        (j["totalResults"].as_i64(), j["itemsPerPage"].as_i64()),
+        (Some(1), Some(0))
+    );
+    assert!(j["Resources"].as_array().is_none_or(Vec::is_empty), "{j}");
     let (s, j) = scim
         .post(
             "/Users",
@@ -746,6 +758,13 @@ async fn lifecycle_sessions_roles_tombstones_and_break_glass() {
     };
     let (_, j) = scim.get("/Users").await;
     assert!(!j.to_string().contains("bg@acme.test"));
+    let (_, j) = scim
+        .get(&format!(
+            "/Users?filter={}",
+            q(r#"userName eq "BG@acme.test""#)
+        ))
+        .await;
+    assert_eq!(j["totalResults"], 0, "{j}");
     assert_eq!(scim.get(&format!("/Users/{bg_id}")).await.0, 404);
     assert_eq!(
         scim.patch(
