@@ -511,12 +511,12 @@ impl Db {
         let job: WriteJob = Box::new(move |conn: &mut DbConn| {
             let outcome = {
                 let _entered = span.enter();
-                match savepoint {
-                    true => write_tx(conn, f),
-                    // Inside the batch's open transaction (a failed BEGIN makes the batch run
-                    // unbatched: then this is a transaction of its own).
-                    false if in_transaction(conn) => f(conn),
-                    false => write_tx(conn, f),
+                // Without a savepoint only inside the batch's open transaction (a failed BEGIN
+                // makes the batch run unbatched: then this is a transaction of its own).
+                if !savepoint && in_transaction(conn) {
+                    f(conn)
+                } else {
+                    write_tx(conn, f)
                 }
             };
             Box::new(move |committed: bool| {

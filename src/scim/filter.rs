@@ -49,6 +49,13 @@ pub struct AttrPath {
 }
 
 impl AttrPath {
+    /// Whether the path is in the `core` schema: no URN prefix, or that schema's.
+    pub fn in_schema(&self, core: &str) -> bool {
+        self.urn
+            .as_deref()
+            .is_none_or(|u| u.eq_ignore_ascii_case(core))
+    }
+
     /// Parses `urn:…:attr.sub`, `attr.sub` or `attr`.
     pub fn parse(text: &str) -> Result<AttrPath, String> {
         let text = text.trim();
@@ -114,10 +121,7 @@ impl Filter {
                 value: Value::String(name),
             } if path.sub.is_none()
                 && path.attr == "username"
-                && path
-                    .urn
-                    .as_deref()
-                    .is_none_or(|u| u.eq_ignore_ascii_case(super::schema::USER_SCHEMA)) =>
+                && path.in_schema(super::schema::USER_SCHEMA) =>
             {
                 Some(name)
             }

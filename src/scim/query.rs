@@ -56,14 +56,8 @@ enum Col {
     Time(&'static str),
 }
 
-fn is_core(path: &AttrPath, core: &str) -> bool {
-    path.urn
-        .as_deref()
-        .is_none_or(|u| u.eq_ignore_ascii_case(core))
-}
-
 fn user_column(path: &AttrPath) -> Option<Col> {
-    if !is_core(path, USER_SCHEMA) {
+    if !path.in_schema(USER_SCHEMA) {
         return None;
     }
     Some(match (path.attr.as_str(), path.sub.as_deref()) {
@@ -87,7 +81,7 @@ fn user_column(path: &AttrPath) -> Option<Col> {
 }
 
 fn group_column(path: &AttrPath) -> Option<Col> {
-    if !is_core(path, schema::GROUP_SCHEMA) {
+    if !path.in_schema(schema::GROUP_SCHEMA) {
         return None;
     }
     Some(match (path.attr.as_str(), path.sub.as_deref()) {

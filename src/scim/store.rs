@@ -230,32 +230,32 @@ pub fn groups_of(
     conn: &mut DbConn,
     user_ids: &[String],
 ) -> ScimResult<Vec<(String, String, String)>> {
+    // Memberships joined to their groups, by group name, for the users `$which` selects.
+    macro_rules! groups_where {
+        ($which:expr) => {
+            memberships::table
+                .inner_join(user_groups::table)
+                .filter($which)
+                .order(user_groups::display_name_folded.asc())
+                .select((
+                    memberships::user_id,
+                    user_groups::id,
+                    user_groups::display_name,
+                ))
+        };
+    }
     if let [one] = user_ids {
         // One user (a lookup, a single GET): a statement that stays prepared, unlike the
         // variable-length `IN` list below.
-        return Ok(crate::on_backend!(&mut *conn, |c| memberships::table
-            .inner_join(user_groups::table)
-            .filter(memberships::user_id.eq(one))
-            .order(user_groups::display_name_folded.asc())
-            .select((
-                memberships::user_id,
-                user_groups::id,
-                user_groups::display_name,
-            ))
-            .load(c))?);
+        return Ok(crate::on_backend!(&mut *conn, |c| groups_where!(
+            memberships::user_id.eq(one)
+        )
+        .load(c))?);
     }
     let mut out = Vec::new();
     for chunk in user_ids.chunks(500) {
-        let rows: Vec<(String, String, String)> = memberships::table
-            .inner_join(user_groups::table)
-            .filter(memberships::user_id.eq_any(chunk))
-            .order(user_groups::display_name_folded.asc())
-            .select((
-                memberships::user_id,
-                user_groups::id,
-                user_groups::display_name,
-            ))
-            .load(conn)?;
+        let rows: Vec<(String, String, String)> =
+            groups_where!(memberships::user_id.eq_any(chunk)).load(conn)?;
         out.extend(rows);
     }
     Ok(out)
