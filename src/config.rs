@@ -5,7 +5,7 @@
 //! | variable | file key | default |
 //! | --- | --- | --- |
 //! | `GATEHOUSE_LISTEN` | `listen` | `127.0.0.1:8080` |
-//! | `GATEHOUSE_PUBLIC_URL` | `public_url` | `http://` + listen |
+//! | `GATEHOUSE_PUBLIC_URL` | `public_url` | `http://` + listen (`https://` when TLS is on; an `http://` one with TLS on is refused) |
 //! | `GATEHOUSE_DATA_DIR` | `data_dir` | `./data` |
 //! | `GATEHOUSE_DATABASE_URL` | `database_url` | `sqlite://<data_dir>/gatehouse.db` |
 //! | `GATEHOUSE_SECRET_KEY` | `secret_key` | generated once into `<data_dir>/secret.key` |
@@ -21,7 +21,7 @@
 //! | `GATEHOUSE_PASSWORD_HASH_CONCURRENCY` | `password_hash_concurrency` | 2 |
 //! | `GATEHOUSE_OUTBOUND_ALLOW_PRIVATE` | `outbound_allow_private` | false |
 //! | `GATEHOUSE_SCIM_MAX_BODY_BYTES` | `scim_max_body_bytes` | 4194304 (4 MiB) |
-//! | `GATEHOUSE_SCIM_RATE_LIMIT` | `scim_rate_limit` | 100 (requests/s per token; 0 = off) |
+//! | `GATEHOUSE_SCIM_RATE_LIMIT` | `scim_rate_limit` | 1000 (requests/s per token, bursts of 3×; 0 = off) |
 //! | `GATEHOUSE_ALLOWED_RETURN_HOSTS` | `allowed_return_hosts` | none (comma-separated hosts a sign-in may return to besides our own paths) |
 //! | `GATEHOUSE_COOKIE_DOMAIN` | `cookie_domain` | unset (host-only session cookie) — a parent domain of the public URL's host, for forward-auth on sibling hosts |
 //! | `GATEHOUSE_UPSTREAM` | `upstream` | unset (proxy mode off) — the app every other path is proxied to |
@@ -160,6 +160,12 @@ pub struct TlsFiles {
 }
 
 /// Every environment variable we read, so a misspelt one can be reported.
+/// Requests per second per SCIM token (bursts of three times that). Real IdPs send well
+/// under 100/s and an initial import's bursts stay far below 3,000; one token at this rate
+/// takes at most a fraction of what one replica serves (≈ 4,000 creates/s, 8,000 lookups/s
+/// here), so it cannot starve the others.
+pub const DEFAULT_SCIM_RATE_LIMIT: u32 = 1000;
+
 const KNOWN_ENV: &[&str] = &[
     "GATEHOUSE_LISTEN",
     "GATEHOUSE_PUBLIC_URL",
@@ -228,10 +234,6 @@ impl Settings {
         let data_dir = env_parse::<PathBuf>(env, "GATEHOUSE_DATA_DIR")?
             .or(fc.data_dir)
             .unwrap_or_else(|| PathBuf::from("./data"));
-        let configured_public_url = env.get("GATEHOUSE_PUBLIC_URL").cloned().or(fc.public_url);
-        let public_url_derived = configured_public_url.is_none();
-        let public_url_text = configured_public_url.unwrap_or_else(|| format!("http://{listen}"));
-        let public_url = parse_public_url(&public_url_text)?;
         let database_url = env
             .get("GATEHOUSE_DATABASE_URL")
             .cloned()
@@ -255,6 +257,21 @@ impl Settings {
                 ))
             }
         };
+        // With TLS on, the derived public URL is https (Secure `__Host-` cookies); an explicit
+        // http:// one with TLS on is refused: the cookies would silently lose `Secure`.
+        let configured_public_url = env.get("GATEHOUSE_PUBLIC_URL").cloned().or(fc.public_url);
+        let public_url_derived = configured_public_url.is_none();
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let public_url_text =
+            configured_public_url.unwrap_or_else(|| format!("{scheme}://{listen}"));
+        let public_url = parse_public_url(&public_url_text)?;
+        if tls.is_some() && public_url.scheme() != "https" {
+            return Err(ConfigError::Invalid(format!(
+                "public_url `{public_url_text}` is http:// but TLS is on (GATEHOUSE_TLS_CERT/KEY): \
+                 browsers reach gatehouse over https, so the public URL must be https:// \
+                 (cookies are marked Secure from it)"
+            )));
+        }
         let log_format = match env.get("GATEHOUSE_LOG_FORMAT") {
             Some(v) => match v.as_str() {
                 "text" => LogFormat::Text,
@@ -421,7 +438,7 @@ impl Settings {
                 .unwrap_or(4 * 1024 * 1024),
             scim_rate_limit: env_parse(env, "GATEHOUSE_SCIM_RATE_LIMIT")?
                 .or(fc.scim_rate_limit)
-                .unwrap_or(100),
+                .unwrap_or(DEFAULT_SCIM_RATE_LIMIT),
         };
         settings.validate()?;
         Ok((settings, warnings))

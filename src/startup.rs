@@ -20,6 +20,8 @@ pub struct AppState {
     pub db: Db,
     pub key: SecretKey,
     pub passwords: Passwords,
+    /// Failed sign-in steps, for back-off (per replica).
+    pub backoff: crate::login::backoff::Backoff,
 }
 
 pub struct Application {
@@ -92,9 +94,11 @@ impl Application {
             db: db.clone(),
             key,
             passwords,
+            backoff: Default::default(),
         });
         let db_data = web::Data::new(db);
         let app_metrics = metrics.clone();
+        let metrics_state = state.clone();
         let upstream_tls = crate::gateway::proxy::upstream_tls(&state.settings)?;
         let server = HttpServer::new(move || {
             // Proxy mode: this worker's own upstream clients.
@@ -124,6 +128,7 @@ impl Application {
                 HttpServer::new(move || {
                     App::new()
                         .app_data(metrics.clone())
+                        .app_data(metrics_state.clone())
                         .route("/metrics", web::get().to(metrics::metrics))
                 })
                 .workers(1)
@@ -155,7 +160,7 @@ impl Application {
 fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
-        .route("/metrics", web::get().to(metrics::metrics))
+        .route("/metrics", web::get().to(metrics::public_metrics))
         .route(
             "/sso/static/gatehouse.css",
             web::get().to(pages::stylesheet),

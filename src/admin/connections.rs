@@ -497,9 +497,13 @@ pub async fn change(
                 match form.action.as_str() {
                     "enable" | "disable" => {
                         let enabled = form.action == "enable";
-                        connections::set_enabled(conn, &c.id, enabled, now)?;
-                        admin.record(conn, "admin.connection.update", json!({"id": c.id, "before": {"enabled": c.enabled}, "after": {"enabled": enabled}}), now)?;
-                        Ok(format!("Connection {}d", form.action))
+                        let ended = connections::set_enabled(conn, &c.id, enabled, now)?;
+                        admin.record(conn, "admin.connection.update", json!({"id": c.id, "before": {"enabled": c.enabled}, "after": {"enabled": enabled}, "sessions_ended": ended}), now)?;
+                        Ok(if enabled {
+                            "Connection enabled".to_string()
+                        } else {
+                            format!("Connection disabled; {ended} session(s) it signed in were ended")
+                        })
                     }
                     "mapping" if c.kind == "saml" => {
                         let mut cfg: SamlConfig = serde_json::from_str(&c.config).map_err(anyhow::Error::from)?;
@@ -589,10 +593,29 @@ pub async fn update_idp(
         }
     }
     let key = state.key.clone();
-    state
+    // A signing certificate taken away (the leaked-certificate case) ends the sessions this
+    // connection signed in: they may rest on assertions signed with it. Adding one does not.
+    let certs = |v: &Value| -> Vec<String> {
+        v["certs"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (old_certs, new_certs) = (certs(&old), certs(&config));
+    let cert_removed = old_certs.iter().any(|c| !new_certs.contains(c));
+    let ended = state
         .db
         .write(move |conn| -> Result<_, IdentityError> {
             connections::update_config(conn, &c.id, &config, now)?;
+            let ended = if cert_removed {
+                connections::revoke_sessions(conn, &c.id, now)?
+            } else {
+                0
+            };
             if let Some(secret) = &secret {
                 connections::set_secret(
                     conn,
@@ -606,12 +629,18 @@ pub async fn update_idp(
                 json!({
                     "id": c.id, "before": old, "after": config,
                     "client_secret": if secret.is_some() { "(replaced)" } else { "(unchanged)" },
+                    "sessions_ended": ended,
                 }),
                 now,
             )?;
-            Ok(())
+            Ok(ended)
         })
         .await
         .map_err(AppError::from)?;
-    Ok(super::back_to(&back, "IdP settings saved"))
+    let notice = if cert_removed {
+        format!("IdP settings saved; a signing certificate was removed, so the {ended} session(s) this connection signed in were ended")
+    } else {
+        "IdP settings saved".to_string()
+    };
+    Ok(super::back_to(&back, &notice))
 }

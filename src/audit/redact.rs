@@ -30,19 +30,38 @@ fn is_secret_key(key: &str) -> bool {
     SECRET_EXACT.contains(&k.as_str()) || SECRET_SUBSTRINGS.iter().any(|s| k.contains(s))
 }
 
+/// Whether a SCIM PATCH `path` names a secret attribute (`password`, in any case, with or
+/// without a schema URN, with or without a sub-attribute or value filter).
+fn is_secret_path(path: &str) -> bool {
+    let path = path.trim();
+    // `urn:…:User:password` → `password`; `password[…]` / `password.x` → `password`.
+    let last = path.rsplit(':').next().unwrap_or(path);
+    let attr = last.split(['[', '.']).next().unwrap_or(last).trim();
+    is_secret_key(attr)
+}
+
+/// Redacts by meaning, not only by key: a secret key's value, and the `value` of any object
+/// whose `path` names a secret attribute (a SCIM PATCH operation, also inside Bulk `data`).
 pub fn redact(value: &Value) -> Value {
     match value {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| {
-                    if is_secret_key(k) && !v.is_null() {
-                        (k.clone(), Value::String(REDACTED.into()))
-                    } else {
-                        (k.clone(), redact(v))
-                    }
-                })
-                .collect(),
-        ),
+        Value::Object(map) => {
+            let secret_path = map.iter().any(|(k, v)| {
+                k.eq_ignore_ascii_case("path") && v.as_str().is_some_and(is_secret_path)
+            });
+            Value::Object(
+                map.iter()
+                    .map(|(k, v)| {
+                        let secret =
+                            is_secret_key(k) || (secret_path && k.eq_ignore_ascii_case("value"));
+                        if secret && !v.is_null() {
+                            (k.clone(), Value::String(REDACTED.into()))
+                        } else {
+                            (k.clone(), redact(v))
+                        }
+                    })
+                    .collect(),
+            )
+        }
         Value::Array(items) => Value::Array(items.iter().map(redact).collect()),
         other => other.clone(),
     }
@@ -70,6 +89,22 @@ mod tests {
             assert!(!text.contains(secret), "{secret} leaked: {text}");
         }
         assert_eq!(r["userName"], "alice");
+        // By meaning: PATCH operations that set a password, however the path is spelled.
+        let ops = json!({"Operations": [
+            {"op": "replace", "path": "password", "value": "p1"},
+            {"op": "Replace", "path": "PASSWORD", "value": "p2"},
+            {"op": "add", "path": "urn:ietf:params:scim:schemas:core:2.0:User:password", "value": "p3"},
+            {"op": "replace", "value": {"password": "p4"}},
+            {"op": "replace", "path": "name.givenName", "value": "Ann"}
+        ], "Bulk": {"data": {"Operations": [{"op": "replace", "path": "password", "value": "p5"}]}}});
+        let text = redact(&ops).to_string();
+        for secret in ["p1", "p2", "p3", "p4", "p5"] {
+            assert!(
+                !text.contains(&format!("\"{secret}\"")),
+                "{secret} leaked: {text}"
+            );
+        }
+        assert!(text.contains("\"Ann\""), "{text}");
         assert_eq!(r["nested"]["postal_code"], "1000");
     }
 }

@@ -65,6 +65,17 @@ pub enum DomainCommand {
         #[arg(long)]
         enforce: bool,
     },
+    /// Change an existing domain's flags (only those given).
+    Set {
+        org: String,
+        domain: String,
+        #[arg(long, value_name = "true|false")]
+        verified: Option<bool>,
+        #[arg(long, value_name = "true|false")]
+        enforce: Option<bool>,
+    },
+    /// Remove a domain from an org.
+    Remove { org: String, domain: String },
     /// List an org's domains.
     List { org: String },
 }
@@ -126,6 +137,24 @@ pub enum UserCommand {
     List { org: String },
     /// End every session of a user now.
     RevokeSessions { org: String, user: String },
+    /// Change how an account is managed: `--scim-managed` hands a local account over to SCIM
+    /// provisioning (SCIM never changes local accounts or org admins otherwise).
+    Set {
+        org: String,
+        user: String,
+        #[arg(long = "scim-managed")]
+        scim_managed: bool,
+    },
+    /// Link an account to an IdP identity (connection id + subject: SAML NameID or OIDC `sub`),
+    /// e.g. an org admin, whom sign-in never links by e-mail.
+    Link {
+        org: String,
+        user: String,
+        #[arg(long)]
+        connection: String,
+        #[arg(long)]
+        subject: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -427,6 +456,66 @@ fn domain(ctx: &Ctx, c: DomainCommand) -> anyhow::Result<()> {
                 },
             );
         }
+        DomainCommand::Set {
+            org,
+            domain,
+            verified,
+            enforce,
+        } => {
+            let o = ctx.org(&org)?;
+            let name = parse(DomainName::parse(&domain))?;
+            if verified.is_none() && enforce.is_none() {
+                bail!("nothing to change: give --verified true|false and/or --enforce true|false");
+            }
+            let d = ctx.tx(|c| {
+                let before = domains::find(c, &name)?
+                    .filter(|d| d.org_id == o.id)
+                    .ok_or_else(|| IdentityError::NotFound(format!("{} has no domain {name}", o.slug)))?;
+                let d = domains::set_flags(c, &o.id, &name, verified, enforce)?;
+                record(
+                    c,
+                    Some(&o.id),
+                    "domain.update",
+                    json!({"domain": d.domain, "before": {"verified": before.verified, "enforce": before.enforce}, "after": {"verified": d.verified, "enforce": d.enforce}}),
+                    ctx.now,
+                )?;
+                if d.enforce && d.verified {
+                    enforcement::revoke_disqualified(c, &o.id, ctx.now)?;
+                }
+                Ok(d)
+            })?;
+            ctx.out(
+                json!({"domain": d.domain, "verified": d.verified, "enforce": d.enforce}),
+                || {
+                    format!(
+                        "{} in {}: verified={}, enforce={}",
+                        d.domain, o.slug, d.verified, d.enforce
+                    )
+                },
+            );
+        }
+        DomainCommand::Remove { org, domain } => {
+            let o = ctx.org(&org)?;
+            let name = parse(DomainName::parse(&domain))?;
+            ctx.tx(|c| {
+                if !domains::remove(c, &o.id, &name)? {
+                    return Err(IdentityError::NotFound(format!(
+                        "{} has no domain {name}",
+                        o.slug
+                    )));
+                }
+                record(
+                    c,
+                    Some(&o.id),
+                    "domain.remove",
+                    json!({"domain": name.as_str()}),
+                    ctx.now,
+                )
+            })?;
+            ctx.out(json!({"removed": name.as_str()}), || {
+                format!("removed {name} from {}", o.slug)
+            });
+        }
         DomainCommand::List { org } => {
             let o = ctx.org(&org)?;
             let ds = ctx.read(|c| domains::list(c, &o.id))?;
@@ -609,6 +698,66 @@ fn user(ctx: &Ctx, c: UserCommand) -> anyhow::Result<()> {
                         )
                     })
                     .collect()
+            });
+        }
+        UserCommand::Set {
+            org,
+            user,
+            scim_managed,
+        } => {
+            let o = ctx.org(&org)?;
+            if !scim_managed {
+                bail!("nothing to change: give --scim-managed");
+            }
+            let u = ctx.tx(|c| {
+                let u = users::find_by_user_name(c, &o.id, &user)?.ok_or_else(|| {
+                    IdentityError::NotFound(format!("no user `{user}` in {}", o.slug))
+                })?;
+                if u.is_org_admin || u.is_break_glass {
+                    return Err(IdentityError::Invalid(format!(
+                        "{} is an org admin or a break-glass account: SCIM never manages those",
+                        u.user_name
+                    )));
+                }
+                let u = users::set_source(c, &u, UserSource::Scim, ctx.now)?;
+                record(
+                    c,
+                    Some(&o.id),
+                    "user.update",
+                    json!({"user_name": u.user_name, "after": {"source": "scim"}}),
+                    ctx.now,
+                )?;
+                Ok(u)
+            })?;
+            ctx.out(user_json(&u), || {
+                format!("{} is now managed by SCIM provisioning", u.user_name)
+            });
+        }
+        UserCommand::Link {
+            org,
+            user,
+            connection,
+            subject,
+        } => {
+            let o = ctx.org(&org)?;
+            ctx.tx(|c| {
+                let u = users::find_by_user_name(c, &o.id, &user)?.ok_or_else(|| {
+                    IdentityError::NotFound(format!("no user `{user}` in {}", o.slug))
+                })?;
+                crate::sso::connections::get_in_org(c, &o.id, &connection)?.ok_or_else(|| {
+                    IdentityError::NotFound(format!("no connection `{connection}` in {}", o.slug))
+                })?;
+                crate::sso::resolve::link_explicitly(c, &connection, &subject, &u, ctx.now)?;
+                record(
+                    c,
+                    Some(&o.id),
+                    "user.link",
+                    json!({"user_name": u.user_name, "connection": connection, "subject": subject}),
+                    ctx.now,
+                )
+            })?;
+            ctx.out(json!({"linked": true}), || {
+                format!("linked {user} to {subject} on connection {connection}")
             });
         }
         UserCommand::RevokeSessions { org, user } => {

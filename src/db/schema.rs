@@ -133,6 +133,7 @@ diesel::table! {
         idle_timeout_secs -> BigInt,
         expires_at -> BigInt,
         revoked_at -> Nullable<BigInt>,
+        connection_id -> Nullable<Text>,
     }
 }
 
@@ -224,6 +225,7 @@ diesel::table! {
         expires_at -> BigInt,
         consumed_at -> Nullable<BigInt>,
         purpose -> Nullable<Text>,
+        test_session -> Nullable<Text>,
     }
 }
 
@@ -236,6 +238,7 @@ diesel::table! {
         expires_at -> BigInt,
         consumed_at -> Nullable<BigInt>,
         purpose -> Nullable<Text>,
+        test_session -> Nullable<Text>,
     }
 }
 

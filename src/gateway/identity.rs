@@ -156,12 +156,21 @@ pub fn groups_value(groups: &[String]) -> String {
 
 /// The identity headers (name, value) for the app: all six, empty when the user has no such
 /// value (no role, no e-mail), so a proxy that copies them never leaves a client's own value
-/// or its own placeholder text in place (Caddy 2.6 does the latter).
+/// or its own placeholder text in place (Caddy 2.6 does the latter). `X-Forwarded-Email` is
+/// empty unless the e-mail is verified (its domain is a verified domain of the user's org).
 pub fn headers(identity: &Identity, jwt: &str) -> Vec<(&'static str, String)> {
     let optional = |v: &Option<String>| v.as_deref().map(header_value).unwrap_or_default();
     vec![
         ("x-forwarded-user", header_value(&identity.user_name)),
-        ("x-forwarded-email", optional(&identity.email)),
+        // Only an address inside the user's org's verified domains is presented as theirs.
+        (
+            "x-forwarded-email",
+            if identity.email_verified {
+                optional(&identity.email)
+            } else {
+                String::new()
+            },
+        ),
         ("x-forwarded-groups", groups_value(&identity.groups)),
         ("x-forwarded-role", optional(&identity.role)),
         ("x-gatehouse-org", header_value(&identity.org)),

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::http::errors::AppError;
 use crate::identity::keys::{self, Purpose};
-use crate::identity::{roles, IdentityError};
+use crate::identity::{roles, users, IdentityError};
 use crate::login::session::{Principal, SignedIn};
 use crate::startup::AppState;
 use identity::Identity;
@@ -114,11 +114,12 @@ pub async fn identity_for(
                 org.default_role.as_deref(),
             )?;
             let key = keys::current(conn, Purpose::Jwt)?;
+            let email_verified = users::email_verified(conn, &user)?;
             Ok((
                 Identity {
                     user_id: user.id.to_string(),
                     user_name: user.user_name.clone(),
-                    email_verified: user.email.is_some(),
+                    email_verified,
                     email: user.email.clone(),
                     org: org.slug.clone(),
                     role,
@@ -153,7 +154,8 @@ fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
 }
 
 /// Where the user was going, as the proxy reports it: nginx `X-Original-URI` (a path), or
-/// Traefik/Caddy `X-Forwarded-Proto/Host/Uri`. A path on another host becomes an absolute URL
+/// Traefik/Caddy `X-Forwarded-Proto/Host/Uri` (the scheme and host only from a proxy listed in
+/// `trusted_proxies`; the path is a local path either way). A path on another host becomes an absolute URL
 /// (the sign-in page accepts it only for `allowed_return_hosts`).
 fn original_url(req: &HttpRequest, state: &AppState) -> Option<String> {
     let path = header_str(req, "x-original-uri").or(header_str(req, "x-forwarded-uri"))?;
@@ -166,9 +168,11 @@ fn original_url(req: &HttpRequest, state: &AppState) -> Option<String> {
         .host_str()
         .unwrap_or_default()
         .to_ascii_lowercase();
-    match header_str(req, "x-forwarded-host").map(|h| h.to_ascii_lowercase()) {
+    let proxies = &state.settings.trusted_proxies;
+    let forwarded = |name| crate::http::client::forwarded_header(req, name, proxies);
+    match forwarded("x-forwarded-host").map(|h| h.to_ascii_lowercase()) {
         Some(host) if host.split(':').next() != Some(ours.as_str()) => {
-            let proto = match header_str(req, "x-forwarded-proto") {
+            let proto = match forwarded("x-forwarded-proto") {
                 Some("http") => "http",
                 _ => "https",
             };

@@ -344,17 +344,14 @@ pub async fn handle(
             out.insert(reqwest::header::HeaderName::from_static(name), v);
         }
     };
-    if let Some(peer) = req.peer_addr() {
-        set("x-forwarded-for", &peer.ip().to_string());
+    // The client as gatehouse determined it (trusted proxies only), and the public URL's
+    // scheme and host: never the client's own `Host`, which would reach the app as the host
+    // of its links (a poisoned password-reset link, say).
+    if let Some(ip) = crate::http::client::client_ip(&req, &state.settings.trusted_proxies) {
+        set("x-forwarded-for", &ip.to_string());
     }
     set("x-forwarded-proto", state.settings.public_url.scheme());
-    if let Some(host) = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-    {
-        set("x-forwarded-host", host);
-    }
+    set("x-forwarded-host", &public_host(&state.settings.public_url));
     if let Some((i, token)) = &identity {
         for (name, value) in identity::headers(i, token) {
             set(name, &value);
@@ -577,6 +574,15 @@ async fn websocket(
         let _ = session.close(None).await;
     });
     response
+}
+
+/// `host[:port]` of the public URL (the port only when it is not the scheme's default).
+fn public_host(url: &url::Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -43,6 +43,9 @@ pub async fn request_context(
         path = %req.path(),
     );
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
+    let https = req
+        .app_data::<web::Data<crate::startup::AppState>>()
+        .is_some_and(|s| s.settings.is_https());
     let result = REQUEST_ID
         .scope(request_id.clone(), next.call(req).instrument(span.clone()))
         .await;
@@ -68,6 +71,13 @@ pub async fn request_context(
         headers.insert(HeaderName::from_static(REQUEST_ID_HEADER), v);
     }
     add_security_headers(headers);
+    if https {
+        // Under an https public URL, browsers must never come back over plain http (one year).
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     Ok(res)
 }
 

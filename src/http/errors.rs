@@ -176,6 +176,27 @@ pub fn wants_html(req: &actix_web::HttpRequest) -> bool {
 
 /// The default service: 404 as a page for browsers, JSON otherwise, never internals.
 pub async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
+    // `/sso/admin/` and friends: gatehouse's pages have no trailing slash; a GET with one is
+    // sent to the page (308 keeps the method; the query string goes along).
+    let path = req.path();
+    if matches!(
+        *req.method(),
+        actix_web::http::Method::GET | actix_web::http::Method::HEAD
+    ) && path.starts_with("/sso/")
+        && path.len() > "/sso/".len()
+        && path.ends_with('/')
+    {
+        let trimmed = path.trim_end_matches('/');
+        if !trimmed.is_empty() && !trimmed.contains("//") {
+            let to = match req.query_string() {
+                "" => trimmed.to_string(),
+                q => format!("{trimmed}?{q}"),
+            };
+            return HttpResponse::PermanentRedirect()
+                .insert_header((actix_web::http::header::LOCATION, to))
+                .finish();
+        }
+    }
     if wants_html(&req) {
         PageError(AppError::NotFound).error_response()
     } else {

@@ -70,8 +70,37 @@ impl Metrics {
     }
 }
 
-/// `GET /metrics` (the certificate gauges are refreshed from the database at each scrape when
-/// the app state is at hand).
+/// `GET /metrics` on the public listener: request counts and latencies by route pattern,
+/// nothing that names a tenant (no org slugs, connection ids or certificate fingerprints).
+pub async fn public_metrics(metrics: web::Data<Metrics>) -> HttpResponse {
+    let families: Vec<_> = metrics
+        .registry
+        .gather()
+        .into_iter()
+        .filter(|f| !PER_ORG.contains(&f.name()))
+        .collect();
+    encode(&families)
+}
+
+/// Metric families whose labels name orgs and connections: served only on the separate
+/// metrics listener (`GATEHOUSE_METRICS_LISTEN`).
+const PER_ORG: &[&str] = &["gatehouse_saml_idp_certificate_not_after_seconds"];
+
+fn encode(families: &[prometheus::proto::MetricFamily]) -> HttpResponse {
+    let mut buf = Vec::new();
+    match TextEncoder::new().encode(families, &mut buf) {
+        Ok(()) => HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4; charset=utf-8")
+            .body(buf),
+        Err(e) => {
+            tracing::error!(error = %e, "metrics encoding failed");
+            HttpResponse::InternalServerError().finish()
+        }
+    }
+}
+
+/// `GET /metrics` on the metrics listener: everything, per-org labels included (the
+/// certificate gauges are refreshed from the database at each scrape).
 pub async fn metrics(
     metrics: web::Data<Metrics>,
     state: Option<web::Data<crate::startup::AppState>>,

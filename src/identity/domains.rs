@@ -87,6 +87,17 @@ pub fn is_verified_for(conn: &mut DbConn, org: &OrgId, domain: &DomainName) -> R
         .unwrap_or(false))
 }
 
+/// Removes a domain from an org; returns whether it was there.
+pub fn remove(conn: &mut DbConn, org: &OrgId, domain: &DomainName) -> Result<bool> {
+    Ok(diesel::delete(
+        domains::table
+            .filter(domains::org_id.eq(org.as_str()))
+            .filter(domains::domain.eq(domain.as_str())),
+    )
+    .execute(conn)?
+        > 0)
+}
+
 pub fn set_flags(
     conn: &mut DbConn,
     org: &OrgId,

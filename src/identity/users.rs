@@ -185,13 +185,39 @@ pub fn get(conn: &mut DbConn, org: &OrgId, id: &UserId) -> Result<User> {
         .ok_or_else(|| IdentityError::NotFound(format!("no user {id}")))
 }
 
+/// The account with this userName; a directory user before a break-glass account of the same
+/// name (break-glass accounts are outside SCIM's uniqueness space).
 pub fn find_by_user_name(conn: &mut DbConn, org: &OrgId, user_name: &str) -> Result<Option<User>> {
     Ok(users::table
         .filter(users::org_id.eq(org.as_str()))
         .filter(users::user_name_folded.eq(fold(user_name)))
+        .order(users::is_break_glass.asc())
         .select(User::as_select())
         .first(conn)
         .optional()?)
+}
+
+/// Whether the user's e-mail may be presented as verified: only when its domain is a verified
+/// domain of the user's own org (SCIM and IdPs can put any address in `emails`).
+pub fn email_verified(conn: &mut DbConn, user: &User) -> Result<bool> {
+    let Some(email) = user.email.as_deref() else {
+        return Ok(false);
+    };
+    let Ok(email) = crate::domain::Email::parse(email) else {
+        return Ok(false);
+    };
+    super::domains::is_verified_for(conn, &user.org_id, email.domain())
+}
+
+/// Changes who manages the account (an admin handing a local account over to SCIM).
+pub fn set_source(conn: &mut DbConn, user: &User, source: UserSource, now: i64) -> Result<User> {
+    diesel::update(users::table.find(user.id.as_str()))
+        .set((
+            users::source.eq(source.as_str()),
+            users::updated_at.eq(now.max(user.updated_at)),
+        ))
+        .execute(conn)?;
+    get(conn, &user.org_id, &user.id)
 }
 
 pub fn list(conn: &mut DbConn, org: &OrgId) -> Result<Vec<User>> {

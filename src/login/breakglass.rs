@@ -84,7 +84,7 @@ pub async fn submit(
     let shown = email.as_ref().map(|e| e.to_string()).unwrap_or_default();
     let folded = email.as_ref().map(|e| e.folded()).unwrap_or_default();
     let backoff_key = backoff::key("breakglass", &folded, &req);
-    if let Some(wait) = backoff::wait(&backoff_key) {
+    if let Some(wait) = state.backoff.wait(&backoff_key) {
         return Err(AppError::TooManyRequests { retry_after: wait }.into());
     }
     let lookup = folded.clone();
@@ -103,10 +103,7 @@ pub async fn submit(
         .collect();
     let matched = state.passwords.verify_any(hashes, form.password).await?;
     let now = crate::clock::now();
-    let ip = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default();
+    let ip = crate::http::client::client_ip_text(&req, &state.settings.trusted_proxies);
     let refuse = |org: Option<OrgId>, reason: &'static str| {
         let event = Event::new(
             org.as_ref(),
@@ -127,7 +124,7 @@ pub async fn submit(
                 "wrong password"
             },
         );
-        backoff::record(&backoff_key, false);
+        state.backoff.record(&backoff_key, false);
         state
             .db
             .run(move |conn| audit::record(conn, &event, now).map_err(AppError::from))
@@ -178,6 +175,7 @@ pub async fn submit(
                         conn,
                         Subject::User(&user, &org),
                         "breakglass",
+                        None,
                         previous.as_deref(),
                         now,
                     )?;
@@ -188,7 +186,7 @@ pub async fn submit(
             .map_err(AppError::from)
         })
         .await?;
-    backoff::record(&backoff_key, result.is_some());
+    state.backoff.record(&backoff_key, result.is_some());
     let Some((cookie_value, org_slug)) = result else {
         return Ok(page_with(
             &state,

@@ -21,6 +21,8 @@ use crate::startup::AppState;
 pub struct Identity {
     pub user_name: String,
     pub email: Option<String>,
+    /// True only when the e-mail's domain is a verified domain of the user's org.
+    pub email_verified: bool,
     pub org: Option<String>,
     pub role: Option<String>,
     pub groups: Vec<String>,
@@ -48,6 +50,7 @@ async fn identity_of(state: &AppState, signed_in: &SignedIn) -> Result<Identity,
         Principal::Admin(a) => Ok(Identity {
             user_name: a.email.clone(),
             email: Some(a.email.clone()),
+            email_verified: false,
             org: None,
             role: Some("instance-admin".into()),
             groups: Vec::new(),
@@ -65,9 +68,11 @@ async fn identity_of(state: &AppState, signed_in: &SignedIn) -> Result<Identity,
                         &keys,
                         org.default_role.as_deref(),
                     )?;
+                    let email_verified = crate::identity::users::email_verified(conn, &user)?;
                     Ok(Identity {
                         user_name: user.user_name.clone(),
                         email: user.email.clone(),
+                        email_verified,
                         org: Some(org.slug.clone()),
                         role,
                         groups,

@@ -353,7 +353,7 @@ pub async fn submit(
 
     let lookup_key = folded.clone().unwrap_or_default();
     let backoff_key = backoff::key("password", &lookup_key, &req);
-    if let Some(wait) = backoff::wait(&backoff_key) {
+    if let Some(wait) = state.backoff.wait(&backoff_key) {
         return Err(AppError::TooManyRequests { retry_after: wait }.into());
     }
     let (admin, candidates, refused) = state
@@ -411,7 +411,7 @@ pub async fn submit(
     let now = clock::now();
 
     if let (Some(admin), Some(_)) = (&admin, matched) {
-        backoff::record(&backoff_key, true);
+        state.backoff.record(&backoff_key, true);
         let pending = PendingTotp {
             admin: admin.id.clone(),
             exp: now + TOTP_PENDING_SECS,
@@ -459,7 +459,7 @@ pub async fn submit(
         .and_then(|i| i.checked_sub(allowed_count))
         .and_then(|i| refused.get(i))
     {
-        backoff::record(&backoff_key, true);
+        state.backoff.record(&backoff_key, true);
         let reason = if u.is_break_glass {
             "password sign-in refused: break-glass accounts sign in at /sso/breakglass"
         } else {
@@ -472,7 +472,7 @@ pub async fn submit(
 
     let user = matched.and_then(|i| candidates.get(i).cloned());
     let Some(user) = user.clone().filter(|u| u.active) else {
-        backoff::record(&backoff_key, false);
+        state.backoff.record(&backoff_key, false);
         let org = candidates
             .first()
             .or(refused.first().map(|(u, _, _)| u))
@@ -495,7 +495,7 @@ pub async fn submit(
             StatusCode::UNAUTHORIZED,
         ));
     };
-    backoff::record(&backoff_key, true);
+    state.backoff.record(&backoff_key, true);
 
     let previous = session::cookie_hash(&req, &state.settings);
     let event = Event::new(
@@ -513,6 +513,7 @@ pub async fn submit(
                     conn,
                     Subject::User(&user, &org),
                     "password",
+                    None,
                     previous.as_deref(),
                     now,
                 )?;
@@ -568,7 +569,7 @@ pub async fn submit_totp(
         return Err(expired());
     }
     let backoff_key = backoff::key("totp", pending.admin.as_str(), &req);
-    if let Some(wait) = backoff::wait(&backoff_key) {
+    if let Some(wait) = state.backoff.wait(&backoff_key) {
         return Err(AppError::TooManyRequests { retry_after: wait }.into());
     }
     let key = state.key.clone();
@@ -605,6 +606,7 @@ pub async fn submit_totp(
                     conn,
                     Subject::Admin(&admin),
                     "password+totp",
+                    None,
                     previous.as_deref(),
                     now,
                 )?;
@@ -615,7 +617,7 @@ pub async fn submit_totp(
             .map_err(AppError::from)
         })
         .await?;
-    backoff::record(&backoff_key, result.is_some());
+    state.backoff.record(&backoff_key, result.is_some());
     match result {
         Some(cookie_value) => Ok(signed_in_redirect(&state, cookie_value, pending.return_to)),
         None => {

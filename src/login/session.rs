@@ -98,6 +98,7 @@ struct NewSession<'a> {
     last_seen_at: i64,
     idle_timeout_secs: i64,
     expires_at: i64,
+    connection_id: Option<&'a str>,
 }
 
 /// Who a session is for.
@@ -108,11 +109,13 @@ pub enum Subject<'a> {
 }
 
 /// Creates a session and returns the cookie value (the only place the clear id exists).
-/// `replaces` is the id hash of the browser's previous session, revoked here.
+/// `replaces` is the id hash of the browser's previous session, revoked here; `connection` is
+/// the SSO connection whose sign-in this is (disabling or deleting it ends the session).
 pub fn create(
     conn: &mut DbConn,
     subject: Subject<'_>,
     auth_method: &str,
+    connection: Option<&str>,
     replaces: Option<&str>,
     now: i64,
 ) -> Result<String, IdentityError> {
@@ -150,6 +153,7 @@ pub fn create(
             last_seen_at: now,
             idle_timeout_secs: idle,
             expires_at: now + max,
+            connection_id: connection,
         })
         .execute(conn)?;
     Ok(id)

@@ -248,6 +248,9 @@ pub fn parse(input: &str) -> Result<Filter, String> {
     if input.trim().is_empty() {
         return Err("empty filter".into());
     }
+    if super::schema::has_control(input) {
+        return Err("a filter must not contain control characters".into());
+    }
     let mut p = Parser {
         tokens: tokenize(input)?,
         pos: 0,

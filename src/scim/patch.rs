@@ -81,6 +81,19 @@ pub fn parse_path(text: &str) -> Result<PatchPath, ScimError> {
 }
 
 /// Parses the PatchOp body.
+/// `password`, with or without the core User schema URN, in any case.
+fn is_password_path(path: &str) -> bool {
+    let p = path.trim();
+    let attr = match p.rfind(':') {
+        Some(i) if p[..i].eq_ignore_ascii_case("urn:ietf:params:scim:schemas:core:2.0:User") => {
+            &p[i + 1..]
+        }
+        Some(_) => return false,
+        None => p,
+    };
+    attr.eq_ignore_ascii_case("password")
+}
+
 pub fn parse_operations(body: &Value) -> Result<Vec<Operation>, ScimError> {
     let ops = body
         .get("Operations")
@@ -93,6 +106,13 @@ pub fn parse_operations(body: &Value) -> Result<Vec<Operation>, ScimError> {
         )));
     }
     ops.iter()
+        // Passwords an IdP sends (Okta's password sync: `path: "password"`) are accepted and
+        // ignored, never stored (a `value` object's `password` key is dropped by normalization).
+        .filter(|op| {
+            !op.get("path")
+                .and_then(Value::as_str)
+                .is_some_and(is_password_path)
+        })
         .map(|op| {
             let kind = match op
                 .get("op")
@@ -114,7 +134,10 @@ pub fn parse_operations(body: &Value) -> Result<Vec<Operation>, ScimError> {
                 Some(Value::String(_)) | Some(Value::Null) | None => None,
                 Some(_) => return Err(ScimError::invalid_path("`path` must be a string")),
             };
-            let value = op.get("value").cloned();
+            let mut value = op.get("value").cloned();
+            if let (None, Some(Value::Object(map))) = (&path, value.as_mut()) {
+                map.retain(|k, _| !is_password_path(k));
+            }
             if kind != OpKind::Remove && value.is_none() {
                 return Err(ScimError::invalid_value("add and replace need a `value`"));
             }

@@ -285,6 +285,13 @@ pub fn find<'a>(attrs: &'a [Attr], name: &str) -> Option<&'a Attr> {
 }
 
 /// Coerces a value to the attribute's type: Entra's `"True"`/`"False"` become booleans.
+/// Control characters other than tab and line breaks (a formatted address has those). A NUL
+/// cannot be stored by PostgreSQL, and none of them belongs in a directory attribute.
+pub fn has_control(s: &str) -> bool {
+    s.chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+}
+
 fn coerce(attr: &Attr, value: &Value) -> Result<Option<Value>, String> {
     match (attr.kind, value) {
         (_, Value::Null) => Ok(None),
@@ -295,6 +302,10 @@ fn coerce(attr: &Attr, value: &Value) -> Result<Option<Value>, String> {
             _ => Err(format!("`{}` must be a boolean", attr.name)),
         },
         (Kind::Boolean, _) => Err(format!("`{}` must be a boolean", attr.name)),
+        (Kind::String | Kind::Reference, Value::String(s)) if has_control(s) => Err(format!(
+            "`{}` must not contain control characters",
+            attr.name
+        )),
         (Kind::String | Kind::Reference, Value::String(_)) => Ok(Some(value.clone())),
         (Kind::String | Kind::Reference, Value::Number(n)) => {
             Ok(Some(Value::String(n.to_string())))

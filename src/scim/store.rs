@@ -49,6 +49,36 @@ pub fn get_user(conn: &mut DbConn, org: &OrgId, id: &str) -> ScimResult<User> {
         .ok_or_else(|| ScimError::not_found("User"))
 }
 
+/// Whether SCIM may change this account. SCIM owns the accounts it or a just-in-time sign-in
+/// created; it never changes an org admin (org-admin rights must not be reachable through
+/// provisioning: renaming an admin to an IdP user's e-mail would hand that user the admin's
+/// account at their next sign-in) nor a local account an admin created, unless an admin hands
+/// the account over (`gatehouse user set ORG USER --scim-managed`).
+pub fn scim_owns(user: &User) -> bool {
+    !user.is_org_admin && !user.is_break_glass && user.source != UserSource::Local.as_str()
+}
+
+/// A user SCIM may change (PUT, PATCH, DELETE): others answer 403 with the reason.
+pub fn get_owned_user(conn: &mut DbConn, org: &OrgId, id: &str) -> ScimResult<User> {
+    let user = get_user(conn, org, id)?;
+    if !scim_owns(&user) {
+        let why = if user.is_org_admin {
+            "an org admin"
+        } else {
+            "a local account"
+        };
+        return Err(ScimError::new(
+            actix_web::http::StatusCode::FORBIDDEN,
+            None,
+            format!(
+                "user `{}` is {why} managed in gatehouse, not by provisioning; an admin can hand it over to SCIM",
+                user.user_name
+            ),
+        ));
+    }
+    Ok(user)
+}
+
 /// The SCIM-visible user with this userName (case-insensitive), if any: one probe of the
 /// unique `(org, folded userName)` index with a statement prepared once per connection (the
 /// lookup an IdP makes before every create and update).
@@ -71,6 +101,7 @@ fn user_name_taken(
 ) -> ScimResult<bool> {
     let mut q = users::table
         .filter(users::org_id.eq(org.as_str()))
+        .filter(users::is_break_glass.eq(false))
         .filter(users::user_name_folded.eq(fold(user_name)))
         .into_boxed();
     if let Some(id) = except {

@@ -276,7 +276,7 @@ pub fn replace_in(
     now: i64,
 ) -> ScimResult<Value> {
     let doc = normalize(body)?;
-    let user = store::get_user(conn, org, id)?;
+    let user = store::get_owned_user(conn, org, id)?;
     pre.check_write(user.version)?;
     let user = store::replace_user(conn, org, &user, doc, now)?;
     render_one(conn, base, &user, &Projection::default())
@@ -293,7 +293,7 @@ pub fn patch_in(
     now: i64,
 ) -> ScimResult<Value> {
     let ops = patch::parse_operations(body)?;
-    let user = store::get_user(conn, org, id)?;
+    let user = store::get_owned_user(conn, org, id)?;
     pre.check_write(user.version)?;
     let mut doc = super::resource::user_doc(&user);
     if doc.contains_key("active") || !user.active {
@@ -313,7 +313,7 @@ pub fn delete_in(
     pre: &super::Preconditions,
     now: i64,
 ) -> ScimResult<()> {
-    let user = store::get_user(conn, org, id)?;
+    let user = store::get_owned_user(conn, org, id)?;
     pre.check_write(user.version)?;
     store::delete_user(conn, org, &user, now)
 }

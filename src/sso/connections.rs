@@ -84,14 +84,31 @@ pub fn for_verified_domain(conn: &mut DbConn, domain: &str) -> Result<Vec<Connec
         .load(conn)?)
 }
 
-pub fn set_enabled(conn: &mut DbConn, id: &str, enabled: bool, now: i64) -> Result<()> {
+/// Enables or disables a connection. Disabling ends every live session its sign-ins created
+/// (on every replica, at their next request); returns how many were ended.
+pub fn set_enabled(conn: &mut DbConn, id: &str, enabled: bool, now: i64) -> Result<usize> {
     diesel::update(connections::table.find(id))
         .set((
             connections::enabled.eq(enabled),
             connections::updated_at.eq(now),
         ))
         .execute(conn)?;
-    Ok(())
+    if enabled {
+        return Ok(0);
+    }
+    revoke_sessions(conn, id, now)
+}
+
+/// Ends every live session created by a sign-in through this connection.
+pub fn revoke_sessions(conn: &mut DbConn, id: &str, now: i64) -> Result<usize> {
+    use crate::db::schema::sessions;
+    Ok(diesel::update(
+        sessions::table
+            .filter(sessions::connection_id.eq(id))
+            .filter(sessions::revoked_at.is_null()),
+    )
+    .set(sessions::revoked_at.eq(Some(now)))
+    .execute(conn)?)
 }
 
 /// Stores a connection's sealed secret (the OIDC client secret).

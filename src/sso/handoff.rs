@@ -158,6 +158,7 @@ struct Handoff {
     id_hash: String,
     org_id: String,
     user_id: String,
+    connection_id: String,
     method: String,
     return_to: Option<String>,
     expires_at: i64,
@@ -302,6 +303,7 @@ async fn finish(
                         conn,
                         Subject::User(&user, &org),
                         &h.method,
+                        Some(&h.connection_id),
                         previous.as_deref(),
                         now,
                     )?;

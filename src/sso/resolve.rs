@@ -5,7 +5,8 @@
 //!     domain is a verified domain of the org, exactly one user matches, that user has no other
 //!     subject on this connection, and the subject is not transient;
 //! (c) else just-in-time creation when the org allows it and no tombstone blocks the identity.
-//! Break-glass accounts are never linked; deactivated users are refused.
+//! Break-glass accounts are never linked, org admins never by e-mail (an admin links them
+//! explicitly with [`link_explicitly`]); deactivated users are refused.
 
 use diesel::prelude::*;
 use serde_json::json;
@@ -36,6 +37,7 @@ pub enum Refusal {
     EmailOutsideVerifiedDomains(String),
     Deactivated(String),
     BreakGlass(String),
+    OrgAdmin(String),
     Ambiguous(String),
     LinkedToAnotherSubject(String),
     TransientCannotLink(String),
@@ -58,6 +60,11 @@ impl std::fmt::Display for Refusal {
             Refusal::BreakGlass(u) => write!(
                 f,
                 "account {u} is a break-glass account and is never linked to an IdP identity"
+            ),
+            Refusal::OrgAdmin(u) => write!(
+                f,
+                "account {u} is an org admin and is never linked by e-mail; an admin links it \
+                 explicitly (`gatehouse user link`)"
             ),
             Refusal::Ambiguous(e) => write!(f, "more than one account matches {e}"),
             Refusal::LinkedToAnotherSubject(u) => write!(
@@ -99,6 +106,38 @@ impl Outcome {
             Outcome::Created(_) => "created just in time",
         }
     }
+}
+
+/// An admin's explicit link of an account to a subject of a connection of its org (how an org
+/// admin comes to sign in with SSO). Refuses break-glass accounts and a subject already linked.
+pub fn link_explicitly(
+    conn: &mut DbConn,
+    connection_id: &str,
+    subject: &str,
+    user: &User,
+    now: i64,
+) -> Result<(), IdentityError> {
+    if user.is_break_glass {
+        return Err(IdentityError::Invalid(format!(
+            "{} is a break-glass account and is never linked to an IdP identity",
+            user.user_name
+        )));
+    }
+    let taken: i64 = user_identities::table
+        .filter(user_identities::connection_id.eq(connection_id))
+        .filter(
+            user_identities::subject
+                .eq(subject)
+                .or(user_identities::user_id.eq(user.id.as_str())),
+        )
+        .count()
+        .get_result(conn)?;
+    if taken > 0 {
+        return Err(IdentityError::Conflict(
+            "that subject, or this account, is already linked on this connection".into(),
+        ));
+    }
+    link(conn, connection_id, subject, user, now)
 }
 
 fn link(
@@ -183,12 +222,21 @@ pub fn resolve(
                 .or(users_table::email_folded.eq(&folded)),
         )
         .select(User::as_select())
-        .limit(2)
+        .limit(4)
         .load(conn)?;
+    // A break-glass account may share its name with a directory user (it is outside SCIM's
+    // uniqueness space): it is never linked, and it alone refuses the sign-in.
+    let (break_glass, matches): (Vec<User>, Vec<User>) =
+        matches.into_iter().partition(|u| u.is_break_glass);
+    if let ([bg, ..], []) = (break_glass.as_slice(), matches.as_slice()) {
+        return Ok(Err(Refusal::BreakGlass(bg.user_name.clone())));
+    }
     match matches.as_slice() {
         [user] => {
-            if user.is_break_glass {
-                return Ok(Err(Refusal::BreakGlass(user.user_name.clone())));
+            // Org-admin rights never come from IdP data: an e-mail claim (which SCIM or the
+            // IdP can set to anything in the org's domains) does not open an admin's account.
+            if user.is_org_admin {
+                return Ok(Err(Refusal::OrgAdmin(user.user_name.clone())));
             }
             if a.transient {
                 return Ok(Err(Refusal::TransientCannotLink(user.user_name.clone())));

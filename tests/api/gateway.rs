@@ -44,7 +44,12 @@ fn pyjwt(app: &TestApp, token: &str) -> Result<Value, String> {
 
 #[tokio::test]
 async fn forward_auth_answers_as_each_proxy_expects() {
-    let app = spawn_app().await;
+    // The proxy (here the test itself, on 127.0.0.1) is trusted with X-Forwarded-Host/-Proto.
+    let data_dir = tempfile::tempdir().unwrap();
+    let database_url = fresh_database_url(Backend::Sqlite, data_dir.path()).unwrap();
+    let mut env = test_env(data_dir.path(), &database_url);
+    env.insert("GATEHOUSE_TRUSTED_PROXIES".into(), "127.0.0.1".into());
+    let app = spawn_with_env(env, data_dir, database_url).await;
     // Anonymous API client: 401, with where to sign in.
     let res = browser()
         .get(app.url("/sso/verify"))
@@ -105,6 +110,8 @@ async fn forward_auth_answers_as_each_proxy_expects() {
 async fn signed_in_users_get_verifiable_identity_and_revocation_is_immediate() {
     let app = spawn_app().await;
     app.seed_local_user();
+    // Provisioning manages alice (SCIM changes only the accounts it owns).
+    app.cli_ok(&["user", "set", "acme", "alice@acme.test", "--scim-managed"]);
     app.cli_ok(&["role", "add", "acme", "editor", "--rank", "10"]);
     app.cli_ok(&["role", "map", "acme", "Writers", "editor"]);
     let scim = app.scim("acme");
@@ -435,7 +442,7 @@ http://127.0.0.1:{port} {{
 }
 
 /// The echo upstream (`tests/peers/echo_upstream.py`): the child and its port.
-fn echo_upstream() -> (std::process::Child, u64) {
+pub(crate) fn echo_upstream() -> (std::process::Child, u64) {
     echo_upstream_with(&[])
 }
 

@@ -5,6 +5,7 @@
 
 mod admin;
 mod gateway;
+mod hardening;
 mod helpers;
 mod identity;
 mod oidc;

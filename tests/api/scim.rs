@@ -685,6 +685,8 @@ async fn discovery_endpoints_describe_what_round_trips() {
 async fn lifecycle_sessions_roles_tombstones_and_break_glass() {
     let app = spawn_app().await;
     app.seed_local_user(); // alice@acme.test with a password, in org acme
+                           // Handed over to provisioning (SCIM changes only the accounts it owns).
+    app.cli_ok(&["user", "set", "acme", "alice@acme.test", "--scim-managed"]);
     app.cli_ok(&["role", "add", "acme", "admin", "--rank", "10"]);
     let scim = app.scim("acme");
     let (_, j) = scim
@@ -948,7 +950,7 @@ async fn member_lists_read_the_same_as_written() {
     for (i, name) in [
         "plain@acme.test",
         "quote\"and\\slash@acme.test",
-        "zoë\u{1}ctl@acme.test",
+        "zoë\tctl@acme.test",
     ]
     .iter()
     .enumerate()
@@ -962,8 +964,16 @@ async fn member_lists_read_the_same_as_written() {
         assert_eq!(s, 201, "{u}");
         ids.push(u["id"].as_str().unwrap().to_string());
     }
-    // A display name that looks like the placeholder's prefix is just text.
-    let tricky = "\u{1}gatehouse-members:00000000000000000000000000000000:x";
+    // The placeholder's control-character prefix cannot be sent at all (control characters
+    // are refused), and a display name that looks like the rest of it is just text.
+    let (s, _) = scim
+        .post(
+            "/Groups",
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "\u{1}gatehouse-members:x"}),
+        )
+        .await;
+    assert_eq!(s, 400);
+    let tricky = "gatehouse-members:00000000000000000000000000000000:x";
     let members: Vec<Value> = ids
         .iter()
         .map(|id| json!({"value": id, "display": format!("{tricky} {id}")}))
