@@ -67,7 +67,15 @@ pub fn check(url: &str, allow_private: bool) -> Result<(Url, SocketAddr), Outbou
         Url::parse(url).map_err(|_| OutboundError::Refused(format!("`{url}` is not a URL")))?;
     if !matches!(parsed.scheme(), "https" | "http") {
         return Err(OutboundError::Refused(format!(
-            "`{url}`: only http and https URLs are fetched"
+            "`{url}`: only https URLs are fetched"
+        )));
+    }
+    // Metadata, discovery documents and keys fetched over plain http could be swapped by
+    // anyone on the path (their own signing certificate, refreshed every few hours).
+    if parsed.scheme() == "http" && !allow_private {
+        return Err(OutboundError::Refused(format!(
+            "`{url}` is plain http://: IdP metadata, discovery and keys are fetched over https only \
+             (GATEHOUSE_OUTBOUND_ALLOW_PRIVATE=true allows http, for tests)"
         )));
     }
     let host = parsed
@@ -199,11 +207,13 @@ mod tests {
     #[test]
     fn private_targets_are_refused_unless_allowed() {
         for url in [
-            "http://127.0.0.1/x",
-            "http://10.1.2.3/",
-            "http://[::1]/",
-            "http://169.254.169.254/latest",
-            "http://localhost/",
+            "https://127.0.0.1/x",
+            "https://10.1.2.3/",
+            "https://[::1]/",
+            "https://169.254.169.254/latest",
+            "https://localhost/",
+            // Plain http is refused before any lookup (the host here does not resolve).
+            "http://idp.example.invalid/metadata",
         ] {
             assert!(
                 matches!(check(url, false), Err(OutboundError::Refused(_))),

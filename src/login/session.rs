@@ -186,9 +186,33 @@ pub fn load(
     cookie_value: &str,
     now: i64,
 ) -> Result<Option<SignedIn>, IdentityError> {
-    let hash = sha256_hex(cookie_value);
+    load_hash(conn, &sha256_hex(cookie_value), now)
+}
+
+/// Whether this signed-in principal administers `org`: an instance admin, or an org admin
+/// of that org.
+pub fn administers(signed: &SignedIn, org: &OrgId) -> bool {
+    match &signed.principal {
+        Principal::Admin(_) => true,
+        Principal::User { user, .. } => user.is_org_admin && &user.org_id == org,
+    }
+}
+
+/// Whether the session with this id hash is live and administers `org` (a test sign-in is
+/// bound to the admin session that started it).
+pub fn hash_administers(
+    conn: &mut DbConn,
+    id_hash: &str,
+    org: &OrgId,
+    now: i64,
+) -> Result<bool, IdentityError> {
+    Ok(load_hash(conn, id_hash, now)?.is_some_and(|s| administers(&s, org)))
+}
+
+/// [`load`] by the stored id hash.
+fn load_hash(conn: &mut DbConn, hash: &str, now: i64) -> Result<Option<SignedIn>, IdentityError> {
     let Some(row) = sessions::table
-        .find(&hash)
+        .find(hash)
         .select(SessionRow::as_select())
         .first(conn)
         .optional()?

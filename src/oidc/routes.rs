@@ -136,11 +136,13 @@ pub async fn login(
     req: HttpRequest,
     path: web::Path<String>,
     q: web::Query<LoginQuery>,
+    current: Option<crate::login::session::SignedIn>,
 ) -> Result<HttpResponse, PageError> {
     let (c, cfg) = load(&state, &path).await?;
     if !c.enabled {
         return Err(disabled());
     }
+    let test_session = handoff::test_session(q.test.is_some(), current.as_ref(), &c)?;
     let now = crate::clock::now();
     let allow_private = state.settings.outbound_allow_private;
     let (key, cfg2) = (cache_key(&c), cfg.clone());
@@ -192,6 +194,7 @@ pub async fn login(
         oidc_requests::created_at.eq(now),
         oidc_requests::expires_at.eq(now + REQUEST_TTL_SECS),
         oidc_requests::purpose.eq(q.test.as_ref().map(|_| "test")),
+        oidc_requests::test_session.eq(test_session),
     );
     state
         .db
@@ -253,13 +256,15 @@ type RequestRow = (
     i64,
     Option<i64>,
     Option<String>,
+    Option<String>,
 );
 
 struct Pending {
     nonce: String,
     verifier: String,
     return_to: Option<String>,
-    test: bool,
+    /// A test sign-in, with the admin session that started it.
+    test: Option<Option<String>>,
 }
 
 /// Finds the sign-in this callback answers, checks it belongs to this browser and consumes it.
@@ -285,10 +290,11 @@ async fn take_request(
                     oidc_requests::expires_at,
                     oidc_requests::consumed_at,
                     oidc_requests::purpose,
+                    oidc_requests::test_session,
                 ))
                 .first(conn)
                 .optional()?;
-            if matches!(&row, Some((_, _, _, _, _, None, _))) {
+            if matches!(&row, Some((_, _, _, _, _, None, _, _))) {
                 diesel::update(oidc_requests::table.find(&hash))
                     .set(oidc_requests::consumed_at.eq(Some(now)))
                     .execute(conn)?;
@@ -297,7 +303,16 @@ async fn take_request(
         })
         .await
         .map_err(AppError::from)?;
-    let Some((browser_hash, nonce_enc, verifier_enc, return_to, expires, consumed, purpose)) = row
+    let Some((
+        browser_hash,
+        nonce_enc,
+        verifier_enc,
+        return_to,
+        expires,
+        consumed,
+        purpose,
+        test_session,
+    )) = row
     else {
         return Ok(Err(
             "state does not name a sign-in started here for this connection".into(),
@@ -332,7 +347,7 @@ async fn take_request(
         nonce: open(&nonce_enc, "oidc-nonce")?,
         verifier: open(&verifier_enc, "oidc-pkce")?,
         return_to,
-        test: purpose.as_deref() == Some("test"),
+        test: (purpose.as_deref() == Some("test")).then_some(test_session),
     }))
 }
 
@@ -530,6 +545,7 @@ pub async fn callback(
     let needs_hd = cfg.requires_hosted_domain();
     let return_to = pending.return_to;
     let test = pending.test;
+    let is_test = test.is_some();
     let test_return = return_to.clone();
     let audit_claims = claims.clone();
     let result = state
@@ -551,9 +567,8 @@ pub async fn callback(
                         _ => {}
                     }
                 }
-                if test {
-                    handoff::test_sign_in(conn, &org.id, &conn_id, "oidc", &asserted, json!({"claims": audit_claims}), now)?;
-                    return Ok(Ok(String::new()));
+                if let Some(test_session) = &test {
+                    return Ok(handoff::test_sign_in(conn, &org.id, &conn_id, "oidc", &asserted, json!({"claims": audit_claims}), test_session.as_deref(), now)?.map(|()| String::new()));
                 }
                 handoff::verified_sign_in(
                     conn,
@@ -571,7 +586,7 @@ pub async fn callback(
         })
         .await?;
     match result {
-        Ok(_) if test => Ok(HttpResponse::SeeOther()
+        Ok(_) if is_test => Ok(HttpResponse::SeeOther()
             .insert_header((
                 "location",
                 test_return.unwrap_or_else(|| "/sso/admin".into()),

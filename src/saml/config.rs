@@ -202,7 +202,46 @@ pub fn from_metadata(xml: &str) -> Result<SamlConfig, String> {
     })
 }
 
+/// The document must be UTF-8 as it claims: a declaration of any other encoding (UTF-7's
+/// `+ADw-` for `<` hides a DOCTYPE or a second Assertion from every text check here, while
+/// libxml2 decodes it), and NUL bytes (UTF-16 without a byte-order mark reads as ASCII with
+/// NULs), are refused.
+pub fn reject_encoding(xml: &str) -> Result<(), String> {
+    if xml.contains('\0') {
+        return Err("the XML document contains NUL bytes (UTF-16/32 is not accepted)".into());
+    }
+    let doc = xml.trim_start_matches('\u{feff}').trim_start();
+    let Some(rest) = doc.strip_prefix("<?xml") else {
+        return Ok(());
+    };
+    let Some(end) = rest.find("?>") else {
+        return Err("the XML declaration is not closed".into());
+    };
+    let decl = &rest[..end];
+    let Some(i) = decl.find("encoding") else {
+        return Ok(());
+    };
+    let value = decl[i + "encoding".len()..]
+        .trim_start()
+        .strip_prefix('=')
+        .map(str::trim_start)
+        .and_then(|v| {
+            let quote = v.chars().next().filter(|q| *q == '"' || *q == '\'')?;
+            v[1..].split(quote).next()
+        })
+        .ok_or_else(|| "the XML declaration's encoding is malformed".to_string())?;
+    if value.eq_ignore_ascii_case("utf-8") || value.eq_ignore_ascii_case("utf8") {
+        Ok(())
+    } else {
+        Err(format!(
+            "the XML document declares encoding {value:?}; only UTF-8 is accepted"
+        ))
+    }
+}
+
+/// Refuses DTDs and entity declarations, and any encoding but UTF-8 (which would hide them).
 pub fn reject_dtd(xml: &str) -> Result<(), String> {
+    reject_encoding(xml)?;
     let upper = xml.to_ascii_uppercase();
     if upper.contains("<!DOCTYPE") || upper.contains("<!ENTITY") {
         return Err("XML with a DOCTYPE or ENTITY declaration is refused".into());

@@ -164,6 +164,7 @@ pub async fn login(
     state: web::Data<AppState>,
     path: web::Path<String>,
     q: web::Query<LoginQuery>,
+    current: Option<crate::login::session::SignedIn>,
 ) -> Result<HttpResponse, PageError> {
     let (c, cfg, key) = load(&state, &path).await?;
     if !c.enabled {
@@ -172,6 +173,7 @@ pub async fn login(
         )
         .into());
     }
+    let test_session = crate::sso::handoff::test_session(q.test.is_some(), current.as_ref(), &c)?;
     let ctx = sp_context(&state, &c, &cfg, key.as_ref())?;
     let sp = validate::service_provider(&ctx, false)
         .map_err(|f| AppError::Internal(anyhow::anyhow!(f.0)))?;
@@ -204,6 +206,7 @@ pub async fn login(
                     saml_requests::connection_id.eq(&conn_id),
                     saml_requests::return_to.eq(return_to),
                     saml_requests::purpose.eq(purpose),
+                    saml_requests::test_session.eq(test_session),
                     saml_requests::created_at.eq(now),
                     saml_requests::expires_at.eq(now + REQUEST_TTL_SECS),
                 ))
@@ -312,7 +315,14 @@ fn refused(cause: impl Into<String>, xml: &str) -> AcsError {
     }
 }
 
-type RequestRow = (String, Option<String>, i64, Option<i64>, Option<String>);
+type RequestRow = (
+    String,
+    Option<String>,
+    i64,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+);
 
 static ACS_PERMITS: std::sync::OnceLock<Arc<Semaphore>> = std::sync::OnceLock::new();
 
@@ -388,62 +398,66 @@ async fn process(
     let env = validate::envelope(&xml);
 
     // SP-initiated: the request must be ours, for this connection, live and unused.
-    let request =
-        match env.in_response_to.clone() {
-            Some(id) => {
-                let conn_id = c.id.clone();
-                let row: Option<RequestRow> = state
-                    .db
-                    .run(move |conn| {
-                        saml_requests::table
-                            .find(&id)
-                            .filter(saml_requests::connection_id.eq(&conn_id))
-                            .select((
-                                saml_requests::id,
-                                saml_requests::return_to,
-                                saml_requests::expires_at,
-                                saml_requests::consumed_at,
-                                saml_requests::purpose,
-                            ))
-                            .first(conn)
-                            .optional()
-                            .map_err(AppError::from)
-                    })
-                    .await?;
-                match row {
-                    Some((id, return_to, expires, None, purpose)) if expires > now => {
-                        Some((id, return_to, purpose.as_deref() == Some("test")))
-                    }
-                    Some((_, _, _, Some(_), _)) => {
-                        return Err(refused(
-                            "InResponseTo names a sign-in request that was already used (replay)",
-                            &xml,
+    let request = match env.in_response_to.clone() {
+        Some(id) => {
+            let conn_id = c.id.clone();
+            let row: Option<RequestRow> = state
+                .db
+                .run(move |conn| {
+                    saml_requests::table
+                        .find(&id)
+                        .filter(saml_requests::connection_id.eq(&conn_id))
+                        .select((
+                            saml_requests::id,
+                            saml_requests::return_to,
+                            saml_requests::expires_at,
+                            saml_requests::consumed_at,
+                            saml_requests::purpose,
+                            saml_requests::test_session,
                         ))
-                    }
-                    Some(_) => {
-                        return Err(refused(
-                            "InResponseTo names a sign-in request that expired",
-                            &xml,
-                        ))
-                    }
-                    None => return Err(refused(
+                        .first(conn)
+                        .optional()
+                        .map_err(AppError::from)
+                })
+                .await?;
+            match row {
+                Some((id, return_to, expires, None, purpose, test_session)) if expires > now => {
+                    let test = (purpose.as_deref() == Some("test")).then_some(test_session);
+                    Some((id, return_to, test))
+                }
+                Some((_, _, _, Some(_), _, _)) => {
+                    return Err(refused(
+                        "InResponseTo names a sign-in request that was already used (replay)",
+                        &xml,
+                    ))
+                }
+                Some(_) => {
+                    return Err(refused(
+                        "InResponseTo names a sign-in request that expired",
+                        &xml,
+                    ))
+                }
+                None => {
+                    return Err(refused(
                         "InResponseTo does not name a sign-in request issued by this connection",
                         &xml,
-                    )),
+                    ))
                 }
             }
-            None if cfg.idp_initiated => None,
-            None => {
-                return Err(refused(
-                    "unsolicited (IdP-initiated) sign-in is disabled for this connection",
-                    &xml,
-                ))
-            }
-        };
+        }
+        None if cfg.idp_initiated => None,
+        None => {
+            return Err(refused(
+                "unsolicited (IdP-initiated) sign-in is disabled for this connection",
+                &xml,
+            ))
+        }
+    };
 
     let ctx = sp_context(state, c, cfg, key)?;
     let expected = request.as_ref().map(|(id, _, _)| id.clone());
-    let test = request.as_ref().is_some_and(|(_, _, test)| *test);
+    let test = request.as_ref().and_then(|(_, _, test)| test.clone());
+    let is_test = test.is_some();
     let xml_for_check = xml.clone();
     let verified = tokio::task::spawn_blocking(move || {
         validate::validate(&xml_for_check, env, &ctx, expected.as_deref(), now)
@@ -499,9 +513,8 @@ async fn process(
                     }
                 }
                 let org = orgs::get(conn, &org_id)?;
-                if test {
-                    handoff::test_sign_in(conn, &org.id, &conn_id, "saml", &asserted, json!({"attributes": verified.attributes, "response_xml": xml_audit}), now)?;
-                    return Ok(Ok(String::new()));
+                if let Some(test_session) = &test {
+                    return Ok(handoff::test_sign_in(conn, &org.id, &conn_id, "saml", &asserted, json!({"attributes": verified.attributes, "response_xml": xml_audit}), test_session.as_deref(), now)?.map(|()| String::new()));
                 }
                 handoff::verified_sign_in(
                     conn,
@@ -519,7 +532,7 @@ async fn process(
         })
         .await?;
     let token = result.map_err(|cause| refused(cause, &xml))?;
-    Ok(if test {
+    Ok(if is_test {
         Done::Test(test_return)
     } else {
         Done::Session(token)

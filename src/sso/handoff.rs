@@ -99,7 +99,10 @@ pub fn verified_sign_in(
 }
 
 /// A "Test sign-in" from the admin UI, validated in full: records that the connection works and
-/// what the IdP sent (`login.{protocol}` with `test: true`), and signs nobody in.
+/// what the IdP sent (`login.{protocol}` with `test: true`), and signs nobody in. Only a test
+/// started by a signed-in admin of the org, whose session is still live, counts (the lock-out
+/// guard trusts a test's success); anything else is refused with the cause.
+#[allow(clippy::too_many_arguments)]
 pub fn test_sign_in(
     conn: &mut DbConn,
     org: &OrgId,
@@ -107,8 +110,20 @@ pub fn test_sign_in(
     protocol: &str,
     asserted: &crate::sso::resolve::Asserted,
     evidence: serde_json::Value,
+    test_session: Option<&str>,
     now: i64,
-) -> Result<(), IdentityError> {
+) -> Result<Result<(), String>, IdentityError> {
+    let bound = match test_session {
+        Some(hash) => session::hash_administers(conn, hash, org, now)?,
+        None => false,
+    };
+    if !bound {
+        return Ok(Err(
+            "a test sign-in counts only when started by a signed-in admin of this organization \
+             (whose session is still live)"
+                .into(),
+        ));
+    }
     crate::sso::connections::mark_success(conn, connection_id, now)?;
     let mut payload = json!({"connection": connection_id, "test": true, "asserted": asserted});
     if let (Some(p), serde_json::Value::Object(extra)) = (payload.as_object_mut(), evidence) {
@@ -124,7 +139,26 @@ pub fn test_sign_in(
         .payload(payload),
         now,
     )?;
-    Ok(())
+    Ok(Ok(()))
+}
+
+/// At the start of a sign-in: for a test (`?test=1`), the id hash of the signed-in admin
+/// session of the connection's org that asks for it; a test from anyone else is refused.
+pub fn test_session(
+    test: bool,
+    current: Option<&SignedIn>,
+    c: &crate::sso::connections::Connection,
+) -> Result<Option<String>, PageError> {
+    if !test {
+        return Ok(None);
+    }
+    match current {
+        Some(s) if session::administers(s, &c.org_id) => Ok(Some(s.id_hash.clone())),
+        _ => Err(AppError::Forbidden(
+            "Test sign-in is for this organization's admins: sign in to the admin pages and start the test from the connection's page.".into(),
+        )
+        .into()),
+    }
 }
 
 /// Stores a handoff (inside the ACS transaction) and returns its token.

@@ -145,7 +145,22 @@ struct Setup {
 }
 
 async fn setup(backend: Backend, extra: &[&str]) -> Option<Setup> {
-    let app = spawn_app_on(backend).await?;
+    setup_with(backend, extra, &[]).await
+}
+
+/// [`setup`] with extra settings for the server.
+async fn setup_with(
+    backend: Backend,
+    extra: &[&str],
+    env_extra: &[(&str, String)],
+) -> Option<Setup> {
+    let data_dir = tempfile::tempdir().unwrap();
+    let database_url = fresh_database_url(backend, data_dir.path())?;
+    let mut env = test_env(data_dir.path(), &database_url);
+    for (k, v) in env_extra {
+        env.insert(k.to_string(), v.clone());
+    }
+    let app = spawn_with_env(env, data_dir, database_url).await;
     app.cli_ok(&["org", "create", "acme", "--domain", "acme.test"]);
     let idp = key_pair("test idp");
     let cert = app.data_dir.path().join("idp.pem");
@@ -796,7 +811,7 @@ async fn connections_need_a_signing_certificate() {
         "add-saml",
         "acme",
         "--metadata-url",
-        "http://127.0.0.1:9/md.xml",
+        "https://127.0.0.1:9/md.xml",
     ]);
     assert!(!out.status.success());
     assert!(out.stderr.contains("private or loopback"), "{}", out.stderr);
@@ -948,7 +963,13 @@ async fn encrypted_assertions_are_decrypted_and_verified() {
 /// exported as a metric.
 #[tokio::test]
 async fn custom_attribute_names_and_certificate_expiry_metric() {
-    let s = setup(
+    // The certificate gauges name orgs and connections: only on the metrics listener.
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let s = setup_with(
         Backend::Sqlite,
         &[
             "--attribute",
@@ -956,6 +977,10 @@ async fn custom_attribute_names_and_certificate_expiry_metric() {
             "--attribute",
             "groups=team-claim",
         ],
+        &[(
+            "GATEHOUSE_METRICS_LISTEN",
+            format!("127.0.0.1:{metrics_port}"),
+        )],
     )
     .await
     .unwrap();
@@ -988,7 +1013,12 @@ async fn custom_attribute_names_and_certificate_expiry_metric() {
     assert_eq!(me["user_name"], "custom@acme.test");
     assert_eq!(me["groups"], json!(["Platform"]));
 
-    let metrics = s.app.get("/metrics").await.text().await.unwrap();
+    let metrics = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let line = metrics
         .lines()
         .find(|l| {
@@ -1211,4 +1241,248 @@ async fn the_handoff_is_bound_to_the_browser() {
         .unwrap();
     assert_eq!(res.status(), 400);
     assert!(set_cookie(&res, "gatehouse_session").is_none());
+}
+
+/// Finding 1, linking half: an IdP identity whose e-mail matches an org admin's account is
+/// never linked to it by e-mail (SCIM or the IdP can put any address of the org's domains in
+/// the claim); an admin links it explicitly, and then the admin signs in with SSO.
+#[tokio::test]
+async fn e_mail_linking_never_opens_an_org_admin_account() {
+    let s = setup(Backend::Sqlite, &[]).await.unwrap();
+    s.app
+        .cli_ok(&["user", "add", "acme", "boss@acme.test", "--org-admin"]);
+    let r =
+        s.response(json!({"name_id": "00u-alice", "attributes": {"email": ["boss@acme.test"]}}));
+    let res = s.post_acs(r["saml_response"].as_str().unwrap(), None).await;
+    assert_eq!(res.status(), 400, "not linked to the admin's account");
+    assert!(
+        s.last_failure().contains("org admin"),
+        "{}",
+        s.last_failure()
+    );
+    assert_eq!(
+        s.app
+            .get_html("/sso/admin/orgs/acme")
+            .await
+            .status()
+            .as_u16(),
+        303,
+        "nobody signed in"
+    );
+    // The explicit link: the admin's own IdP subject.
+    s.app.cli_ok(&[
+        "user",
+        "link",
+        "acme",
+        "boss@acme.test",
+        "--connection",
+        &s.connection,
+        "--subject",
+        "00u-boss",
+    ]);
+    let r = s.response(json!({"name_id": "00u-boss", "attributes": {"email": ["boss@acme.test"]}}));
+    let res = s.sign_in(r["saml_response"].as_str().unwrap(), None).await;
+    assert_eq!(res.status(), 303);
+    let me: Value = s.app.me_json().await.json().await.unwrap();
+    assert_eq!(me["user_name"], "boss@acme.test");
+    // Linking the same subject again is refused.
+    let again = s.app.cli(&[
+        "user",
+        "link",
+        "acme",
+        "boss@acme.test",
+        "--connection",
+        &s.connection,
+        "--subject",
+        "00u-other",
+    ]);
+    assert!(!again.status.success());
+}
+
+/// Finding 13: a response declared in another encoding (UTF-7's `+ADw-` for `<` hides a
+/// DOCTYPE from the text checks) or carrying NUL bytes (UTF-16 without a BOM) is refused for
+/// its encoding, before any XML parser sees it.
+#[tokio::test]
+async fn responses_in_other_encodings_are_refused() {
+    use base64::Engine;
+    let s = setup(Backend::Sqlite, &[]).await.unwrap();
+    let b64 = |x: &[u8]| base64::engine::general_purpose::STANDARD.encode(x);
+    let utf7 = b"<?xml version=\"1.0\" encoding=\"UTF-7\"?>+ADw-!DOCTYPE r +AFs-+ADw-!ENTITY x SYSTEM +ACI-file:///etc/passwd+ACI-+AD4-+AF0-+AD4-<samlp:Response xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\">+ACY-x;</samlp:Response>";
+    let res = s.post_acs(&b64(utf7), None).await;
+    assert_eq!(res.status(), 400);
+    let cause = s.last_failure();
+    assert!(
+        cause.contains("encoding") && cause.contains("UTF-7"),
+        "{cause}"
+    );
+    // The declaration with single quotes and another spelling.
+    let latin = b"<?xml version='1.0' encoding='ISO-8859-1'?><samlp:Response xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\"/>";
+    s.post_acs(&b64(latin), None).await;
+    assert!(
+        s.last_failure().contains("ISO-8859-1"),
+        "{}",
+        s.last_failure()
+    );
+    // UTF-16LE without a byte-order mark: ASCII and NULs.
+    let utf16: Vec<u8> = "<samlp:Response xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\"/>"
+        .encode_utf16()
+        .flat_map(|u| u.to_le_bytes())
+        .collect();
+    s.post_acs(&b64(&utf16), None).await;
+    assert!(s.last_failure().contains("NUL"), "{}", s.last_failure());
+    // A genuine UTF-8 declaration still signs in.
+    let r = s.response(json!({}));
+    let xml = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(r["saml_response"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        !xml.starts_with("<?xml")
+            || xml[..60].to_ascii_lowercase().contains("utf-8")
+            || !xml[..60].contains("encoding"),
+        "{}",
+        &xml[..60]
+    );
+    assert_eq!(
+        s.sign_in(r["saml_response"].as_str().unwrap(), None)
+            .await
+            .status(),
+        303
+    );
+}
+
+/// Finding 18: `?test=1` needs a signed-in admin of the connection's org, and the test's
+/// result counts only while that admin's session lives.
+#[tokio::test]
+async fn test_sign_ins_need_a_signed_in_admin_of_the_org() {
+    let s = setup(Backend::Sqlite, &[]).await.unwrap();
+    let res = s
+        .app
+        .get_html(&format!("/sso/saml/{}/login?test=1", s.connection))
+        .await;
+    assert_eq!(res.status(), 403, "an anonymous test is refused");
+    // Another org's admin cannot test this connection either.
+    s.app
+        .cli_ok(&["org", "create", "other", "--domain", "other.test"]);
+    s.app
+        .cli_env(
+            &[("GH_TEST_PW", PASSWORD)],
+            &[
+                "user",
+                "add",
+                "other",
+                "root@other.test",
+                "--org-admin",
+                "--password-env",
+                "GH_TEST_PW",
+            ],
+        )
+        .ok();
+    let outsider = signed_in_browser(&s.app, "root@other.test").await;
+    let res = outsider
+        .get(
+            s.app
+                .url(&format!("/sso/saml/{}/login?test=1", s.connection)),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    // This org's admin: the test runs and records a success.
+    s.app
+        .cli_env(
+            &[("GH_TEST_PW", PASSWORD)],
+            &[
+                "user",
+                "add",
+                "acme",
+                "root@acme.test",
+                "--org-admin",
+                "--password-env",
+                "GH_TEST_PW",
+            ],
+        )
+        .ok();
+    let admin = signed_in_browser(&s.app, "root@acme.test").await;
+    let res = admin
+        .get(s.app.url(&format!(
+            "/sso/saml/{}/login?test=1&return_to=/sso/admin/orgs/acme",
+            s.connection
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let request = request_id(res.headers()["location"].to_str().unwrap());
+    let r = s.response(json!({"in_response_to": request}));
+    let res = browser()
+        .post(s.app.url(&format!("/sso/saml/{}/acs", s.connection)))
+        .form(&[("SAMLResponse", r["saml_response"].as_str().unwrap())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let events = s
+        .app
+        .cli_ok(&["audit", "list", "acme", "--limit", "3", "--json"]);
+    assert!(events.contains(r#"\"test\":true"#), "{events}");
+    // Started by the admin, but the admin signed out before the IdP answered: not counted.
+    let res = admin
+        .get(
+            s.app
+                .url(&format!("/sso/saml/{}/login?test=1", s.connection)),
+        )
+        .send()
+        .await
+        .unwrap();
+    let request = request_id(res.headers()["location"].to_str().unwrap());
+    s.app
+        .cli_ok(&["user", "revoke-sessions", "acme", "root@acme.test"]);
+    let r = s.response(json!({"in_response_to": request, "name_id": "00u-late"}));
+    let res = browser()
+        .post(s.app.url(&format!("/sso/saml/{}/acs", s.connection)))
+        .form(&[("SAMLResponse", r["saml_response"].as_str().unwrap())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(
+        s.last_failure().contains("signed-in admin"),
+        "{}",
+        s.last_failure()
+    );
+}
+
+/// Finding 10: IdP metadata URLs and OIDC issuers over plain http:// are refused (unless
+/// `GATEHOUSE_OUTBOUND_ALLOW_PRIVATE=true`, which tests use for their local IdPs).
+#[tokio::test]
+async fn plain_http_metadata_and_issuers_are_refused() {
+    let s = setup(Backend::Sqlite, &[]).await.unwrap();
+    let out = s.app.cli(&[
+        "connection",
+        "add-saml",
+        "acme",
+        "--metadata-url",
+        "http://idp.example.invalid/metadata.xml",
+    ]);
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("https"), "{}", out.stderr);
+    let out = s.app.cli_env(
+        &[("GH_UNUSED_SECRET", "s3cret-for-the-test")],
+        &[
+            "connection",
+            "add-oidc",
+            "acme",
+            "--issuer",
+            "http://idp.example.invalid",
+            "--client-id",
+            "x",
+            "--client-secret-env",
+            "GH_UNUSED_SECRET",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("https"), "{}", out.stderr);
 }
