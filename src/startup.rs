@@ -22,6 +22,8 @@ pub struct AppState {
     pub passwords: Passwords,
     /// Failed sign-in steps, for back-off (per replica).
     pub backoff: crate::login::backoff::Backoff,
+    /// Unauthenticated SCIM requests, audited once per source per minute.
+    pub scim_refusals: crate::scim::auth::Refusals,
 }
 
 pub struct Application {
@@ -84,6 +86,7 @@ impl Application {
         };
         let passwords = Passwords::new(settings.password_hash_concurrency)?;
         spawn_audit_purge(db.clone(), settings.audit_retention_days);
+        crate::sso::purge::spawn(db.clone());
         crate::saml::refresh::spawn(db.clone(), settings.outbound_allow_private);
         let tls = match &settings.tls {
             Some(files) => Some(load_tls(&files.cert, &files.key)?),
@@ -95,6 +98,7 @@ impl Application {
             key,
             passwords,
             backoff: Default::default(),
+            scim_refusals: Default::default(),
         });
         let db_data = web::Data::new(db);
         let app_metrics = metrics.clone();

@@ -14,6 +14,8 @@ pub struct Metrics {
     latency: HistogramVec,
     /// Expiry (Unix seconds) of each IdP signing certificate of each SAML connection.
     pub saml_cert_not_after: GaugeVec,
+    /// SCIM requests refused for a missing or unknown bearer token.
+    pub scim_unauthenticated: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -45,12 +47,18 @@ impl Metrics {
         )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
+        let scim_unauthenticated = prometheus::IntCounter::new(
+            "scim_unauthenticated_requests_total",
+            "SCIM requests refused for a missing or unknown bearer token",
+        )?;
         registry.register(Box::new(saml_cert_not_after.clone()))?;
+        registry.register(Box::new(scim_unauthenticated.clone()))?;
         Ok(Metrics {
             registry,
             requests,
             latency,
             saml_cert_not_after,
+            scim_unauthenticated,
         })
     }
 

@@ -112,13 +112,24 @@ pub async fn scim_context(
             token_id: t.id,
         },
         Ok(None) => {
-            let event = Event::new(None, "scim:unauthenticated", "scim.request")
-                .outcome(Outcome::Failure)
-                .payload(json!({"method": method, "path": truncate(&path), "status": 401, "reason": "missing or unknown bearer token"}));
-            let _ = state
-                .db
-                .write(move |conn| audit::record(conn, &event, now).map_err(IdentityError::from))
-                .await;
+            // Counted always; audited once per source address per minute (with how many
+            // were refused since), so anonymous requests cannot grow the audit log at will.
+            if let Some(m) = req.app_data::<web::Data<crate::http::metrics::Metrics>>() {
+                m.scim_unauthenticated.inc();
+            }
+            let source =
+                crate::http::client::client_ip_text(req.request(), &state.settings.trusted_proxies);
+            if let Some(refused) = state.scim_refusals.note(&source) {
+                let event = Event::new(None, "scim:unauthenticated", "scim.request")
+                    .outcome(Outcome::Failure)
+                    .payload(json!({"method": method, "path": truncate(&path), "status": 401, "reason": "missing or unknown bearer token", "source": source, "refused_since_last_event": refused}));
+                let _ = state
+                    .db
+                    .write(move |conn| {
+                        audit::record(conn, &event, now).map_err(IdentityError::from)
+                    })
+                    .await;
+            }
             return Ok(req.into_response(ScimError::unauthorized().error_response()));
         }
         Err(e) => return Ok(req.into_response(e.error_response())),
@@ -229,4 +240,44 @@ pub fn request_event(
 
 fn truncate(path: &str) -> String {
     path.chars().take(2048).collect()
+}
+
+/// Unauthenticated SCIM requests per source address: one audit event per source per
+/// [`Refusals::INTERVAL`], carrying the number refused since the previous one (per replica;
+/// the table is bounded).
+#[derive(Default)]
+pub struct Refusals {
+    seen: std::sync::Mutex<std::collections::HashMap<String, (Instant, u64)>>,
+}
+
+impl Refusals {
+    pub const INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+    const MAX_SOURCES: usize = 10_000;
+
+    /// Notes one refusal; `Some(n)` when this one is to be audited (`n` refusals from this
+    /// source since its last event, this one included).
+    pub fn note(&self, source: &str) -> Option<u64> {
+        let Ok(mut seen) = self.seen.lock() else {
+            return Some(1);
+        };
+        if seen.len() >= Self::MAX_SOURCES {
+            seen.retain(|_, (at, _)| at.elapsed() < Self::INTERVAL);
+        }
+        match seen.get_mut(source) {
+            Some((at, n)) if at.elapsed() < Self::INTERVAL => {
+                *n += 1;
+                None
+            }
+            Some((at, n)) => {
+                let refused = *n + 1;
+                *at = Instant::now();
+                *n = 0;
+                Some(refused)
+            }
+            None => {
+                seen.insert(source.to_string(), (Instant::now(), 0));
+                Some(1)
+            }
+        }
+    }
 }

@@ -4,6 +4,7 @@
 
 pub mod connections;
 pub mod handoff;
+pub mod purge;
 pub mod resolve;
 
 use actix_web::web;

@@ -763,3 +763,104 @@ fn tls_derives_https_cookies_and_hsts() {
     // Without TLS and with an http public URL: no HSTS.
     drop(server);
 }
+
+fn count(app: &TestApp, table: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    use diesel::RunQueryDsl;
+    let db = app.db();
+    let mut conn = db.conn().unwrap();
+    let rows: Vec<N> = diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {table}"))
+        .load(&mut *conn)
+        .unwrap();
+    rows[0].n
+}
+
+/// Finding 6: what anonymous requests store is capped and purged once expired (tested with the
+/// clock moved forward), and refused unauthenticated SCIM calls are counted, with one audit
+/// event per source per minute instead of one per request.
+#[tokio::test]
+async fn anonymous_requests_do_not_grow_the_database() {
+    let app = spawn_app().await;
+    app.seed_local_user();
+    let c = crate::saml::add_saml_connection(&app, "acme", "https://idp.acme.test/sso", &[]);
+    let id = c["id"].as_str().unwrap();
+    let long = format!("/{}", "a".repeat(3000));
+    for i in 0..40 {
+        let rt = if i == 0 {
+            long.clone()
+        } else {
+            format!("/app/{i}")
+        };
+        let res = browser()
+            .get(app.url(&format!("/sso/saml/{id}/login")))
+            .query(&[("return_to", rt)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 303);
+    }
+    assert_eq!(count(&app, "saml_requests"), 40);
+    assert_eq!(
+        count(&app, "saml_requests WHERE LENGTH(return_to) > 2048"),
+        0,
+        "an anonymous request stores at most 2 KiB of return_to"
+    );
+    // Sessions: one live, one signed out.
+    let live = signed_in_browser(&app, "alice@acme.test").await;
+    let gone = signed_in_browser(&app, "alice@acme.test").await;
+    let csrf = csrf_of(&app, &gone, "/sso/logout").await;
+    gone.post(app.url("/sso/logout"))
+        .form(&[("csrf", csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(count(&app, "sessions"), 2);
+
+    let db = app.db();
+    let now = gatehouse::clock::now();
+    let p = gatehouse::sso::purge::all(&db, now).await.unwrap();
+    assert_eq!(p.total(), 0, "nothing is purged before it expires: {p:?}");
+    // Two hours later: the sign-in requests and the signed-out session are gone.
+    let p = gatehouse::sso::purge::all(&db, now + 7200).await.unwrap();
+    assert_eq!(p.saml_requests, 40, "{p:?}");
+    assert_eq!(count(&app, "saml_requests"), 0);
+    assert!(p.sessions >= 1, "{p:?}");
+    assert_eq!(
+        live.get(app.url("/sso/me"))
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // Unauthenticated SCIM: 30 refusals, one audit event, all counted.
+    for _ in 0..30 {
+        let res = browser()
+            .get(app.url("/scim/v2/Users"))
+            .bearer_auth("not-a-token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401);
+    }
+    let events = app.cli_ok(&["audit", "list", "instance", "--limit", "500", "--json"]);
+    let events: Value = serde_json::from_str(events.trim()).unwrap();
+    let refusals = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["actor"] == "scim:unauthenticated")
+        .count();
+    assert_eq!(refusals, 1, "{events}");
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("gatehouse_scim_unauthenticated_requests_total 30"),
+        "{metrics}"
+    );
+}

@@ -1486,3 +1486,115 @@ async fn plain_http_metadata_and_issuers_are_refused() {
     assert!(!out.status.success());
     assert!(out.stderr.contains("https"), "{}", out.stderr);
 }
+
+/// Finding 5: sessions record the connection that created them; disabling the connection, or
+/// replacing its signing certificate (the leaked-certificate case), ends them at once, and the
+/// admin is told how many.
+#[tokio::test]
+async fn disabling_a_connection_or_removing_its_certificate_ends_its_sessions() {
+    let s = setup(Backend::Sqlite, &[]).await.unwrap();
+    s.app
+        .cli_env(
+            &[("GH_TEST_PW", PASSWORD)],
+            &[
+                "user",
+                "add",
+                "acme",
+                "root@acme.test",
+                "--org-admin",
+                "--password-env",
+                "GH_TEST_PW",
+            ],
+        )
+        .ok();
+    let admin = signed_in_browser(&s.app, "root@acme.test").await;
+    let page = admin
+        .get(s.app.url("/sso/admin/orgs/acme"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = form_field(&page, "csrf");
+    let sign_in_ann = || async {
+        let r = s.response(json!({}));
+        assert_eq!(
+            s.sign_in(r["saml_response"].as_str().unwrap(), None)
+                .await
+                .status(),
+            303
+        );
+        assert_eq!(s.app.me_json().await.status(), 200);
+    };
+    let change = |action: &'static str| {
+        admin
+            .post(s.app.url(&format!(
+                "/sso/admin/orgs/acme/connections/{}",
+                s.connection
+            )))
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("confirm_password", PASSWORD),
+                ("action", action),
+            ])
+            .send()
+    };
+    sign_in_ann().await;
+    let res = change("disable").await.unwrap();
+    assert_eq!(res.status(), 303);
+    let notice = unescape(
+        &url::form_urlencoded::parse(
+            res.headers()["location"]
+                .to_str()
+                .unwrap()
+                .split('?')
+                .nth(1)
+                .unwrap()
+                .as_bytes(),
+        )
+        .map(|(_, v)| v.into_owned())
+        .collect::<String>(),
+    );
+    assert!(notice.contains("1 session"), "{notice}");
+    assert_ne!(s.app.me_json().await.status(), 200, "Ann's session ended");
+    assert_eq!(
+        admin
+            .get(s.app.url("/sso/admin/orgs/acme"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "the admin's password session is not this connection's"
+    );
+
+    // Enabled again: a new sign-in, then the certificate is replaced.
+    assert_eq!(change("enable").await.unwrap().status(), 303);
+    sign_in_ann().await;
+    let new_idp = key_pair("replacement idp");
+    let res = admin
+        .post(s.app.url(&format!(
+            "/sso/admin/orgs/acme/connections/{}/idp",
+            s.connection
+        )))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("confirm_password", PASSWORD),
+            ("kind", "saml"),
+            ("entity_id", IDP_ENTITY),
+            ("sso_url", IDP_SSO),
+            ("certificate", new_idp.cert_pem.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let location = res.headers()["location"].to_str().unwrap().to_string();
+    assert!(location.contains("session"), "{location}");
+    assert_ne!(
+        s.app.me_json().await.status(),
+        200,
+        "ended with the old certificate"
+    );
+}
