@@ -364,7 +364,15 @@ pub async fn handle(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     if upgrade {
-        return websocket(&req, payload, &client.ws, url, out).await;
+        if let Err(why) = websocket_origin_allowed(&req, &state.settings) {
+            return page(StatusCode::FORBIDDEN, &req, AppError::Forbidden(why));
+        }
+        // A signed-in socket lives only as long as its session.
+        let watch = identity
+            .as_ref()
+            .and_then(|_| crate::login::session::cookie_hash(&req, &state.settings))
+            .map(|hash| (state.clone(), hash));
+        return websocket(&req, payload, &client.ws, url, out, watch).await;
     }
 
     // Streamed, never buffered: chunks go to the app as they arrive (with the client's
@@ -459,12 +467,55 @@ pub async fn handle(
 /// A WebSocket: actix cannot hand over the raw upgraded socket, so frames are relayed between
 /// the client's connection (actix-ws) and one opened to the app (awc, `ws://` or `wss://`),
 /// with the same identity headers and policy as any request.
+/// How often a relayed WebSocket re-checks its session (as often as the identity cache).
+const WEBSOCKET_SESSION_CHECK: Duration = super::IDENTITY_CACHE;
+
+/// Cross-site WebSocket hijacking: a browser sends the page's `Origin` with the handshake,
+/// and the session cookie with it. Only our public origin or an `allowed_return_hosts` host
+/// may open one; `Sec-Fetch-Site: cross-site` is refused. (No `Origin` at all is not a
+/// browser, so no ambient cookie is at stake.)
+fn websocket_origin_allowed(
+    req: &HttpRequest,
+    settings: &crate::config::Settings,
+) -> Result<(), String> {
+    if req
+        .headers()
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("cross-site"))
+    {
+        return Err("cross-site WebSocket connections are refused".into());
+    }
+    let Some(origin) = req.headers().get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let refused = || "this WebSocket's Origin is not this site".to_string();
+    let origin = origin.to_str().map_err(|_| refused())?;
+    let parsed = url::Url::parse(origin).map_err(|_| refused())?;
+    let ours = settings.public_url.origin();
+    if parsed.origin() == ours {
+        return Ok(());
+    }
+    let host = parsed.host_str().unwrap_or_default().to_ascii_lowercase();
+    let with_port = parsed.port().map(|p| format!("{host}:{p}"));
+    if matches!(parsed.scheme(), "https" | "http")
+        && settings
+            .allowed_return_hosts
+            .iter()
+            .any(|h| *h == host || Some(h) == with_port.as_ref())
+    {
+        return Ok(());
+    }
+    Err(refused())
+}
+
 async fn websocket(
     req: &HttpRequest,
     payload: web::Payload,
     client: &awc::Client,
     mut url: url::Url,
     headers: reqwest::header::HeaderMap,
+    watch: Option<(web::Data<AppState>, String)>,
 ) -> HttpResponse {
     use actix_web::http::header::HeaderName;
     use awc::ws::{Frame, Message};
@@ -570,8 +621,39 @@ async fn websocket(
                 }
             }
         };
-        futures_util::future::select(Box::pin(client_to_app), Box::pin(app_to_client)).await;
-        let _ = session.close(None).await;
+        // The session ended (signed out, revoked, deactivated, expired): close with 1008.
+        let session_ended = async {
+            let Some((state, hash)) = watch else {
+                return futures_util::future::pending::<()>().await;
+            };
+            let mut tick = tokio::time::interval(WEBSOCKET_SESSION_CHECK);
+            loop {
+                tick.tick().await;
+                let (h, now) = (hash.clone(), crate::clock::now());
+                let live = state
+                    .db
+                    .run(move |c| crate::login::session::is_live(c, &h, now))
+                    .await;
+                match live {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not re-check a WebSocket's session; closing it");
+                        return;
+                    }
+                }
+            }
+        };
+        let ended = tokio::select! {
+            _ = client_to_app => false,
+            _ = app_to_client => false,
+            _ = session_ended => true,
+        };
+        let reason = ended.then(|| actix_ws::CloseReason {
+            code: actix_ws::CloseCode::Policy,
+            description: Some("the session ended".into()),
+        });
+        let _ = session.close(reason).await;
     });
     response
 }

@@ -209,6 +209,12 @@ pub fn hash_administers(
     Ok(load_hash(conn, id_hash, now)?.is_some_and(|s| administers(&s, org)))
 }
 
+/// Whether the session with this id hash is still live (not revoked, expired or idle, its
+/// user active): a relayed WebSocket checks it while it stays open.
+pub fn is_live(conn: &mut DbConn, id_hash: &str, now: i64) -> Result<bool, IdentityError> {
+    Ok(load_hash(conn, id_hash, now)?.is_some())
+}
+
 /// [`load`] by the stored id hash.
 fn load_hash(conn: &mut DbConn, hash: &str, now: i64) -> Result<Option<SignedIn>, IdentityError> {
     let Some(row) = sessions::table

@@ -1030,3 +1030,65 @@ async fn https_upstream_with_a_private_ca() {
     assert_eq!(text(ws.next().await.unwrap().unwrap()), "echo:secure");
     ws.close(None).await.unwrap();
 }
+
+/// Findings 14 and 17: a relayed WebSocket is closed with 1008 soon after its session ends
+/// (here `user revoke-sessions`), and a handshake from another site's page (its `Origin`, or
+/// `Sec-Fetch-Site: cross-site`) is refused.
+#[tokio::test]
+async fn websockets_end_with_their_session_and_refuse_other_origins() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+    let port = websocket_echo_app().await;
+    let app = proxy_app(&format!("http://127.0.0.1:{port}")).await;
+    let ws_url = format!("ws://127.0.0.1:{}/ws/chat", app.port);
+    let cookie = session_cookie(&app).await;
+    let request = |extra: &[(&'static str, String)]| {
+        let mut r = ws_url.as_str().into_client_request().unwrap();
+        r.headers_mut().insert("cookie", cookie.parse().unwrap());
+        for (k, v) in extra {
+            r.headers_mut().insert(*k, v.parse().unwrap());
+        }
+        r
+    };
+    for bad in [
+        vec![("origin", "https://evil.example".to_string())],
+        vec![("origin", "http://127.0.0.1.evil.example".to_string())],
+        vec![
+            ("origin", app.address.clone()),
+            ("sec-fetch-site", "cross-site".to_string()),
+        ],
+    ] {
+        let refused = tokio_tungstenite::connect_async(request(&bad)).await;
+        assert!(refused.is_err(), "{bad:?} must be refused");
+    }
+    let (mut ws, _) = tokio_tungstenite::connect_async(request(&[
+        ("origin", app.address.clone()),
+        ("sec-fetch-site", "same-origin".to_string()),
+    ]))
+    .await
+    .unwrap();
+    assert_eq!(
+        ws.next()
+            .await
+            .unwrap()
+            .unwrap()
+            .into_text()
+            .unwrap()
+            .as_str(),
+        "hello alice@acme.test"
+    );
+    app.cli_ok(&["user", "revoke-sessions", "acme", "alice@acme.test"]);
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .expect("the socket is closed within seconds of the revocation");
+    assert_eq!(closed, Some(1008));
+}
