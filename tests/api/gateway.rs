@@ -201,6 +201,22 @@ http {{
   access_log off;
   client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fastcgi;
   uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
+  map $http_cookie $gh_cookie1 {{
+    default $http_cookie;
+    "~^(?<a>.*?)(?:^|; )(?:__Host-)?gatehouse_[A-Za-z_]+=[^;]*(?<b>.*)$" "$a$b";
+  }}
+  map $gh_cookie1 $gh_cookie2 {{
+    default $gh_cookie1;
+    "~^(?<a>.*?)(?:^|; )(?:__Host-)?gatehouse_[A-Za-z_]+=[^;]*(?<b>.*)$" "$a$b";
+  }}
+  map $gh_cookie2 $gh_cookie3 {{
+    default $gh_cookie2;
+    "~^(?<a>.*?)(?:^|; )(?:__Host-)?gatehouse_[A-Za-z_]+=[^;]*(?<b>.*)$" "$a$b";
+  }}
+  map $gh_cookie3 $gh_app_cookie {{
+    default $gh_cookie3;
+    "~^(?<a>.*?)(?:^|; )(?:__Host-)?gatehouse_[A-Za-z_]+=[^;]*(?<b>.*)$" "$a$b";
+  }}
   server {{
     listen 127.0.0.1:{port};
     location = /_gatehouse_verify {{
@@ -226,6 +242,7 @@ http {{
       proxy_set_header X-Forwarded-Role $gh_role;
       proxy_set_header X-Gatehouse-Org $gh_org;
       proxy_set_header X-Gatehouse-Jwt $gh_jwt;
+      proxy_set_header Cookie $gh_app_cookie;
       error_page 401 = @gatehouse_login;
       proxy_pass http://127.0.0.1:{up_port};
     }}
@@ -286,6 +303,32 @@ http {{
     assert_eq!(h["x-gatehouse-org"], "acme");
     let claims = pyjwt(&app, h["x-gatehouse-jwt"].as_str().unwrap()).unwrap();
     assert_eq!(claims["email"], "alice@acme.test");
+    // gatehouse's cookies (the session opens /sso/admin for org admins) never reach the app;
+    // the app's own do, wherever they stand in the header.
+    let session = session_cookie(&app).await;
+    let seen: Value = json_answer(
+        browser()
+            .get(format!("{base}/reports/q3"))
+            .header(
+                "cookie",
+                format!("gatehouse_login_csrf=c; app_pref=dark; {session}; mygatehouse_x=1; __Host-gatehouse_oidc=o; theme=x"),
+            ),
+    )
+    .await;
+    let cookies = seen["headers"]["cookie"].as_str().unwrap_or_default();
+    assert_eq!(
+        seen["headers"]["x-forwarded-user"], "alice@acme.test",
+        "{seen}"
+    );
+    assert!(
+        !cookies.contains("gatehouse_session")
+            && !cookies.contains("gatehouse_login_csrf")
+            && !cookies.contains("__Host-gatehouse"),
+        "{cookies}"
+    );
+    for kept in ["app_pref=dark", "mygatehouse_x=1", "theme=x"] {
+        assert!(cookies.contains(kept), "{kept} kept: {cookies}");
+    }
     // Revoked: turned away within the identity cache's second.
     app.cli_ok(&["user", "revoke-sessions", "acme", "alice@acme.test"]);
     settle().await;
@@ -336,7 +379,9 @@ http://127.0.0.1:{port} {{
                 uri /sso/verify
                 copy_headers X-Forwarded-User X-Forwarded-Email X-Forwarded-Groups X-Forwarded-Role X-Gatehouse-Org X-Gatehouse-Jwt
             }}
-            reverse_proxy 127.0.0.1:{up_port}
+            reverse_proxy 127.0.0.1:{up_port} {{
+                header_up Cookie "(?:^|; )(?:__Host-)?gatehouse_[A-Za-z_]+=[^;]*()" "$1"
+            }}
         }}
     }}
 }}
@@ -423,6 +468,25 @@ http://127.0.0.1:{port} {{
     let claims = pyjwt(&app, h["x-gatehouse-jwt"].as_str().unwrap()).unwrap();
     assert_eq!(claims["sub"].as_str().map(str::len), Some(36));
     assert_eq!(claims["email"], "alice@acme.test");
+    // gatehouse's cookies never reach the app; the app's own do.
+    let session = session_cookie(&app).await;
+    let seen: Value = json_answer(browser().get(format!("{base}/reports/q3")).header(
+        "cookie",
+        format!("gatehouse_login_csrf=c; app_pref=dark; {session}; mygatehouse_x=1; theme=x"),
+    ))
+    .await;
+    let cookies = seen["headers"]["cookie"].as_str().unwrap_or_default();
+    assert_eq!(
+        seen["headers"]["x-forwarded-user"], "alice@acme.test",
+        "{seen}"
+    );
+    assert!(
+        !cookies.contains("gatehouse_session") && !cookies.contains("gatehouse_login_csrf"),
+        "{cookies}"
+    );
+    for kept in ["app_pref=dark", "mygatehouse_x=1", "theme=x"] {
+        assert!(cookies.contains(kept), "{kept} kept: {cookies}");
+    }
 
     // Revoked: turned away within the identity cache's second.
     app.cli_ok(&["user", "revoke-sessions", "acme", "alice@acme.test"]);
