@@ -36,16 +36,20 @@ pub async fn request_context(
     let request_id = new_request_id();
     let started = Instant::now();
     let method = req.method().clone();
+    let metrics = req.app_data::<web::Data<Metrics>>().cloned();
+    let state = req.app_data::<web::Data<crate::startup::AppState>>();
+    let https = state.is_some_and(|s| s.settings.is_https());
+    // The client as `http::client` determines it (forwarded only from trusted proxies).
+    let client = state
+        .map(|s| super::client::client_ip_text(req.request(), &s.settings.trusted_proxies))
+        .unwrap_or_default();
     let span = tracing::info_span!(
         "request",
         request_id = %request_id,
         method = %method,
         path = %req.path(),
+        client = %client,
     );
-    let metrics = req.app_data::<web::Data<Metrics>>().cloned();
-    let https = req
-        .app_data::<web::Data<crate::startup::AppState>>()
-        .is_some_and(|s| s.settings.is_https());
     let result = REQUEST_ID
         .scope(request_id.clone(), next.call(req).instrument(span.clone()))
         .await;
