@@ -322,7 +322,7 @@ fn org_json(o: &Organization, domains: &[domains::Domain]) -> Value {
         "default_role": o.default_role,
         "session_idle_minutes": o.session_idle_minutes,
         "session_max_minutes": o.session_max_minutes,
-        "domains": domains.iter().map(|d| json!({"domain": d.domain, "verified": d.verified, "enforce": d.enforce})).collect::<Vec<_>>(),
+        "domains": domains.iter().map(domain_json).collect::<Vec<_>>(),
     })
 }
 
@@ -422,6 +422,10 @@ fn org(ctx: &Ctx, c: OrgCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn domain_json(d: &domains::Domain) -> Value {
+    json!({"domain": d.domain, "verified": d.verified, "enforce": d.enforce})
+}
+
 fn domain(ctx: &Ctx, c: DomainCommand) -> anyhow::Result<()> {
     match c {
         DomainCommand::Add {
@@ -446,15 +450,12 @@ fn domain(ctx: &Ctx, c: DomainCommand) -> anyhow::Result<()> {
                 }
                 Ok(d)
             })?;
-            ctx.out(
-                json!({"domain": d.domain, "verified": d.verified, "enforce": d.enforce}),
-                || {
-                    format!(
-                        "added {} to {} (verified={}, enforce={})",
-                        d.domain, o.slug, d.verified, d.enforce
-                    )
-                },
-            );
+            ctx.out(domain_json(&d), || {
+                format!(
+                    "added {} to {} (verified={}, enforce={})",
+                    d.domain, o.slug, d.verified, d.enforce
+                )
+            });
         }
         DomainCommand::Set {
             org,
@@ -484,15 +485,12 @@ fn domain(ctx: &Ctx, c: DomainCommand) -> anyhow::Result<()> {
                 }
                 Ok(d)
             })?;
-            ctx.out(
-                json!({"domain": d.domain, "verified": d.verified, "enforce": d.enforce}),
-                || {
-                    format!(
-                        "{} in {}: verified={}, enforce={}",
-                        d.domain, o.slug, d.verified, d.enforce
-                    )
-                },
-            );
+            ctx.out(domain_json(&d), || {
+                format!(
+                    "{} in {}: verified={}, enforce={}",
+                    d.domain, o.slug, d.verified, d.enforce
+                )
+            });
         }
         DomainCommand::Remove { org, domain } => {
             let o = ctx.org(&org)?;
@@ -519,10 +517,16 @@ fn domain(ctx: &Ctx, c: DomainCommand) -> anyhow::Result<()> {
         DomainCommand::List { org } => {
             let o = ctx.org(&org)?;
             let ds = ctx.read(|c| domains::list(c, &o.id))?;
-            ctx.out(
-                Value::Array(ds.iter().map(|d| json!({"domain": d.domain, "verified": d.verified, "enforce": d.enforce})).collect()),
-                || ds.iter().map(|d| format!("{}\tverified={}\tenforce={}\n", d.domain, d.verified, d.enforce)).collect(),
-            );
+            ctx.out(Value::Array(ds.iter().map(domain_json).collect()), || {
+                ds.iter()
+                    .map(|d| {
+                        format!(
+                            "{}\tverified={}\tenforce={}\n",
+                            d.domain, d.verified, d.enforce
+                        )
+                    })
+                    .collect()
+            });
         }
     }
     Ok(())

@@ -45,11 +45,7 @@ fn pyjwt(app: &TestApp, token: &str) -> Result<Value, String> {
 #[tokio::test]
 async fn forward_auth_answers_as_each_proxy_expects() {
     // The proxy (here the test itself, on 127.0.0.1) is trusted with X-Forwarded-Host/-Proto.
-    let data_dir = tempfile::tempdir().unwrap();
-    let database_url = fresh_database_url(Backend::Sqlite, data_dir.path()).unwrap();
-    let mut env = test_env(data_dir.path(), &database_url);
-    env.insert("GATEHOUSE_TRUSTED_PROXIES".into(), "127.0.0.1".into());
-    let app = spawn_with_env(env, data_dir, database_url).await;
+    let app = spawn_app_with(&[("GATEHOUSE_TRUSTED_PROXIES", "127.0.0.1")]).await;
     // Anonymous API client: 401, with where to sign in.
     let res = browser()
         .get(app.url("/sso/verify"))

@@ -452,17 +452,6 @@ async fn trailing_slashes_and_domain_set() {
     assert!(audit.contains("domain.update") && audit.contains("domain.remove"));
 }
 
-/// A test app with extra settings.
-async fn app_with(extra: &[(&str, &str)]) -> TestApp {
-    let data_dir = tempfile::tempdir().unwrap();
-    let database_url = fresh_database_url(Backend::Sqlite, data_dir.path()).unwrap();
-    let mut env = test_env(data_dir.path(), &database_url);
-    for (k, v) in extra {
-        env.insert((*k).into(), (*v).into());
-    }
-    spawn_with_env(env, data_dir, database_url).await
-}
-
 /// `gatehouse breakglass set`: (password, otpauth URI).
 fn set_breakglass(app: &TestApp, org: &str, email: &str) -> (String, String) {
     let out = app.cli_ok(&["breakglass", "set", org, email]);
@@ -509,7 +498,7 @@ async fn breakglass_from(
 /// it does not escape back-off.
 #[tokio::test]
 async fn back_off_follows_the_client_behind_trusted_proxies() {
-    let app = app_with(&[("GATEHOUSE_TRUSTED_PROXIES", "127.0.0.1/32")]).await;
+    let app = spawn_app_with(&[("GATEHOUSE_TRUSTED_PROXIES", "127.0.0.1/32")]).await;
     app.cli_ok(&["org", "create", "acme", "--domain", "acme.test"]);
     app.cli_ok(&["enforcement", "set", "acme", "all"]);
     let (password, otpauth) = set_breakglass(&app, "acme", "bg-proxied@acme.test");
@@ -591,7 +580,7 @@ async fn back_off_follows_the_client_behind_trusted_proxies() {
 #[tokio::test]
 async fn proxy_mode_forwards_the_public_host() {
     let (mut upstream, port) = crate::gateway::echo_upstream();
-    let app = app_with(&[("GATEHOUSE_UPSTREAM", &format!("http://127.0.0.1:{port}"))]).await;
+    let app = spawn_app_with(&[("GATEHOUSE_UPSTREAM", &format!("http://127.0.0.1:{port}"))]).await;
     app.seed_local_user();
     let user = signed_in_browser(&app, "alice@acme.test").await;
     let seen: Value = json_answer(
@@ -631,7 +620,7 @@ async fn forward_auth_trusts_forwarded_host_only_from_trusted_proxies() {
         app.url("/sso/login?return_to=%2Fdashboard"),
         "an untrusted peer's forwarded host is ignored"
     );
-    let app = app_with(&[("GATEHOUSE_TRUSTED_PROXIES", "127.0.0.1")]).await;
+    let app = spawn_app_with(&[("GATEHOUSE_TRUSTED_PROXIES", "127.0.0.1")]).await;
     let res = ask(&app).await.unwrap();
     assert_eq!(
         res.headers()["location"].to_str().unwrap(),
@@ -647,7 +636,7 @@ async fn public_metrics_name_no_tenant() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let app = app_with(&[(
+    let app = spawn_app_with(&[(
         "GATEHOUSE_METRICS_LISTEN",
         &format!("127.0.0.1:{metrics_port}"),
     )])

@@ -83,6 +83,17 @@ pub async fn spawn_app() -> TestApp {
 }
 
 /// `None` only when PostgreSQL tests were explicitly skipped.
+/// A SQLite test app with extra settings on top of the test environment.
+pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let database_url = fresh_database_url(Backend::Sqlite, data_dir.path()).expect("sqlite url");
+    let mut env = test_env(data_dir.path(), &database_url);
+    for (k, v) in extra {
+        env.insert((*k).into(), (*v).into());
+    }
+    spawn_with_env(env, data_dir, database_url).await
+}
+
 pub async fn spawn_app_on(backend: Backend) -> Option<TestApp> {
     let data_dir = tempfile::tempdir().expect("temp dir");
     let database_url = fresh_database_url(backend, data_dir.path())?;
@@ -350,6 +361,23 @@ impl TestApp {
                 "add",
                 "acme",
                 "alice@acme.test",
+                "--password-env",
+                "GH_TEST_PW",
+            ],
+        )
+        .ok();
+    }
+
+    /// An org admin of `org` with the test password.
+    pub fn add_org_admin(&self, org: &str, email: &str) {
+        self.cli_env(
+            &[("GH_TEST_PW", PASSWORD)],
+            &[
+                "user",
+                "add",
+                org,
+                email,
+                "--org-admin",
                 "--password-env",
                 "GH_TEST_PW",
             ],

@@ -1366,20 +1366,7 @@ async fn test_sign_ins_need_a_signed_in_admin_of_the_org() {
     // Another org's admin cannot test this connection either.
     s.app
         .cli_ok(&["org", "create", "other", "--domain", "other.test"]);
-    s.app
-        .cli_env(
-            &[("GH_TEST_PW", PASSWORD)],
-            &[
-                "user",
-                "add",
-                "other",
-                "root@other.test",
-                "--org-admin",
-                "--password-env",
-                "GH_TEST_PW",
-            ],
-        )
-        .ok();
+    s.app.add_org_admin("other", "root@other.test");
     let outsider = signed_in_browser(&s.app, "root@other.test").await;
     let res = outsider
         .get(
@@ -1391,20 +1378,7 @@ async fn test_sign_ins_need_a_signed_in_admin_of_the_org() {
         .unwrap();
     assert_eq!(res.status(), 403);
     // This org's admin: the test runs and records a success.
-    s.app
-        .cli_env(
-            &[("GH_TEST_PW", PASSWORD)],
-            &[
-                "user",
-                "add",
-                "acme",
-                "root@acme.test",
-                "--org-admin",
-                "--password-env",
-                "GH_TEST_PW",
-            ],
-        )
-        .ok();
+    s.app.add_org_admin("acme", "root@acme.test");
     let admin = signed_in_browser(&s.app, "root@acme.test").await;
     let res = admin
         .get(s.app.url(&format!(
@@ -1493,20 +1467,7 @@ async fn plain_http_metadata_and_issuers_are_refused() {
 #[tokio::test]
 async fn disabling_a_connection_or_removing_its_certificate_ends_its_sessions() {
     let s = setup(Backend::Sqlite, &[]).await.unwrap();
-    s.app
-        .cli_env(
-            &[("GH_TEST_PW", PASSWORD)],
-            &[
-                "user",
-                "add",
-                "acme",
-                "root@acme.test",
-                "--org-admin",
-                "--password-env",
-                "GH_TEST_PW",
-            ],
-        )
-        .ok();
+    s.app.add_org_admin("acme", "root@acme.test");
     let admin = signed_in_browser(&s.app, "root@acme.test").await;
     let page = admin
         .get(s.app.url("/sso/admin/orgs/acme"))
