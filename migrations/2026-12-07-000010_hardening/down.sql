@@ -1,3 +1,4 @@
+ALTER TABLE user_identities DROP COLUMN explicit;
 ALTER TABLE oidc_requests DROP COLUMN test_session;
 ALTER TABLE saml_requests DROP COLUMN test_session;
 DROP INDEX sessions_connection;

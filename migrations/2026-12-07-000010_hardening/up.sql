@@ -12,3 +12,7 @@ CREATE INDEX sessions_connection ON sessions (connection_id);
 -- A test sign-in belongs to the admin session that started it (its id hash).
 ALTER TABLE saml_requests ADD COLUMN test_session TEXT;
 ALTER TABLE oidc_requests ADD COLUMN test_session TEXT;
+-- Links an admin made explicitly (`gatehouse user link`). An org admin signs in with SSO only
+-- through such a link: links made by e-mail before this version (one could have been planted
+-- by renaming the admin through SCIM) no longer open an org admin's account.
+ALTER TABLE user_identities ADD COLUMN explicit BOOLEAN NOT NULL DEFAULT FALSE;

@@ -31,12 +31,12 @@ fn is_secret_key(key: &str) -> bool {
 }
 
 /// Whether a SCIM PATCH `path` names a secret attribute (`password`, in any case, with or
-/// without a schema URN, with or without a sub-attribute or value filter).
+/// without a schema URN, with or without a sub-attribute or value filter). The filter is cut
+/// off first (its text may hold anything, `:` included).
 fn is_secret_path(path: &str) -> bool {
-    let path = path.trim();
-    // `urn:…:User:password` → `password`; `password[…]` / `password.x` → `password`.
-    let last = path.rsplit(':').next().unwrap_or(path);
-    let attr = last.split(['[', '.']).next().unwrap_or(last).trim();
+    let head = path.split('[').next().unwrap_or(path).trim();
+    let attr = head.rsplit(':').next().unwrap_or(head);
+    let attr = attr.split('.').next().unwrap_or(attr).trim();
     is_secret_key(attr)
 }
 
@@ -45,8 +45,14 @@ fn is_secret_path(path: &str) -> bool {
 pub fn redact(value: &Value) -> Value {
     match value {
         Value::Object(map) => {
+            // A path that is not a plain string cannot be read: its value is kept out too.
             let secret_path = map.iter().any(|(k, v)| {
-                k.eq_ignore_ascii_case("path") && v.as_str().is_some_and(is_secret_path)
+                k.eq_ignore_ascii_case("path")
+                    && match v {
+                        Value::String(p) => is_secret_path(p),
+                        Value::Null => false,
+                        _ => true,
+                    }
             });
             Value::Object(
                 map.iter()
@@ -96,15 +102,23 @@ mod tests {
             {"op": "add", "path": "urn:ietf:params:scim:schemas:core:2.0:User:password", "value": "p3"},
             {"op": "replace", "value": {"password": "p4"}},
             {"op": "replace", "path": "name.givenName", "value": "Ann"}
+        ,
+            {"op": "replace", "path": "password[value eq \"a:b\"]", "value": "p6"},
+            {"op": "replace", "path": ["password"], "value": "p7"},
+            {"op": "replace", "path": "emails[type eq \"work\" or value eq \":password\"].value", "value": "new@acme.test"}
         ], "Bulk": {"data": {"Operations": [{"op": "replace", "path": "password", "value": "p5"}]}}});
         let text = redact(&ops).to_string();
-        for secret in ["p1", "p2", "p3", "p4", "p5"] {
+        for secret in ["p1", "p2", "p3", "p4", "p5", "p6", "p7"] {
             assert!(
                 !text.contains(&format!("\"{secret}\"")),
                 "{secret} leaked: {text}"
             );
         }
         assert!(text.contains("\"Ann\""), "{text}");
+        assert!(
+            text.contains("new@acme.test"),
+            "a real change is not hidden: {text}"
+        );
         assert_eq!(r["nested"]["postal_code"], "1000");
     }
 }

@@ -257,6 +257,7 @@ diesel::table! {
         user_id -> Text,
         created_at -> BigInt,
         last_login_at -> BigInt,
+        explicit -> Bool,
     }
 }
 

@@ -274,8 +274,10 @@ pub async fn handle(
     // Role rules match whatever the case (an app may serve `/ADMIN` as `/admin`); public
     // prefixes match exactly.
     let folded = path.to_lowercase();
+    let mut required_roles = Vec::new();
     for (prefix, role) in &state.settings.role_paths {
         if under(&folded, &prefix.to_lowercase()) {
+            required_roles.push(role.clone());
             let has = identity
                 .as_ref()
                 .and_then(|(i, _)| i.role.as_deref())
@@ -371,7 +373,11 @@ pub async fn handle(
         let watch = identity
             .as_ref()
             .and_then(|_| crate::login::session::cookie_hash(&req, &state.settings))
-            .map(|hash| (state.clone(), hash));
+            .map(|hash| Watch {
+                state: state.clone(),
+                session: hash,
+                roles: required_roles,
+            });
         return websocket(&req, payload, &client.ws, url, out, watch).await;
     }
 
@@ -470,6 +476,40 @@ pub async fn handle(
 /// How often a relayed WebSocket re-checks its session (as often as the identity cache).
 const WEBSOCKET_SESSION_CHECK: Duration = super::IDENTITY_CACHE;
 
+/// What a signed-in WebSocket keeps checking while it is open: its session, and the app roles
+/// its path's role rules require.
+struct Watch {
+    state: web::Data<AppState>,
+    session: String,
+    roles: Vec<String>,
+}
+
+impl Watch {
+    /// Whether the socket may stay open: the session is live (read without counting as
+    /// activity) and the user still has every role the path requires.
+    async fn still_allowed(&self) -> Result<bool, AppError> {
+        let (h, now) = (self.session.clone(), crate::clock::now());
+        let signed = self
+            .state
+            .db
+            .run(move |c| crate::login::session::peek(c, &h, now).map_err(AppError::from))
+            .await?;
+        let Some(signed) = signed else {
+            return Ok(false);
+        };
+        if self.roles.is_empty() {
+            return Ok(true);
+        }
+        let role = super::identity_for(&self.state, &signed)
+            .await?
+            .and_then(|(i, _)| i.role);
+        Ok(self.roles.iter().all(|r| {
+            role.as_deref()
+                .is_some_and(|have| have.eq_ignore_ascii_case(r))
+        }))
+    }
+}
+
 /// Cross-site WebSocket hijacking: a browser sends the page's `Origin` with the handshake,
 /// and the session cookie with it. Only our public origin or an `allowed_return_hosts` host
 /// may open one; `Sec-Fetch-Site: cross-site` is refused. (No `Origin` at all is not a
@@ -515,7 +555,7 @@ async fn websocket(
     client: &awc::Client,
     mut url: url::Url,
     headers: reqwest::header::HeaderMap,
-    watch: Option<(web::Data<AppState>, String)>,
+    watch: Option<Watch>,
 ) -> HttpResponse {
     use actix_web::http::header::HeaderName;
     use awc::ws::{Frame, Message};
@@ -621,20 +661,16 @@ async fn websocket(
                 }
             }
         };
-        // The session ended (signed out, revoked, deactivated, expired): close with 1008.
+        // The session ended (signed out, revoked, deactivated, expired) or the user lost a
+        // role the path requires: close with 1008.
         let session_ended = async {
-            let Some((state, hash)) = watch else {
+            let Some(watch) = watch else {
                 return futures_util::future::pending::<()>().await;
             };
             let mut tick = tokio::time::interval(WEBSOCKET_SESSION_CHECK);
             loop {
                 tick.tick().await;
-                let (h, now) = (hash.clone(), crate::clock::now());
-                let live = state
-                    .db
-                    .run(move |c| crate::login::session::is_live(c, &h, now))
-                    .await;
-                match live {
+                match watch.still_allowed().await {
                     Ok(true) => {}
                     Ok(false) => return,
                     Err(e) => {

@@ -26,7 +26,7 @@ pub fn key(form: &str, who: &str, req: &actix_web::HttpRequest) -> String {
         .app_data::<actix_web::web::Data<crate::startup::AppState>>()
         .map(|s| s.settings.trusted_proxies.clone())
         .unwrap_or_default();
-    let peer = crate::http::client::client_ip_text(req, &proxies);
+    let peer = crate::http::client::client_key(req, &proxies);
     format!("{form}|{who}|{peer}")
 }
 
@@ -53,6 +53,17 @@ impl Backoff {
         }
         if map.len() >= MAX_ENTRIES {
             map.retain(|_, (_, at)| at.elapsed().as_secs() < MAX_WAIT_SECS);
+            // Still full (a flood from many sources): the oldest entry makes room, so the
+            // table stays bounded and the newest failures always count.
+            if map.len() >= MAX_ENTRIES {
+                if let Some(oldest) = map
+                    .iter()
+                    .min_by_key(|(_, (_, at))| *at)
+                    .map(|(k, _)| k.clone())
+                {
+                    map.remove(&oldest);
+                }
+            }
         }
         let e = map.entry(key.to_string()).or_insert((0, Instant::now()));
         e.0 += 1;

@@ -209,14 +209,24 @@ pub fn hash_administers(
     Ok(load_hash(conn, id_hash, now)?.is_some_and(|s| administers(&s, org)))
 }
 
-/// Whether the session with this id hash is still live (not revoked, expired or idle, its
-/// user active): a relayed WebSocket checks it while it stays open.
-pub fn is_live(conn: &mut DbConn, id_hash: &str, now: i64) -> Result<bool, IdentityError> {
-    Ok(load_hash(conn, id_hash, now)?.is_some())
+/// The session with this id hash while it is still live (not revoked, expired or idle, its
+/// user active), without counting as activity: a relayed WebSocket checks it every second, and
+/// an open socket must not keep an idle session alive.
+pub fn peek(conn: &mut DbConn, id_hash: &str, now: i64) -> Result<Option<SignedIn>, IdentityError> {
+    load_row(conn, id_hash, now, false)
 }
 
 /// [`load`] by the stored id hash.
 fn load_hash(conn: &mut DbConn, hash: &str, now: i64) -> Result<Option<SignedIn>, IdentityError> {
+    load_row(conn, hash, now, true)
+}
+
+fn load_row(
+    conn: &mut DbConn,
+    hash: &str,
+    now: i64,
+    touch: bool,
+) -> Result<Option<SignedIn>, IdentityError> {
     let Some(row) = sessions::table
         .find(hash)
         .select(SessionRow::as_select())
@@ -256,7 +266,7 @@ fn load_hash(conn: &mut DbConn, hash: &str, now: i64) -> Result<Option<SignedIn>
         }
         _ => return Ok(None),
     };
-    if now - row.last_seen_at >= TOUCH_EVERY_SECS {
+    if touch && now - row.last_seen_at >= TOUCH_EVERY_SECS {
         diesel::update(sessions::table.find(&row.id_hash))
             .set(sessions::last_seen_at.eq(now))
             .execute(conn)?;

@@ -118,7 +118,7 @@ pub async fn scim_context(
                 m.scim_unauthenticated.inc();
             }
             let source =
-                crate::http::client::client_ip_text(req.request(), &state.settings.trusted_proxies);
+                crate::http::client::client_key(req.request(), &state.settings.trusted_proxies);
             if let Some(refused) = state.scim_refusals.note(&source) {
                 let event = Event::new(None, "scim:unauthenticated", "scim.request")
                     .outcome(Outcome::Failure)
@@ -242,9 +242,10 @@ fn truncate(path: &str) -> String {
     path.chars().take(2048).collect()
 }
 
-/// Unauthenticated SCIM requests per source address: one audit event per source per
-/// [`Refusals::INTERVAL`], carrying the number refused since the previous one (per replica;
-/// the table is bounded).
+/// Unauthenticated SCIM requests per source (an IPv4 address or an IPv6 /64): one audit
+/// event per source per [`Refusals::INTERVAL`], carrying the number refused since the
+/// previous one (per replica). At most [`Refusals::MAX_SOURCES`] sources a minute are audited;
+/// beyond that requests are only counted.
 #[derive(Default)]
 pub struct Refusals {
     seen: std::sync::Mutex<std::collections::HashMap<String, (Instant, u64)>>,
@@ -252,7 +253,7 @@ pub struct Refusals {
 
 impl Refusals {
     pub const INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
-    const MAX_SOURCES: usize = 10_000;
+    pub const MAX_SOURCES: usize = 1_000;
 
     /// Notes one refusal; `Some(n)` when this one is to be audited (`n` refusals from this
     /// source since its last event, this one included).
@@ -262,6 +263,11 @@ impl Refusals {
         };
         if seen.len() >= Self::MAX_SOURCES {
             seen.retain(|_, (at, _)| at.elapsed() < Self::INTERVAL);
+            if seen.len() >= Self::MAX_SOURCES {
+                // More sources in a minute than the table holds: counted, not audited (the
+                // table and the audit log stay bounded).
+                return None;
+            }
         }
         match seen.get_mut(source) {
             Some((at, n)) if at.elapsed() < Self::INTERVAL => {

@@ -447,6 +447,27 @@ pub fn add_members(
                 "member `{bad}` is not a user of this organization"
             )));
         }
+        // Groups carry app roles: SCIM puts only the accounts it owns into them.
+        let not_owned: Option<String> = users::table
+            .filter(users::org_id.eq(org.as_str()))
+            .filter(users::id.eq_any(&chunk))
+            .filter(
+                users::is_org_admin
+                    .eq(true)
+                    .or(users::source.eq(UserSource::Local.as_str())),
+            )
+            .select(users::user_name)
+            .first(conn)
+            .optional()?;
+        if let Some(name) = not_owned {
+            return Err(ScimError::new(
+                actix_web::http::StatusCode::FORBIDDEN,
+                None,
+                format!(
+                    "member `{name}` is an org admin or a local account managed in gatehouse, not by provisioning; an admin can hand a local account over to SCIM"
+                ),
+            ));
+        }
         let present: Vec<String> = memberships::table
             .filter(memberships::group_id.eq(group))
             .filter(memberships::user_id.eq_any(&chunk))

@@ -99,9 +99,17 @@ pub fn set_enabled(conn: &mut DbConn, id: &str, enabled: bool, now: i64) -> Resu
     revoke_sessions(conn, id, now)
 }
 
-/// Ends every live session created by a sign-in through this connection.
+/// Ends every live session created by a sign-in through this connection, and voids its
+/// sign-ins still on their way to becoming sessions (handoffs not yet used).
 pub fn revoke_sessions(conn: &mut DbConn, id: &str, now: i64) -> Result<usize> {
-    use crate::db::schema::sessions;
+    use crate::db::schema::{sessions, sso_handoffs};
+    diesel::update(
+        sso_handoffs::table
+            .filter(sso_handoffs::connection_id.eq(id))
+            .filter(sso_handoffs::consumed_at.is_null()),
+    )
+    .set(sso_handoffs::consumed_at.eq(Some(now)))
+    .execute(conn)?;
     Ok(diesel::update(
         sessions::table
             .filter(sessions::connection_id.eq(id))

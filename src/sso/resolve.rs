@@ -137,7 +137,15 @@ pub fn link_explicitly(
             "that subject, or this account, is already linked on this connection".into(),
         ));
     }
-    link(conn, connection_id, subject, user, now)
+    link(conn, connection_id, subject, user, now)?;
+    diesel::update(
+        user_identities::table
+            .filter(user_identities::connection_id.eq(connection_id))
+            .filter(user_identities::subject.eq(subject)),
+    )
+    .set(user_identities::explicit.eq(true))
+    .execute(conn)?;
+    Ok(())
 }
 
 fn link(
@@ -176,16 +184,20 @@ pub fn resolve(
     now: i64,
 ) -> Result<Result<Outcome, Refusal>, IdentityError> {
     // (a) An existing link.
-    let linked: Option<String> = user_identities::table
+    let linked: Option<(String, bool)> = user_identities::table
         .filter(user_identities::connection_id.eq(connection_id))
         .filter(user_identities::subject.eq(&a.subject))
-        .select(user_identities::user_id)
+        .select((user_identities::user_id, user_identities::explicit))
         .first(conn)
         .optional()?;
-    if let Some(user_id) = linked {
+    if let Some((user_id, explicit)) = linked {
         let user = users::get(conn, &org.id, &user_id.into())?;
         if user.is_break_glass {
             return Ok(Err(Refusal::BreakGlass(user.user_name)));
+        }
+        // An org admin signs in with SSO only through a link an admin made.
+        if user.is_org_admin && !explicit {
+            return Ok(Err(Refusal::OrgAdmin(user.user_name)));
         }
         if !user.active {
             return Ok(Err(Refusal::Deactivated(user.user_name)));

@@ -1138,6 +1138,30 @@ async fn websockets_end_with_their_session_and_refuse_other_origins() {
             .as_str(),
         "hello alice@acme.test"
     );
+    // Under a role rule (/admin=admin), a socket lives only while the user has the role.
+    app.cli_ok(&["role", "add", "acme", "admin", "--rank", "10"]);
+    app.sql("UPDATE users SET app_role = 'admin' WHERE user_name = 'alice@acme.test'");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let mut r = format!("ws://127.0.0.1:{}/admin/ws", app.port)
+        .into_client_request()
+        .unwrap();
+    r.headers_mut().insert("cookie", cookie.parse().unwrap());
+    let (mut admin_ws, _) = tokio_tungstenite::connect_async(r).await.unwrap();
+    admin_ws.next().await.unwrap().unwrap();
+    app.sql("UPDATE users SET app_role = NULL WHERE user_name = 'alice@acme.test'");
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            match admin_ws.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .expect("the admin socket is closed within seconds of losing the role");
+    assert_eq!(closed, Some(1008));
+
     app.cli_ok(&["user", "revoke-sessions", "acme", "alice@acme.test"]);
     let closed = tokio::time::timeout(std::time::Duration::from_secs(5), async {
         loop {

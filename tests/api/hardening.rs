@@ -99,6 +99,25 @@ async fn scim_cannot_change_org_admins_or_local_accounts() {
         "{names:?}"
     );
 
+    // Nor into groups (groups carry app roles).
+    let (s, body) = scim
+        .post(
+            "/Groups",
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Admins", "members": [{"value": boss}]}),
+        )
+        .await;
+    assert_eq!(s, 403, "{body}");
+    let gid = scim.create_group("Staff", &[]).await;
+    for target in [&boss, &local] {
+        let (s, body) = scim
+            .patch(
+                &format!("/Groups/{gid}"),
+                patch_op(json!([{"op": "add", "path": "members", "value": [{"value": target}]}])),
+            )
+            .await;
+        assert_eq!(s, 403, "{body}");
+    }
+
     // An admin hands the local account over: now SCIM manages it. Never an org admin.
     app.cli_ok(&["user", "set", "acme", "local@acme.test", "--scim-managed"]);
     let (s, _) = scim
@@ -302,6 +321,18 @@ async fn scim_does_not_reveal_break_glass_accounts() {
     let bgs: Value =
         serde_json::from_str(app.cli_ok(&["breakglass", "list", "acme", "--json"]).trim()).unwrap();
     assert_eq!(bgs.as_array().unwrap().len(), 1, "{bgs}");
+    // Rotating the break-glass account rotates it, not the directory user of that name.
+    app.cli_ok(&["breakglass", "set", "acme", "bg@acme.test"]);
+    let bgs: Value =
+        serde_json::from_str(app.cli_ok(&["breakglass", "list", "acme", "--json"]).trim()).unwrap();
+    assert_eq!(bgs.as_array().unwrap().len(), 1, "{bgs}");
+    let (s, _) = scim.get(&format!("/Users/{id}")).await;
+    assert_eq!(s, 200, "the directory user is still SCIM's");
+    // Turning it into an ordinary account under the taken name is refused in words.
+    let out = app.cli(&["breakglass", "remove", "acme", "bg@acme.test"]);
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("directory user"), "{}", out.stderr);
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
 }
 
 /// Finding 19: control characters (a NUL byte) in a SCIM string or filter are refused with

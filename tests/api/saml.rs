@@ -1269,6 +1269,41 @@ async fn e_mail_linking_never_opens_an_org_admin_account() {
         303,
         "nobody signed in"
     );
+    // A link made by e-mail before this version (it could have been planted by renaming
+    // the admin through SCIM) does not open the admin's account either.
+    let boss_id: String = {
+        let users: Value =
+            serde_json::from_str(s.app.cli_ok(&["user", "list", "acme", "--json"]).trim()).unwrap();
+        users
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["user_name"] == "boss@acme.test")
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    s.app.sql(&format!(
+        "INSERT INTO user_identities (connection_id, subject, user_id, created_at, last_login_at) \
+         VALUES ('{}', '00u-planted', '{boss_id}', 0, 0)",
+        s.connection
+    ));
+    let r =
+        s.response(json!({"name_id": "00u-planted", "attributes": {"email": ["boss@acme.test"]}}));
+    let res = s.post_acs(r["saml_response"].as_str().unwrap(), None).await;
+    assert_eq!(
+        res.status(),
+        400,
+        "an old e-mail link does not open the admin"
+    );
+    assert!(
+        s.last_failure().contains("org admin"),
+        "{}",
+        s.last_failure()
+    );
+    s.app
+        .sql("DELETE FROM user_identities WHERE subject = '00u-planted'");
     // The explicit link: the admin's own IdP subject.
     s.app.cli_ok(&[
         "user",
