@@ -1,10 +1,4 @@
 -- Security hardening (issue 17).
--- Break-glass accounts are not directory users: they leave SCIM's userName uniqueness space.
--- A SCIM user may carry the same userName as a break-glass account of its org; break-glass
--- accounts stay unique among themselves.
-DROP INDEX users_org_user_name;
-CREATE UNIQUE INDEX users_org_user_name ON users (org_id, user_name_folded) WHERE is_break_glass = FALSE;
-CREATE UNIQUE INDEX users_org_break_glass_name ON users (org_id, user_name_folded) WHERE is_break_glass = TRUE;
 -- The connection whose sign-in created a session: disabling or deleting the connection ends
 -- the sessions it created.
 ALTER TABLE sessions ADD COLUMN connection_id TEXT;
@@ -16,3 +10,12 @@ ALTER TABLE oidc_requests ADD COLUMN test_session TEXT;
 -- through such a link: links made by e-mail before this version (one could have been planted
 -- by renaming the admin through SCIM) no longer open an org admin's account.
 ALTER TABLE user_identities ADD COLUMN explicit BOOLEAN NOT NULL DEFAULT FALSE;
+-- A secret shown once in the admin UI (a new SCIM token, break-glass credentials), sealed,
+-- for the one GET that follows the POST (POST/redirect/GET: a reload cannot mint another).
+CREATE TABLE admin_once_results (
+    id TEXT PRIMARY KEY NOT NULL,
+    session_hash TEXT NOT NULL,
+    sealed TEXT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX admin_once_results_expires ON admin_once_results (expires_at);

@@ -6,6 +6,7 @@
 
 pub mod audit_log;
 pub mod connections;
+pub mod once;
 pub mod org;
 pub mod scim;
 pub mod users;
@@ -44,6 +45,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/orgs/{org}/mappings", web::post().to(org::add_mapping))
             .route("/orgs/{org}/scim", web::get().to(scim::page))
             .route("/orgs/{org}/scim/tokens", web::post().to(scim::issue))
+            .route("/orgs/{org}/once/{id}", web::get().to(once::show))
             .route(
                 "/orgs/{org}/scim/tokens/{id}/revoke",
                 web::post().to(scim::revoke),

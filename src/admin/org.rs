@@ -431,8 +431,9 @@ pub async fn add_breakglass(
         crate::login::totp::otpauth_uri(&seed, &email.to_string()).map_err(AppError::Internal)?;
     let now = crate::clock::now();
     let key = state.key.clone();
-    let nav = admin.nav();
     let back = org_path(&admin);
+    let back2 = back.clone();
+    // The credentials are shown by the GET this redirects to (a reload cannot reset them).
     let result = state
         .db
         .write(move |conn| -> Result<_, IdentityError> {
@@ -443,34 +444,25 @@ pub async fn add_breakglass(
                 json!({"user_name": u.user_name, "password": "(generated, shown once)"}),
                 now,
             )?;
-            Ok(u)
+            let shown = super::once::Shown {
+                title: format!("Break-glass account {}", u.user_name),
+                lines: vec![
+                    ("Password".into(), generated),
+                    ("Authenticator URI (otpauth)".into(), uri),
+                ],
+                warning: "Shown once. Store both in your emergency vault now: they sign in at /sso/breakglass when SSO is unavailable.".into(),
+                back: back2,
+            };
+            super::once::store(conn, &key, &admin.org.slug, &admin.signed.id_hash, &shown, now)
         })
         .await;
-    let user = match result {
-        Ok(u) => u,
-        Err(IdentityError::Conflict(m)) => {
-            return Ok(back_to(&back, &m));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let mut res = render(
-        StatusCode::OK,
-        &SecretOnce {
-            nav,
-            title: format!("Break-glass account {}", user.user_name),
-            lines: vec![
-                ("Password".into(), generated),
-                ("Authenticator URI (otpauth)".into(), uri),
-            ],
-            warning: "Shown once. Store both in your emergency vault now: they sign in at /sso/breakglass when SSO is unavailable.".into(),
-            back,
-        },
-    );
-    res.headers_mut().insert(
-        actix_web::http::header::CACHE_CONTROL,
-        actix_web::http::header::HeaderValue::from_static("no-store"),
-    );
-    Ok(res)
+    match result {
+        Ok(page) => Ok(HttpResponse::SeeOther()
+            .insert_header(("location", page))
+            .finish()),
+        Err(IdentityError::Conflict(m)) => Ok(back_to(&back, &m)),
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[derive(Deserialize)]

@@ -2,12 +2,11 @@
 //! warning; optionally revoking the others) and revoke.
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest};
+use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::org::SecretOnce;
 use super::{access, back_to, sensitive, time, AdminResult, Nav};
 use crate::http::errors::AppError;
 use crate::http::pages::render;
@@ -94,9 +93,11 @@ pub async fn issue(
     .await?;
     let revoke_others = form.revoke_others.is_some();
     let now = crate::clock::now();
-    let nav = admin.nav();
     let back = format!("/sso/admin/orgs/{}/scim", admin.org.slug);
-    let issued = state
+    let base_url = state.settings.url_for("/scim/v2");
+    let key = state.key.clone();
+    // The token is shown by the GET this redirects to (a reload cannot mint another).
+    let page = state
         .db
         .write(move |conn| -> Result<_, IdentityError> {
             let t = scim_tokens::issue(conn, &admin.org.id, revoke_others, now)?;
@@ -106,35 +107,29 @@ pub async fn issue(
                 json!({"id": t.id, "token": "(shown once)", "revoked_others": t.revoked_others}),
                 now,
             )?;
-            Ok(t)
+            let mut warning = "Shown once: paste it into your IdP's SCIM settings now. gatehouse keeps only a hash of it.".to_string();
+            if t.revoked_others > 0 {
+                warning.push_str(&format!(
+                    " {} older token(s) were revoked: the IdP must use this one.",
+                    t.revoked_others
+                ));
+            }
+            let shown = super::once::Shown {
+                title: "New SCIM token".into(),
+                lines: vec![
+                    ("SCIM base URL".into(), base_url),
+                    ("Bearer token".into(), t.token),
+                ],
+                warning,
+                back,
+            };
+            super::once::store(conn, &key, &admin.org.slug, &admin.signed.id_hash, &shown, now)
         })
         .await
         .map_err(AppError::from)?;
-    let mut warning = "Shown once: paste it into your IdP's SCIM settings now. gatehouse keeps only a hash of it.".to_string();
-    if issued.revoked_others > 0 {
-        warning.push_str(&format!(
-            " {} older token(s) were revoked: the IdP must use this one.",
-            issued.revoked_others
-        ));
-    }
-    let mut res = render(
-        StatusCode::OK,
-        &SecretOnce {
-            nav,
-            title: "New SCIM token".into(),
-            lines: vec![
-                ("SCIM base URL".into(), state.settings.url_for("/scim/v2")),
-                ("Bearer token".into(), issued.token),
-            ],
-            warning,
-            back,
-        },
-    );
-    res.headers_mut().insert(
-        actix_web::http::header::CACHE_CONTROL,
-        actix_web::http::header::HeaderValue::from_static("no-store"),
-    );
-    Ok(res)
+    Ok(HttpResponse::SeeOther()
+        .insert_header(("location", page))
+        .finish())
 }
 
 #[derive(Deserialize)]

@@ -274,6 +274,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    admin_once_results (id) {
+        id -> Text,
+        session_hash -> Text,
+        sealed -> Text,
+        expires_at -> BigInt,
+    }
+}
+
 diesel::joinable!(role_mappings -> roles (role_id));
 diesel::joinable!(connections -> organizations (org_id));
 diesel::joinable!(user_attrs -> users (user_id));

@@ -93,6 +93,28 @@ pub async fn jwks(state: web::Data<AppState>) -> Result<HttpResponse, AppError> 
         .json(json!({ "keys": keys })))
 }
 
+/// The app role of a signed-in user right now (no JWT: a relayed WebSocket asks every second).
+pub async fn app_role(state: &AppState, signed: &SignedIn) -> Result<Option<String>, AppError> {
+    let Principal::User { user, org } = &signed.principal else {
+        return Ok(None);
+    };
+    let (user, org) = (user.clone(), org.clone());
+    state
+        .db
+        .run(move |conn| -> Result<_, IdentityError> {
+            let (_, group_keys) = crate::sso::resolve::effective_groups(conn, &user)?;
+            roles::resolve_app_role(
+                conn,
+                &org.id,
+                user.app_role.as_deref(),
+                &group_keys,
+                org.default_role.as_deref(),
+            )
+        })
+        .await
+        .map_err(AppError::from)
+}
+
 /// The identity of a signed-in user, and a JWT for it.
 pub async fn identity_for(
     state: &AppState,

@@ -500,9 +500,7 @@ impl Watch {
         if self.roles.is_empty() {
             return Ok(true);
         }
-        let role = super::identity_for(&self.state, &signed)
-            .await?
-            .and_then(|(i, _)| i.role);
+        let role = super::app_role(&self.state, &signed).await?;
         Ok(self.roles.iter().all(|r| {
             role.as_deref()
                 .is_some_and(|have| have.eq_ignore_ascii_case(r))

@@ -37,9 +37,6 @@ pub fn set(
                 .eq(email.folded())
                 .or(users_table::user_name_folded.eq(email.folded())),
         )
-        // The org's break-glass account of that name first: a directory user may share it
-        // (break-glass accounts are outside SCIM's uniqueness space).
-        .order(users_table::is_break_glass.desc())
         .select(User::as_select())
         .first(conn)
         .optional()?;
@@ -94,15 +91,7 @@ pub fn remove(conn: &mut DbConn, org: &OrgId, email: &Email, now: i64) -> Result
             users_table::totp_last_step.eq(None::<i64>),
             users_table::updated_at.eq(now),
         ))
-        .execute(conn)
-        .map_err(|e| {
-            super::conflict_on_unique(e, || {
-                format!(
-                    "a directory user named {} exists (provisioned by SCIM), so the break-glass account cannot become an ordinary one under that name; delete that user first",
-                    user.user_name
-                )
-            })
-        })?;
+        .execute(conn)?;
     users::revoke_sessions(conn, &user.id, now)?;
     users::get(conn, org, &user.id)
 }

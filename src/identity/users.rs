@@ -185,20 +185,19 @@ pub fn get(conn: &mut DbConn, org: &OrgId, id: &UserId) -> Result<User> {
         .ok_or_else(|| IdentityError::NotFound(format!("no user {id}")))
 }
 
-/// The account with this userName; a directory user before a break-glass account of the same
-/// name (break-glass accounts are outside SCIM's uniqueness space).
 pub fn find_by_user_name(conn: &mut DbConn, org: &OrgId, user_name: &str) -> Result<Option<User>> {
     Ok(users::table
         .filter(users::org_id.eq(org.as_str()))
         .filter(users::user_name_folded.eq(fold(user_name)))
-        .order(users::is_break_glass.asc())
         .select(User::as_select())
         .first(conn)
         .optional()?)
 }
 
 /// Whether the user's e-mail may be presented as verified: only when its domain is a verified
-/// domain of the user's own org (SCIM and IdPs can put any address in `emails`).
+/// domain of the user's own org (SCIM and IdPs can put any address in `emails`), and no other
+/// account of the org holds that address as its e-mail or userName (SCIM could copy a
+/// colleague's, an admin's, into someone else's `emails`).
 pub fn email_verified(conn: &mut DbConn, user: &User) -> Result<bool> {
     let Some(email) = user.email.as_deref() else {
         return Ok(false);
@@ -206,7 +205,21 @@ pub fn email_verified(conn: &mut DbConn, user: &User) -> Result<bool> {
     let Ok(email) = crate::domain::Email::parse(email) else {
         return Ok(false);
     };
-    super::domains::is_verified_for(conn, &user.org_id, email.domain())
+    if !super::domains::is_verified_for(conn, &user.org_id, email.domain())? {
+        return Ok(false);
+    }
+    let folded = email.folded();
+    let others: i64 = users::table
+        .filter(users::org_id.eq(user.org_id.as_str()))
+        .filter(users::id.ne(user.id.as_str()))
+        .filter(
+            users::email_folded
+                .eq(&folded)
+                .or(users::user_name_folded.eq(&folded)),
+        )
+        .count()
+        .get_result(conn)?;
+    Ok(others == 0)
 }
 
 /// Changes who manages the account (an admin handing a local account over to SCIM).

@@ -101,7 +101,6 @@ fn user_name_taken(
 ) -> ScimResult<bool> {
     let mut q = users::table
         .filter(users::org_id.eq(org.as_str()))
-        .filter(users::is_break_glass.eq(false))
         .filter(users::user_name_folded.eq(fold(user_name)))
         .into_boxed();
     if let Some(id) = except {
@@ -447,10 +446,17 @@ pub fn add_members(
                 "member `{bad}` is not a user of this organization"
             )));
         }
-        // Groups carry app roles: SCIM puts only the accounts it owns into them.
+        let present: Vec<String> = memberships::table
+            .filter(memberships::group_id.eq(group))
+            .filter(memberships::user_id.eq_any(&chunk))
+            .select(memberships::user_id)
+            .load(conn)?;
+        // Groups carry app roles: SCIM puts only the accounts it owns into them (members
+        // already there stay, so a full-list PUT that repeats them still works).
+        let new_ids: Vec<&String> = chunk.iter().filter(|id| !present.contains(id)).collect();
         let not_owned: Option<String> = users::table
             .filter(users::org_id.eq(org.as_str()))
-            .filter(users::id.eq_any(&chunk))
+            .filter(users::id.eq_any(&new_ids))
             .filter(
                 users::is_org_admin
                     .eq(true)
@@ -468,11 +474,6 @@ pub fn add_members(
                 ),
             ));
         }
-        let present: Vec<String> = memberships::table
-            .filter(memberships::group_id.eq(group))
-            .filter(memberships::user_id.eq_any(&chunk))
-            .select(memberships::user_id)
-            .load(conn)?;
         for m in batch.iter().filter(|m| !present.contains(&m.id)) {
             diesel::insert_into(memberships::table)
                 .values((

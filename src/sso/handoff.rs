@@ -327,6 +327,12 @@ async fn finish(
                     if n != 1 {
                         return Ok(None);
                     }
+                    // A connection disabled since the IdP answered signs nobody in.
+                    let usable = crate::sso::connections::get(conn, &h.connection_id)?
+                        .is_some_and(|c| c.enabled);
+                    if !usable {
+                        return Ok(None);
+                    }
                     let org_id = OrgId::from(h.org_id.clone());
                     let user = users::get(conn, &org_id, &UserId::from(h.user_id.clone()))?;
                     if !user.active {

@@ -81,6 +81,8 @@ pub fn batch(conn: &mut DbConn, now: i64) -> QueryResult<Purged> {
         .load(conn)?;
     let sessions =
         diesel::delete(sessions::table.filter(sessions::id_hash.eq_any(&ids))).execute(conn)?;
+    // Secrets shown once that nobody came to see (a handful at most: no batch needed).
+    crate::admin::once::purge(conn, now)?;
     Ok(Purged {
         saml_requests: saml,
         oidc_requests: oidc,

@@ -123,21 +123,32 @@ pub fn link_explicitly(
             user.user_name
         )));
     }
-    let taken: i64 = user_identities::table
+    let holder: Option<String> = user_identities::table
         .filter(user_identities::connection_id.eq(connection_id))
-        .filter(
-            user_identities::subject
-                .eq(subject)
-                .or(user_identities::user_id.eq(user.id.as_str())),
-        )
-        .count()
-        .get_result(conn)?;
-    if taken > 0 {
-        return Err(IdentityError::Conflict(
-            "that subject, or this account, is already linked on this connection".into(),
-        ));
+        .filter(user_identities::subject.eq(subject))
+        .select(user_identities::user_id)
+        .first(conn)
+        .optional()?;
+    match holder {
+        // Already this account's (e.g. a link made by e-mail before explicit links existed):
+        // it becomes explicit below.
+        Some(id) if id == user.id.as_str() => {}
+        Some(_) => {
+            return Err(IdentityError::Conflict(
+                "that subject is linked to another account on this connection".into(),
+            ))
+        }
+        None => {
+            // The account's previous subject on this connection, if any, is replaced.
+            diesel::delete(
+                user_identities::table
+                    .filter(user_identities::connection_id.eq(connection_id))
+                    .filter(user_identities::user_id.eq(user.id.as_str())),
+            )
+            .execute(conn)?;
+            link(conn, connection_id, subject, user, now)?;
+        }
     }
-    link(conn, connection_id, subject, user, now)?;
     diesel::update(
         user_identities::table
             .filter(user_identities::connection_id.eq(connection_id))
@@ -234,17 +245,13 @@ pub fn resolve(
                 .or(users_table::email_folded.eq(&folded)),
         )
         .select(User::as_select())
-        .limit(4)
+        .limit(2)
         .load(conn)?;
-    // A break-glass account may share its name with a directory user (it is outside SCIM's
-    // uniqueness space): it is never linked, and it alone refuses the sign-in.
-    let (break_glass, matches): (Vec<User>, Vec<User>) =
-        matches.into_iter().partition(|u| u.is_break_glass);
-    if let ([bg, ..], []) = (break_glass.as_slice(), matches.as_slice()) {
-        return Ok(Err(Refusal::BreakGlass(bg.user_name.clone())));
-    }
     match matches.as_slice() {
         [user] => {
+            if user.is_break_glass {
+                return Ok(Err(Refusal::BreakGlass(user.user_name.clone())));
+            }
             // Org-admin rights never come from IdP data: an e-mail claim (which SCIM or the
             // IdP can set to anything in the org's domains) does not open an admin's account.
             if user.is_org_admin {

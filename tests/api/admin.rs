@@ -266,10 +266,27 @@ async fn requiring_sso_for_all_is_refused_until_the_org_cannot_lock_itself_out()
         ],
     )
     .await;
-    assert_eq!(res.status(), 200);
+    // POST/redirect/GET: the credentials are shown by the GET, once; a reload shows nothing
+    // and creates nothing (before, a reload reset the account and the saved ones stopped
+    // working).
+    assert_eq!(res.status(), 303);
+    let once = res.headers()["location"].to_str().unwrap().to_string();
+    let res = admin.get(app.url(&once)).send().await.unwrap();
     assert_eq!(res.headers()["cache-control"], "no-store");
     let page = res.text().await.unwrap();
     assert!(page.contains("otpauth://totp/"), "{page}");
+    let (_, again) = get(&admin, &app, &once).await;
+    assert!(
+        !again.contains("otpauth://") && again.contains("Already shown"),
+        "{again}"
+    );
+    // Another browser (another admin session) never sees it.
+    let events = app.cli_ok(&["audit", "list", "alpha", "--json"]);
+    assert_eq!(
+        events.matches("admin.breakglass.set").count(),
+        1,
+        "{events}"
+    );
     let res = set_all().await.unwrap();
     let (_, page) = get(&admin, &app, res.headers()["location"].to_str().unwrap()).await;
     assert!(!page.contains("add a break-glass account first"));
@@ -327,8 +344,21 @@ async fn a_scim_token_from_the_ui_works_and_revoking_it_stops_it() {
         &[("csrf", &csrf), ("confirm_password", PASSWORD)],
     )
     .await;
-    assert_eq!(res.status(), 200);
-    let page = res.text().await.unwrap();
+    assert_eq!(res.status(), 303, "POST/redirect/GET");
+    let once = res.headers()["location"].to_str().unwrap().to_string();
+    let (_, page) = get(&admin, &app, &once).await;
+    // A reload mints nothing and shows nothing.
+    let (_, again) = get(&admin, &app, &once).await;
+    assert!(
+        !again.contains("ghs_") && again.contains("Already shown"),
+        "{again}"
+    );
+    let listed: Value = serde_json::from_str(
+        app.cli_ok(&["scim-token", "list", "alpha", "--json"])
+            .trim(),
+    )
+    .unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "one token: {listed}");
     let token = page
         .split("ghs_")
         .nth(1)
@@ -771,4 +801,29 @@ async fn connections_are_edited_with_before_and_after() {
         page.contains("<title>SAML · alpha · gatehouse</title>"),
         "{page}"
     );
+}
+
+/// Issue 18, item 1: the enforcement form shows the mode in force, so re-entering the
+/// password and saving it keeps enforcement as it is (it always showed `off`).
+#[tokio::test]
+async fn the_enforcement_form_shows_the_mode_in_force() {
+    let app = spawn_app().await;
+    app.cli_ok(&["org", "create", "alpha", "--domain", "alpha.test"]);
+    // An instance admin: tightening enforcement ends an org admin's password session.
+    let admin = instance_admin(&app, 0).await;
+    for mode in ["domains", "all", "off"] {
+        app.cli_ok(&["enforcement", "set", "alpha", mode]);
+        let (status, page) = get(&admin, &app, "/sso/admin/orgs/alpha").await;
+        assert_eq!(status, 200);
+        let selected: Vec<&str> = page
+            .match_indices("<option value=\"")
+            .filter_map(|(i, _)| {
+                let rest = &page[i + "<option value=\"".len()..];
+                let value = &rest[..rest.find('"')?];
+                let tag = &rest[..rest.find('>')?];
+                tag.contains("selected").then_some(value)
+            })
+            .collect();
+        assert_eq!(selected, vec![mode], "the select shows {mode}");
+    }
 }

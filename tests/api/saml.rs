@@ -1302,8 +1302,6 @@ async fn e_mail_linking_never_opens_an_org_admin_account() {
         "{}",
         s.last_failure()
     );
-    s.app
-        .sql("DELETE FROM user_identities WHERE subject = '00u-planted'");
     // The explicit link: the admin's own IdP subject.
     s.app.cli_ok(&[
         "user",
@@ -1320,18 +1318,32 @@ async fn e_mail_linking_never_opens_an_org_admin_account() {
     assert_eq!(res.status(), 303);
     let me: Value = s.app.me_json().await.json().await.unwrap();
     assert_eq!(me["user_name"], "boss@acme.test");
-    // Linking the same subject again is refused.
-    let again = s.app.cli(&[
-        "user",
-        "link",
-        "acme",
-        "boss@acme.test",
-        "--connection",
-        &s.connection,
-        "--subject",
-        "00u-other",
-    ]);
-    assert!(!again.status.success());
+    // The explicit link replaced the old one: the planted subject opens nothing now.
+    let r =
+        s.response(json!({"name_id": "00u-planted", "attributes": {"email": ["boss@acme.test"]}}));
+    assert_eq!(
+        s.post_acs(r["saml_response"].as_str().unwrap(), None)
+            .await
+            .status(),
+        400
+    );
+    // A subject already linked to another account is refused; re-linking the admin's own
+    // subject (an upgrade's old link made explicit) is fine.
+    s.app.cli_ok(&["user", "add", "acme", "carl@acme.test"]);
+    let link = |user: &str, subject: &str| {
+        s.app.cli(&[
+            "user",
+            "link",
+            "acme",
+            user,
+            "--connection",
+            &s.connection,
+            "--subject",
+            subject,
+        ])
+    };
+    assert!(!link("carl@acme.test", "00u-boss").status.success());
+    assert!(link("boss@acme.test", "00u-boss").status.success());
 }
 
 /// Finding 13: a response declared in another encoding (UTF-7's `+ADw-` for `<` hides a
