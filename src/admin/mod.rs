@@ -278,12 +278,14 @@ pub async fn access(state: &AppState, req: &HttpRequest, org: &str) -> Result<Ad
     let Some(org) = found else {
         return Err(AppError::NotFound.into());
     };
+    if !crate::login::session::administers(&signed, &org.id) {
+        return Err(AppError::NotFound.into());
+    }
     let (instance, actor, name) = match &signed.principal {
         Principal::Admin(a) => (true, format!("admin:{}", a.id), a.email.clone()),
-        Principal::User { user, .. } if user.is_org_admin && user.org_id == org.id => {
+        Principal::User { user, .. } => {
             (false, format!("user:{}", user.id), user.user_name.clone())
         }
-        _ => return Err(AppError::NotFound.into()),
     };
     Ok(Admin {
         signed,

@@ -534,13 +534,8 @@ fn websocket_origin_allowed(
     if parsed.origin() == ours {
         return Ok(());
     }
-    let host = parsed.host_str().unwrap_or_default().to_ascii_lowercase();
-    let with_port = parsed.port().map(|p| format!("{host}:{p}"));
     if matches!(parsed.scheme(), "https" | "http")
-        && settings
-            .allowed_return_hosts
-            .iter()
-            .any(|h| *h == host || Some(h) == with_port.as_ref())
+        && crate::login::return_to::allowed_host(&parsed, &settings.allowed_return_hosts)
     {
         return Ok(());
     }

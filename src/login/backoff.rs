@@ -22,11 +22,9 @@ pub struct Backoff {
 /// is [`crate::http::client::client_ip`]'s: behind a trusted reverse proxy the forwarded one
 /// (else every client would share the proxy's back-off), never a header a client wrote itself.
 pub fn key(form: &str, who: &str, req: &actix_web::HttpRequest) -> String {
-    let proxies = req
-        .app_data::<actix_web::web::Data<crate::startup::AppState>>()
-        .map(|s| s.settings.trusted_proxies.clone())
-        .unwrap_or_default();
-    let peer = crate::http::client::client_key(req, &proxies);
+    let state = req.app_data::<actix_web::web::Data<crate::startup::AppState>>();
+    let proxies = state.map_or(&[][..], |s| s.settings.trusted_proxies.as_slice());
+    let peer = crate::http::client::client_key(req, proxies);
     format!("{form}|{who}|{peer}")
 }
 

@@ -38,12 +38,19 @@ pub fn safe(candidate: Option<&str>, allowed_hosts: &[String]) -> Option<String>
     {
         return None;
     }
-    let host = url.host_str()?.to_ascii_lowercase();
+    allowed_host(&url, allowed_hosts).then(|| url.to_string())
+}
+
+/// Whether `url`'s host (or `host:port`) is one of `allowed_hosts` (lower case): where a
+/// sign-in may return to, and which other origins may open a proxied WebSocket.
+pub fn allowed_host(url: &url::Url, allowed_hosts: &[String]) -> bool {
+    let Some(host) = url.host_str().map(str::to_ascii_lowercase) else {
+        return false;
+    };
     let with_port = url.port().map(|port| format!("{host}:{port}"));
     allowed_hosts
         .iter()
         .any(|h| *h == host || Some(h) == with_port.as_ref())
-        .then(|| url.to_string())
 }
 
 #[cfg(test)]

@@ -55,7 +55,12 @@ pub fn get_user(conn: &mut DbConn, org: &OrgId, id: &str) -> ScimResult<User> {
 /// account at their next sign-in) nor a local account an admin created, unless an admin hands
 /// the account over (`gatehouse user set ORG USER --scim-managed`).
 pub fn scim_owns(user: &User) -> bool {
-    !user.is_org_admin && !user.is_break_glass && user.source != UserSource::Local.as_str()
+    owns(user.is_org_admin, user.is_break_glass, &user.source)
+}
+
+/// [`scim_owns`] on the columns that decide it.
+fn owns(is_org_admin: bool, is_break_glass: bool, source: &str) -> bool {
+    !is_org_admin && !is_break_glass && source != UserSource::Local.as_str()
 }
 
 /// A user SCIM may change (PUT, PATCH, DELETE): others answer 403 with the reason.
@@ -435,13 +440,22 @@ pub fn add_members(
     let mut added = 0;
     for batch in wanted.chunks(500) {
         let chunk: Vec<String> = batch.iter().map(|m| m.id.clone()).collect();
-        let known: Vec<String> = users::table
+        // (id, userName, who manages it) of the chunk's SCIM-visible users.
+        let known: Vec<(String, String, bool, String)> = users::table
             .filter(users::org_id.eq(org.as_str()))
             .filter(users::is_break_glass.eq(false))
             .filter(users::id.eq_any(&chunk))
-            .select(users::id)
+            .select((
+                users::id,
+                users::user_name,
+                users::is_org_admin,
+                users::source,
+            ))
             .load(conn)?;
-        if let Some(bad) = chunk.iter().find(|id| !known.contains(id)) {
+        if let Some(bad) = chunk
+            .iter()
+            .find(|id| !known.iter().any(|(k, ..)| k == *id))
+        {
             return Err(ScimError::invalid_value(format!(
                 "member `{bad}` is not a user of this organization"
             )));
@@ -453,19 +467,9 @@ pub fn add_members(
             .load(conn)?;
         // Groups carry app roles: SCIM puts only the accounts it owns into them (members
         // already there stay, so a full-list PUT that repeats them still works).
-        let new_ids: Vec<&String> = chunk.iter().filter(|id| !present.contains(id)).collect();
-        let not_owned: Option<String> = users::table
-            .filter(users::org_id.eq(org.as_str()))
-            .filter(users::id.eq_any(&new_ids))
-            .filter(
-                users::is_org_admin
-                    .eq(true)
-                    .or(users::source.eq(UserSource::Local.as_str())),
-            )
-            .select(users::user_name)
-            .first(conn)
-            .optional()?;
-        if let Some(name) = not_owned {
+        if let Some((_, name, ..)) = known.iter().find(|(id, _, org_admin, source)| {
+            !present.contains(id) && !owns(*org_admin, false, source)
+        }) {
             return Err(ScimError::new(
                 actix_web::http::StatusCode::FORBIDDEN,
                 None,

@@ -26,8 +26,28 @@ pub struct Purged {
 }
 
 impl Purged {
+    fn counts(&self) -> [usize; 5] {
+        [
+            self.saml_requests,
+            self.oidc_requests,
+            self.replay,
+            self.handoffs,
+            self.sessions,
+        ]
+    }
+
     pub fn total(&self) -> usize {
-        self.saml_requests + self.oidc_requests + self.replay + self.handoffs + self.sessions
+        self.counts().iter().sum()
+    }
+}
+
+impl std::ops::AddAssign for Purged {
+    fn add_assign(&mut self, p: Purged) {
+        self.saml_requests += p.saml_requests;
+        self.oidc_requests += p.oidc_requests;
+        self.replay += p.replay;
+        self.handoffs += p.handoffs;
+        self.sessions += p.sessions;
     }
 }
 
@@ -99,21 +119,8 @@ pub async fn all(db: &crate::db::Db, now: i64) -> Result<Purged, crate::db::DbEr
         let p = db
             .write(move |c| batch(c, now).map_err(crate::db::DbError::from))
             .await?;
-        total.saml_requests += p.saml_requests;
-        total.oidc_requests += p.oidc_requests;
-        total.replay += p.replay;
-        total.handoffs += p.handoffs;
-        total.sessions += p.sessions;
-        let full = [
-            p.saml_requests,
-            p.oidc_requests,
-            p.replay,
-            p.handoffs,
-            p.sessions,
-        ]
-        .iter()
-        .any(|n| *n as i64 == BATCH);
-        if !full {
+        total += p;
+        if !p.counts().iter().any(|n| *n as i64 == BATCH) {
             return Ok(total);
         }
     }

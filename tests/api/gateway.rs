@@ -176,6 +176,34 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Checks the `Cookie` header the app behind the proxy at `base` receives when a browser
+/// sends gatehouse's cookies among its own: the app's, never gatehouse's.
+async fn check_cookies_reaching_the_app(app: &TestApp, base: &str) {
+    let session = session_cookie(app).await;
+    let seen: Value = json_answer(browser().get(format!("{base}/reports/q3")).header(
+        "cookie",
+        format!("gatehouse_login_csrf=c; app_pref=dark; {session}; mygatehouse_x=1; __Host-gatehouse_oidc=o; theme=x"),
+    ))
+    .await;
+    let cookies = seen["headers"]["cookie"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(
+        seen["headers"]["x-forwarded-user"], "alice@acme.test",
+        "{seen}"
+    );
+    assert!(
+        !cookies.contains("gatehouse_session")
+            && !cookies.contains("gatehouse_login_csrf")
+            && !cookies.contains("__Host-gatehouse"),
+        "{cookies}"
+    );
+    for kept in ["app_pref=dark", "mygatehouse_x=1", "theme=x"] {
+        assert!(cookies.contains(kept), "{kept} kept: {cookies}");
+    }
+}
+
 /// Debian's nginx with `auth_request` (the configuration in docs/forward-auth.md) in front of
 /// a tiny upstream that echoes the headers it receives.
 #[tokio::test]
@@ -301,30 +329,7 @@ http {{
     assert_eq!(claims["email"], "alice@acme.test");
     // gatehouse's cookies (the session opens /sso/admin for org admins) never reach the app;
     // the app's own do, wherever they stand in the header.
-    let session = session_cookie(&app).await;
-    let seen: Value = json_answer(
-        browser()
-            .get(format!("{base}/reports/q3"))
-            .header(
-                "cookie",
-                format!("gatehouse_login_csrf=c; app_pref=dark; {session}; mygatehouse_x=1; __Host-gatehouse_oidc=o; theme=x"),
-            ),
-    )
-    .await;
-    let cookies = seen["headers"]["cookie"].as_str().unwrap_or_default();
-    assert_eq!(
-        seen["headers"]["x-forwarded-user"], "alice@acme.test",
-        "{seen}"
-    );
-    assert!(
-        !cookies.contains("gatehouse_session")
-            && !cookies.contains("gatehouse_login_csrf")
-            && !cookies.contains("__Host-gatehouse"),
-        "{cookies}"
-    );
-    for kept in ["app_pref=dark", "mygatehouse_x=1", "theme=x"] {
-        assert!(cookies.contains(kept), "{kept} kept: {cookies}");
-    }
+    check_cookies_reaching_the_app(&app, &base).await;
     // Revoked: turned away within the identity cache's second.
     app.cli_ok(&["user", "revoke-sessions", "acme", "alice@acme.test"]);
     settle().await;
@@ -465,24 +470,7 @@ http://127.0.0.1:{port} {{
     assert_eq!(claims["sub"].as_str().map(str::len), Some(36));
     assert_eq!(claims["email"], "alice@acme.test");
     // gatehouse's cookies never reach the app; the app's own do.
-    let session = session_cookie(&app).await;
-    let seen: Value = json_answer(browser().get(format!("{base}/reports/q3")).header(
-        "cookie",
-        format!("gatehouse_login_csrf=c; app_pref=dark; {session}; mygatehouse_x=1; theme=x"),
-    ))
-    .await;
-    let cookies = seen["headers"]["cookie"].as_str().unwrap_or_default();
-    assert_eq!(
-        seen["headers"]["x-forwarded-user"], "alice@acme.test",
-        "{seen}"
-    );
-    assert!(
-        !cookies.contains("gatehouse_session") && !cookies.contains("gatehouse_login_csrf"),
-        "{cookies}"
-    );
-    for kept in ["app_pref=dark", "mygatehouse_x=1", "theme=x"] {
-        assert!(cookies.contains(kept), "{kept} kept: {cookies}");
-    }
+    check_cookies_reaching_the_app(&app, &base).await;
 
     // Revoked: turned away within the identity cache's second.
     app.cli_ok(&["user", "revoke-sessions", "acme", "alice@acme.test"]);
@@ -1091,6 +1079,28 @@ async fn https_upstream_with_a_private_ca() {
     ws.close(None).await.unwrap();
 }
 
+/// The close code a client socket receives within five seconds (`None`: no close frame).
+async fn close_code<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> Option<u16>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let wait = async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), wait)
+        .await
+        .ok()
+        .flatten()
+}
+
 /// Findings 14 and 17: a relayed WebSocket is closed with 1008 soon after its session ends
 /// (here `user revoke-sessions`), and a handshake from another site's page (its `Origin`, or
 /// `Sec-Fetch-Site: cross-site`) is refused.
@@ -1098,7 +1108,6 @@ async fn https_upstream_with_a_private_ca() {
 async fn websockets_end_with_their_session_and_refuse_other_origins() {
     use futures_util::StreamExt;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    use tokio_tungstenite::tungstenite::Message;
     let port = websocket_echo_app().await;
     let app = proxy_app(&format!("http://127.0.0.1:{port}")).await;
     let ws_url = format!("ws://127.0.0.1:{}/ws/chat", app.port);
@@ -1149,30 +1158,16 @@ async fn websockets_end_with_their_session_and_refuse_other_origins() {
     let (mut admin_ws, _) = tokio_tungstenite::connect_async(r).await.unwrap();
     admin_ws.next().await.unwrap().unwrap();
     app.sql("UPDATE users SET app_role = NULL WHERE user_name = 'alice@acme.test'");
-    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-        loop {
-            match admin_ws.next().await {
-                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
-                Some(Ok(_)) => continue,
-                _ => return None,
-            }
-        }
-    })
-    .await
-    .expect("the admin socket is closed within seconds of losing the role");
-    assert_eq!(closed, Some(1008));
+    assert_eq!(
+        close_code(&mut admin_ws).await,
+        Some(1008),
+        "the admin socket is closed within seconds of losing the role"
+    );
 
     app.cli_ok(&["user", "revoke-sessions", "acme", "alice@acme.test"]);
-    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
-                Some(Ok(_)) => continue,
-                _ => return None,
-            }
-        }
-    })
-    .await
-    .expect("the socket is closed within seconds of the revocation");
-    assert_eq!(closed, Some(1008));
+    assert_eq!(
+        close_code(&mut ws).await,
+        Some(1008),
+        "the socket is closed within seconds of the revocation"
+    );
 }
