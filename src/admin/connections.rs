@@ -25,13 +25,10 @@ use crate::startup::AppState;
 struct NewPage {
     nav: Nav,
     error: Option<String>,
+    /// What the admin entered (a refused form comes back filled in).
+    f: CreateForm,
     saml_presets: &'static [&'static str],
     oidc_presets: &'static [&'static str],
-}
-
-#[derive(Deserialize)]
-pub struct NewQuery {
-    error: Option<String>,
 }
 
 /// `GET /sso/admin/orgs/{org}/connections/new`
@@ -39,23 +36,25 @@ pub async fn new_page(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    q: web::Query<NewQuery>,
 ) -> AdminResult {
     let admin = access(&state, &req, &path).await?;
     Ok(render(
         StatusCode::OK,
         &NewPage {
             nav: admin.nav(),
-            error: q.error.clone(),
+            error: None,
+            f: CreateForm::default(),
             saml_presets: saml_config::PRESETS,
             oidc_presets: crate::oidc::config::PRESETS,
         },
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct CreateForm {
     csrf: String,
+    #[serde(default)]
+    form_id: String,
     confirm_password: Option<String>,
     kind: String,
     #[serde(default)]
@@ -97,27 +96,22 @@ pub async fn create(
     path: web::Path<String>,
     form: web::Form<CreateForm>,
 ) -> AdminResult {
-    let admin = sensitive(
-        &state,
-        &req,
-        &path,
-        &form.csrf,
-        form.confirm_password.as_deref(),
-    )
-    .await?;
+    let admin = access(&state, &req, &path).await?;
+    super::check_post(&req, &admin, &form.csrf)?;
     let form = form.into_inner();
-    let back_new = format!("/sso/admin/orgs/{}/connections/new", admin.org.slug);
-    let refuse = |message: String| {
-        actix_web::HttpResponse::SeeOther()
-            .insert_header((
-                "location",
-                format!(
-                    "{back_new}?error={}",
-                    url::form_urlencoded::byte_serialize(message.as_bytes()).collect::<String>()
-                ),
-            ))
-            .finish()
-    };
+    // A wrong password keeps what was pasted too.
+    if admin
+        .confirm(&state, form.confirm_password.as_deref())
+        .await
+        .is_err()
+    {
+        let why = if admin.nav().confirm_password {
+            "your password did not match: enter it again at the end of the form"
+        } else {
+            "this change needs a recent sign-in: sign out, sign in again with your identity provider, and submit within 10 minutes"
+        };
+        return Ok(refill(&admin, form, why.into()));
+    }
     let preset = filled(&form.preset);
     let allow_private = state.settings.outbound_allow_private;
     let now = crate::clock::now();
@@ -125,7 +119,7 @@ pub async fn create(
     let built = build(&form, &form.kind, preset.clone(), true, allow_private, now).await?;
     let (config, secret) = match built {
         Ok(b) => b,
-        Err(message) => return Ok(refuse(message)),
+        Err(message) => return Ok(refill(&admin, form, message)),
     };
     let kind = form.kind.clone();
     let name = filled(&form.name).unwrap_or_else(|| {
@@ -139,35 +133,73 @@ pub async fn create(
     });
     let key = state.key.clone();
     let slug = admin.org.slug.clone();
+    let admin_slug = slug.clone();
+    let flash = admin.flasher.clone();
+    let form_id = form.form_id.clone();
+    let action = req.path().to_string();
+    // Made in the UI, a connection starts as a draft: offered to nobody until activated.
     let created = state
         .db
         .write(move |conn| -> Result<_, IdentityError> {
-                if let Some(secret) = &secret {
-                    let cfg: OidcConfig =
-                        serde_json::from_value(config.clone()).map_err(anyhow::Error::from)?;
-                    return crate::oidc::routes::store_connection(
-                        conn,
-                        &key,
-                        &admin.org.id,
-                        &admin.actor,
-                        &name,
-                        &cfg,
-                        secret,
-                        now,
-                    );
-                }
-                let c = connections::create(conn, &admin.org.id, &kind, &name, &config, now)?;
-                admin.record(conn, "connection.add", json!({"id": c.id, "kind": kind, "idp_entity_id": config["idp_entity_id"], "metadata_url": config["metadata_url"]}), now)?;
-                Ok(c)
-            })
-        .await
-            .map_err(AppError::from)?;
-    Ok(actix_web::HttpResponse::SeeOther()
-        .insert_header((
-            "location",
-            format!("/sso/admin/orgs/{slug}/connections/{}", created.id),
-        ))
-        .finish())
+            let session = admin.signed.id_hash.clone();
+            if let Some(earlier) = super::submit::earlier(conn, &form_id, &action, &session)? {
+                return Ok(Err(earlier));
+            }
+            let c = if let Some(secret) = &secret {
+                let cfg: OidcConfig =
+                    serde_json::from_value(config.clone()).map_err(anyhow::Error::from)?;
+                crate::oidc::routes::store_connection(
+                    conn,
+                    &key,
+                    &admin.org.id,
+                    &admin.actor,
+                    &name,
+                    &cfg,
+                    secret,
+                    true,
+                    now,
+                )?
+            } else {
+                let c = connections::create(conn, &admin.org.id, &kind, &name, &config, true, now)?;
+                admin.record(conn, "connection.add", json!({"id": c.id, "kind": kind, "draft": true, "idp_entity_id": config["idp_entity_id"], "metadata_url": config["metadata_url"]}), now)?;
+                c
+            };
+            let page = format!("/sso/admin/orgs/{slug}/connections/{}", c.id);
+            super::submit::remember(conn, &form_id, &action, &session, &page, now)?;
+            Ok(Ok(page))
+        })
+        .await;
+    Ok(match created {
+        Ok(Ok(page)) => flash.notice(
+            &page,
+            "Draft connection created: nobody is offered it yet. Enter the values below at the IdP, run Test sign-in, then activate it.",
+        ),
+        Ok(Err(earlier)) => flash.notice(&earlier, "This form was already sent: here is the connection it created (no second one was made)."),
+        Err(IdentityError::Conflict(m)) => flash.error(&format!("/sso/admin/orgs/{}/connections/new", admin_slug), &m),
+        Err(e) => return Err(AppError::from(e).into()),
+    })
+}
+
+/// The "Add a connection" page again after a refusal: filled in with what the admin entered
+/// (except the client secret and the password) and the reason in an error banner.
+fn refill(admin: &super::Admin, mut form: CreateForm, message: String) -> actix_web::HttpResponse {
+    form.client_secret.clear();
+    form.confirm_password = None;
+    let mut chars = message.chars();
+    let message = match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect::<String>(),
+        None => message,
+    };
+    render(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &NewPage {
+            nav: admin.nav(),
+            error: Some(format!("Not created: {}.", message.trim_end_matches('.'))),
+            f: form,
+            saml_presets: saml_config::PRESETS,
+            oidc_presets: crate::oidc::config::PRESETS,
+        },
+    )
 }
 
 /// A connection's IdP settings from the form: (config JSON, client secret). A metadata URL is
@@ -264,7 +296,71 @@ struct ShowPage {
     id: String,
     /// SAML: (field, the connection's own attribute name for it).
     mapping: Vec<(String, String)>,
-    notice: Option<String>,
+    draft: bool,
+    /// A real sign-in or a successful test has gone through it.
+    proven: bool,
+    test: Option<TestView>,
+}
+
+/// The latest Test sign-in, for its connection's page.
+struct TestView {
+    ok: bool,
+    when: String,
+    cause: Option<String>,
+    /// What a real sign-in would do: (label, value).
+    outcome: Vec<(String, String)>,
+    /// The decoded SAML response or the ID token's claims, pretty-printed.
+    response: Option<String>,
+}
+
+impl TestView {
+    fn of(t: &connections::TestResult, detail: Option<&Value>) -> TestView {
+        let mut outcome = Vec::new();
+        let o = detail.map(|d| &d["outcome"]);
+        if let Some(o) = o.filter(|o| o.is_object()) {
+            let text = |v: &Value| match v {
+                Value::String(s) => s.clone(),
+                Value::Null => "(none)".into(),
+                Value::Array(a) if a.is_empty() => "(none)".into(),
+                Value::Array(a) => a
+                    .iter()
+                    .map(|x| {
+                        x.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| x.to_string())
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                other => other.to_string(),
+            };
+            outcome.push(("A real sign-in".into(), text(&o["result"])));
+            for (label, key) in [
+                ("Why", "cause"),
+                ("Account", "user_name"),
+                ("How", "how"),
+                ("Groups that count for roles", "groups"),
+                ("App role", "role"),
+            ] {
+                if !o[key].is_null() || key == "role" && o["result"] == "would sign in" {
+                    outcome.push((label.into(), text(&o[key])));
+                }
+            }
+        }
+        let response = detail.and_then(|d| {
+            d["response_xml"].as_str().map(str::to_string).or_else(|| {
+                d.get("claims")
+                    .filter(|c| !c.is_null())
+                    .and_then(|c| serde_json::to_string_pretty(c).ok())
+            })
+        });
+        TestView {
+            ok: t.ok,
+            when: time(t.created_at),
+            cause: t.cause.clone(),
+            outcome,
+            response,
+        }
+    }
 }
 
 fn hints(kind: &str, preset: Option<&str>) -> Vec<String> {
@@ -284,25 +380,20 @@ fn hints(kind: &str, preset: Option<&str>) -> Vec<String> {
     h.iter().map(|s| s.to_string()).collect()
 }
 
-#[derive(Deserialize)]
-pub struct ShowQuery {
-    notice: Option<String>,
-}
-
 /// `GET /sso/admin/orgs/{org}/connections/{id}`
 pub async fn show(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<(String, String)>,
-    q: web::Query<ShowQuery>,
 ) -> AdminResult {
     let (org, id) = path.into_inner();
     let admin = access(&state, &req, &org).await?;
     let org_id = admin.org.id.clone();
-    let (c, last) = state
+    let (c, last, test) = state
         .db
         .run(move |conn| -> Result<_, AppError> {
             let c = connections::get_in_org(conn, &org_id, &id)?.ok_or(AppError::NotFound)?;
+            let test = connections::latest_test(conn, &c.id)?;
             // The latest successful sign-in through it (its payload has what the IdP sent).
             let last: Option<(i64, Option<String>)> = audit_events::table
                 .filter(audit_events::chain.eq(org_id.as_str()))
@@ -313,7 +404,7 @@ pub async fn show(
                 .select((audit_events::occurred_at, audit_events::payload))
                 .first(conn)
                 .optional()?;
-            Ok((c, last))
+            Ok((c, last, test))
         })
         .await?;
     let s = &state.settings;
@@ -402,10 +493,19 @@ pub async fn show(
             ),
         )
     };
-    // What the IdP sent last time: attribute names to map, claim values to check.
+    // What the IdP sent last time (the latest test, else the latest sign-in): attribute names
+    // to map, claim values to check.
+    let test_detail: Option<Value> = test
+        .as_ref()
+        .and_then(|t| serde_json::from_str(&t.detail).ok());
     let mut received = Vec::new();
-    if let Some(payload) = last.as_ref().and_then(|(_, p)| p.as_deref()) {
-        if let Ok(v) = serde_json::from_str::<Value>(payload) {
+    let sent = test_detail.clone().or_else(|| {
+        last.as_ref()
+            .and_then(|(_, p)| p.as_deref())
+            .and_then(|p| serde_json::from_str::<Value>(p).ok())
+    });
+    {
+        if let Some(v) = sent {
             let source = if c.kind == "saml" {
                 &v["attributes"]
             } else {
@@ -439,13 +539,16 @@ pub async fn show(
     } else {
         Vec::new()
     };
+    let test = test.map(|t| TestView::of(&t, test_detail.as_ref()));
     Ok(render(
         StatusCode::OK,
         &ShowPage {
             nav: admin.nav(),
+            draft: c.draft,
+            proven: c.proven(),
+            test,
             id: c.id.clone(),
             mapping,
-            notice: q.notice.clone(),
             hints: hints(&c.kind, preset.as_deref()),
             name: c.name,
             kind: c.kind.to_uppercase(),
@@ -489,12 +592,36 @@ pub async fn change(
     let form = form.into_inner();
     let now = crate::clock::now();
     let back = format!("/sso/admin/orgs/{}/connections/{id}", admin.org.slug);
+    let flash = admin.flasher.clone();
     let notice = state
         .db
         .write(move |conn| -> Result<String, IdentityError> {
                 let c = connections::get_in_org(conn, &admin.org.id, &id)?
                     .ok_or_else(|| IdentityError::NotFound("connection".into()))?;
                 match form.action.as_str() {
+                    "activate" if c.draft => {
+                        let untested = !c.proven();
+                        if untested && form.fields.get("untested").map(String::as_str) != Some("yes") {
+                            return Err(IdentityError::Conflict("Not activated: this connection has not passed a Test sign-in. Run Test sign-in first, or tick \"Activate without a successful test\".".into()));
+                        }
+                        connections::activate(conn, &c.id, now)?;
+                        admin.record(conn, "admin.connection.activate", json!({"id": c.id, "tested": !untested}), now)?;
+                        Ok(if untested {
+                            "Connection activated without a successful test: it is now offered to the organization's users.".to_string()
+                        } else {
+                            "Connection activated: it is now offered to the organization's users.".to_string()
+                        })
+                    }
+                    "activate" => Ok("This connection is already active.".to_string()),
+                    "disable" if c.enabled => {
+                        let org = crate::identity::orgs::get(conn, &admin.org.id)?;
+                        if let Some(why) = crate::identity::enforcement::lockout(conn, &org, crate::identity::enforcement::Change::DisableConnection(&c.id))? {
+                            return Err(IdentityError::Conflict(why));
+                        }
+                        let ended = connections::set_enabled(conn, &c.id, false, now)?;
+                        admin.record(conn, "admin.connection.update", json!({"id": c.id, "before": {"enabled": true}, "after": {"enabled": false}, "sessions_ended": ended}), now)?;
+                        Ok(format!("Connection disabled; {ended} session(s) it signed in were ended"))
+                    }
                     "enable" | "disable" => {
                         let enabled = form.action == "enable";
                         let ended = connections::set_enabled(conn, &c.id, enabled, now)?;
@@ -518,7 +645,7 @@ pub async fn change(
                                 }
                             }
                         }
-                        cfg.validate().map_err(IdentityError::Invalid)?;
+                        cfg.validate().map_err(|m| IdentityError::Invalid(format!("Mapping not saved: {m}.")))?;
                         connections::update_config(conn, &c.id, &serde_json::to_value(&cfg).map_err(anyhow::Error::from)?, now)?;
                         admin.record(conn, "admin.connection.update", json!({"id": c.id, "before": {"attribute_map": before}, "after": {"attribute_map": cfg.attribute_map}}), now)?;
                         Ok("Attribute mapping saved".into())
@@ -526,13 +653,13 @@ pub async fn change(
                     _ => Err(IdentityError::Invalid("unknown change".into())),
                 }
             })
-        .await
-            .map_err(|e| match e {
-                IdentityError::NotFound(_) => AppError::NotFound,
-                IdentityError::Invalid(m) => AppError::BadRequest(m),
-                other => AppError::from(other),
-            })?;
-    Ok(super::back_to(&back, &notice))
+        .await;
+    match notice {
+        Ok(n) => Ok(flash.notice(&back, &n)),
+        Err(IdentityError::Conflict(m) | IdentityError::Invalid(m)) => Ok(flash.error(&back, &m)),
+        Err(IdentityError::NotFound(_)) => Err(AppError::NotFound.into()),
+        Err(e) => Err(AppError::from(e).into()),
+    }
 }
 
 /// `POST /sso/admin/orgs/{org}/connections/{id}/idp`: new IdP settings (SAML: metadata or
@@ -577,7 +704,7 @@ pub async fn update_idp(
     .await?;
     let (mut config, secret) = match built {
         Ok(b) => b,
-        Err(message) => return Ok(super::back_to(&back, &format!("Not saved: {message}"))),
+        Err(message) => return Ok(admin.flasher.error(&back, &format!("Not saved: {message}"))),
     };
     // What the admin chose before stays.
     for keep in [
@@ -593,6 +720,7 @@ pub async fn update_idp(
         }
     }
     let key = state.key.clone();
+    let flash = admin.flasher.clone();
     // A signing certificate taken away (the leaked-certificate case) ends the sessions this
     // connection signed in: they may rest on assertions signed with it. Adding one does not.
     let certs = |v: &Value| -> Vec<String> {
@@ -642,5 +770,5 @@ pub async fn update_idp(
     } else {
         "IdP settings saved".to_string()
     };
-    Ok(super::back_to(&back, &notice))
+    Ok(flash.notice(&back, &notice))
 }

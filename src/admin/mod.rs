@@ -6,9 +6,11 @@
 
 pub mod audit_log;
 pub mod connections;
+pub mod flash;
 pub mod once;
 pub mod org;
 pub mod scim;
+pub mod submit;
 pub mod users;
 
 use actix_web::http::StatusCode;
@@ -24,6 +26,12 @@ use crate::startup::AppState;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/sso/admin")
+            .wrap_fn(|req, srv| {
+                use actix_web::dev::Service;
+                let had = flash::present(&req);
+                let fut = srv.call(req);
+                async move { fut.await.map(|res| flash::clear_when_shown(had, res)) }
+            })
             .route("", web::get().to(org::home))
             .route("/static/admin.js", web::get().to(script))
             .route("/orgs/{org}", web::get().to(org::overview))
@@ -39,6 +47,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(
                 "/orgs/{org}/breakglass",
                 web::post().to(org::add_breakglass),
+            )
+            .route(
+                "/orgs/{org}/breakglass/remove",
+                web::post().to(org::remove_breakglass),
             )
             .route("/orgs/{org}/roles", web::get().to(org::roles))
             .route("/orgs/{org}/roles", web::post().to(org::add_role))
@@ -159,6 +171,10 @@ pub struct Admin {
     /// The audit actor: `admin:<id>` or `user:<id>`.
     pub actor: String,
     pub name: String,
+    /// The banner left by the previous POST, shown once.
+    pub flash: Option<flash::Flash>,
+    /// Leaves the next banner for this session.
+    pub flasher: flash::Flasher,
 }
 
 /// The navigation every admin page shows.
@@ -171,6 +187,12 @@ pub struct Nav {
     /// Sensitive forms ask for the password again (accounts that have one); SSO-only admins
     /// must have signed in within the last few minutes instead.
     pub confirm_password: bool,
+    /// The banner left by the previous POST (see `flash`).
+    pub flash: Option<flash::Flash>,
+    /// This rendering's form id (see `submit`: a form is done once).
+    pub form_id: String,
+    /// Signed in with a break-glass account (emergency access).
+    pub emergency: bool,
 }
 
 /// How recent an SSO admin's sign-in must be for a sensitive change.
@@ -185,6 +207,9 @@ impl Admin {
             instance: self.instance,
             csrf: self.signed.csrf_token.clone(),
             confirm_password: self.password_hash().is_some(),
+            flash: self.flash.clone(),
+            form_id: submit::new_form_id(),
+            emergency: crate::login::session::is_break_glass_session(&self.signed),
         }
     }
 
@@ -239,12 +264,13 @@ impl Admin {
         payload: Value,
         now: i64,
     ) -> Result<(), crate::identity::IdentityError> {
-        audit::record(
-            conn,
-            &Event::new(Some(&self.org.id), self.actor.clone(), action.to_string())
-                .payload(payload),
-            now,
-        )?;
+        let mut event =
+            Event::new(Some(&self.org.id), self.actor.clone(), action.to_string()).payload(payload);
+        // Changes made with emergency access stand out, like its sign-in.
+        if crate::login::session::is_break_glass_session(&self.signed) {
+            event = event.outcome(audit::Outcome::Warning);
+        }
+        audit::record(conn, &event, now)?;
         Ok(())
     }
 }
@@ -287,12 +313,16 @@ pub async fn access(state: &AppState, req: &HttpRequest, org: &str) -> Result<Ad
             (false, format!("user:{}", user.id), user.user_name.clone())
         }
     };
+    let flash = flash::read(req, state, &signed.id_hash);
+    let flasher = flash::Flasher::new(state, &signed.id_hash);
     Ok(Admin {
         signed,
         org,
         instance,
         actor,
         name,
+        flash,
+        flasher,
     })
 }
 
@@ -332,20 +362,6 @@ pub fn check_post(req: &HttpRequest, admin: &Admin, submitted: &str) -> Result<(
         .into());
     }
     Ok(())
-}
-
-/// After a change: back to a page (POST-redirect-GET), with a notice in the query.
-pub fn back_to(path: &str, notice: &str) -> HttpResponse {
-    let sep = if path.contains('?') { '&' } else { '?' };
-    HttpResponse::SeeOther()
-        .insert_header((
-            "location",
-            format!(
-                "{path}{sep}notice={}",
-                url::form_urlencoded::byte_serialize(notice.as_bytes()).collect::<String>()
-            ),
-        ))
-        .finish()
 }
 
 pub fn time(ts: i64) -> String {

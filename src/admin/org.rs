@@ -8,9 +8,7 @@ use diesel::prelude::*;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{
-    access, back_to, check_post, sensitive, signed_in, time, Admin, AdminError, AdminResult, Nav,
-};
+use super::{access, check_post, sensitive, signed_in, time, Admin, AdminError, AdminResult, Nav};
 use crate::db::schema::{scim_tokens, user_groups, users};
 use crate::domain::{DomainName, Email, Enforcement};
 use crate::http::errors::AppError;
@@ -44,17 +42,13 @@ pub async fn home(state: web::Data<AppState>, req: HttpRequest) -> AdminResult {
                 },
             ))
         }
-        Principal::User { user, org } if user.is_org_admin => Ok(HttpResponse::SeeOther()
-            .insert_header(("location", format!("/sso/admin/orgs/{}", org.slug)))
-            .finish()),
+        Principal::User { org, .. } if crate::login::session::administers(&signed, &org.id) => {
+            Ok(HttpResponse::SeeOther()
+                .insert_header(("location", format!("/sso/admin/orgs/{}", org.slug)))
+                .finish())
+        }
         _ => Err(AppError::NotFound.into()),
     }
-}
-
-#[derive(Deserialize)]
-pub struct Notice {
-    notice: Option<String>,
-    error: Option<String>,
 }
 
 struct ConnectionRow {
@@ -62,7 +56,9 @@ struct ConnectionRow {
     kind: String,
     name: String,
     enabled: bool,
+    draft: bool,
     last_success: Option<String>,
+    tested: Option<String>,
 }
 
 struct DomainRow {
@@ -75,8 +71,6 @@ struct DomainRow {
 #[template(path = "admin/org.html")]
 struct OverviewPage {
     nav: Nav,
-    notice: Option<String>,
-    error: Option<String>,
     enforcement: String,
     connections: Vec<ConnectionRow>,
     domains: Vec<DomainRow>,
@@ -92,7 +86,6 @@ pub async fn overview(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    q: web::Query<Notice>,
 ) -> AdminResult {
     let admin = access(&state, &req, &path).await?;
     let org_id = admin.org.id.clone();
@@ -122,9 +115,14 @@ pub async fn overview(
 
     let mut warnings = Vec::new();
     for c in &conns {
-        if c.last_success_at.is_none() {
+        if c.enabled && c.draft {
             warnings.push(format!(
-                "Connection \"{}\" has never completed a sign-in: use its sign-in URL once to test it.",
+                "Connection \"{}\" is a draft: nobody is offered it. Run Test sign-in on its page, then activate it.",
+                c.name
+            ));
+        } else if c.enabled && !c.proven() {
+            warnings.push(format!(
+                "Connection \"{}\" has never completed a sign-in: run Test sign-in on its page to check it works.",
                 c.name
             ));
         }
@@ -160,8 +158,6 @@ pub async fn overview(
         StatusCode::OK,
         &OverviewPage {
             nav: admin.nav(),
-            notice: q.notice.clone(),
-            error: q.error.clone(),
             enforcement: mode.as_str().to_string(),
             connections: conns
                 .into_iter()
@@ -170,7 +166,9 @@ pub async fn overview(
                     kind: c.kind,
                     name: c.name,
                     enabled: c.enabled,
+                    draft: c.draft,
                     last_success: c.last_success_at.map(time),
+                    tested: c.tested_at.map(time),
                 })
                 .collect(),
             domains: doms
@@ -194,17 +192,9 @@ fn org_path(admin: &Admin) -> String {
     format!("/sso/admin/orgs/{}", admin.org.slug)
 }
 
+/// Back to the overview with the refusal in an error banner.
 fn refused(admin: &Admin, message: &str) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((
-            "location",
-            format!(
-                "{}?error={}",
-                org_path(admin),
-                url::form_urlencoded::byte_serialize(message.as_bytes()).collect::<String>()
-            ),
-        ))
-        .finish()
+    admin.flasher.error(&org_path(admin), message)
 }
 
 #[derive(Deserialize)]
@@ -231,6 +221,7 @@ pub async fn add_domain(
     };
     let verified = admin.instance && form.verified.is_some();
     let now = crate::clock::now();
+    let flash = admin.flasher.clone();
     let path = org_path(&admin);
     let result = state
         .db
@@ -246,8 +237,8 @@ pub async fn add_domain(
         })
         .await;
     match result {
-        Ok(d) => Ok(back_to(&path, &format!("Added {}", d.domain))),
-        Err(IdentityError::Conflict(m)) => Ok(back_to(&path, &m)),
+        Ok(d) => Ok(flash.notice(&path, &format!("Added {}", d.domain))),
+        Err(IdentityError::Conflict(m)) => Ok(flash.error(&path, &m)),
         Err(e) => Err(e.into()),
     }
 }
@@ -288,6 +279,7 @@ pub async fn change_domain(
         _ => return Err(AppError::BadRequest("unknown action".into()).into()),
     };
     let now = crate::clock::now();
+    let flash = admin.flasher.clone();
     let path = org_path(&admin);
     let action = form.action.clone();
     state
@@ -301,7 +293,7 @@ pub async fn change_domain(
             })
         .await
             .map_err(AppError::from)?;
-    Ok(back_to(&path, "Domain updated"))
+    Ok(flash.notice(&path, "Domain updated"))
 }
 
 #[derive(Deserialize)]
@@ -332,6 +324,7 @@ pub async fn set_enforcement(
         .parse()
         .map_err(|_| AppError::BadRequest("unknown enforcement mode".into()))?;
     let now = crate::clock::now();
+    let flash = admin.flasher.clone();
     let before = admin.org.enforcement().as_str().to_string();
     let org_id = admin.org.id.clone();
     let (bg, tested) = state
@@ -340,7 +333,7 @@ pub async fn set_enforcement(
             let bg = breakglass::list(conn, &org_id)?.len();
             let tested = connections::list(conn, &org_id)?
                 .iter()
-                .any(|c| c.enabled && c.last_success_at.is_some());
+                .any(|c| c.live() && c.proven());
             Ok((bg, tested))
         })
         .await?;
@@ -375,7 +368,7 @@ pub async fn set_enforcement(
         })
         .await
         .map_err(AppError::from)?;
-    Ok(back_to(
+    Ok(flash.notice(
         &path,
         &format!(
             "Enforcement is now {} ({revoked} sessions revoked)",
@@ -397,6 +390,8 @@ pub struct SecretOnce {
 #[derive(Deserialize)]
 pub struct BreakglassForm {
     csrf: String,
+    #[serde(default)]
+    form_id: String,
     confirm_password: Option<String>,
     email: String,
 }
@@ -430,13 +425,21 @@ pub async fn add_breakglass(
     let uri =
         crate::login::totp::otpauth_uri(&seed, &email.to_string()).map_err(AppError::Internal)?;
     let now = crate::clock::now();
+    let flash = admin.flasher.clone();
     let key = state.key.clone();
     let back = org_path(&admin);
     let back2 = back.clone();
-    // The credentials are shown by the GET this redirects to (a reload cannot reset them).
+    let form_id = form.form_id.clone();
+    let action = req.path().to_string();
+    // The credentials are shown by the GET this redirects to (a reload cannot reset them),
+    // and a second submit of the same form goes there too instead of resetting them again.
     let result = state
         .db
         .write(move |conn| -> Result<_, IdentityError> {
+            let session = admin.signed.id_hash.clone();
+            if let Some(earlier) = super::submit::earlier(conn, &form_id, &action, &session)? {
+                return Ok(earlier);
+            }
             let u = breakglass::set(conn, &key, &admin.org.id, &email, &hash, &seed, now)?;
             admin.record(
                 conn,
@@ -453,14 +456,87 @@ pub async fn add_breakglass(
                 warning: "Shown once. Store both in your emergency vault now: they sign in at /sso/breakglass when SSO is unavailable.".into(),
                 back: back2,
             };
-            super::once::store(conn, &key, &admin.org.slug, &admin.signed.id_hash, &shown, now)
+            let page = super::once::store(conn, &key, &admin.org.slug, &session, &shown, now)?;
+            super::submit::remember(conn, &form_id, &action, &session, &page, now)?;
+            Ok(page)
         })
         .await;
     match result {
         Ok(page) => Ok(HttpResponse::SeeOther()
             .insert_header(("location", page))
             .finish()),
-        Err(IdentityError::Conflict(m)) => Ok(back_to(&back, &m)),
+        Err(IdentityError::Conflict(m)) => Ok(flash.error(&back, &m)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct BreakglassRemoveForm {
+    csrf: String,
+    confirm_password: Option<String>,
+    email: String,
+}
+
+/// `POST /sso/admin/orgs/{org}/breakglass/remove`: ends an emergency account (its password,
+/// code and sessions), unless it is the last one while SSO is required (lock-out guard).
+pub async fn remove_breakglass(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    form: web::Form<BreakglassRemoveForm>,
+) -> AdminResult {
+    let admin = sensitive(
+        &state,
+        &req,
+        &path,
+        &form.csrf,
+        form.confirm_password.as_deref(),
+    )
+    .await?;
+    let Ok(email) = Email::parse(&form.email) else {
+        return Ok(refused(
+            &admin,
+            "Not an e-mail address of a break-glass account.",
+        ));
+    };
+    let now = crate::clock::now();
+    let flash = admin.flasher.clone();
+    let back = org_path(&admin);
+    let result = state
+        .db
+        .write(move |conn| -> Result<_, IdentityError> {
+            let org = orgs::get(conn, &admin.org.id)?;
+            let Some(target) = breakglass::list(conn, &org.id)?
+                .into_iter()
+                .find(|u| u.email_folded.as_deref() == Some(&email.folded()))
+            else {
+                return Err(IdentityError::Conflict(format!(
+                    "{email} is not a break-glass account of this organization."
+                )));
+            };
+            if let Some(why) = enforcement::lockout(
+                conn,
+                &org,
+                enforcement::Change::RemoveBreakGlass(target.id.as_str()),
+            )? {
+                return Err(IdentityError::Conflict(why));
+            }
+            let u = breakglass::remove(conn, &org.id, &email, now)?;
+            admin.record(
+                conn,
+                "admin.breakglass.remove",
+                json!({"user_name": u.user_name}),
+                now,
+            )?;
+            Ok(u.user_name)
+        })
+        .await;
+    match result {
+        Ok(name) => Ok(flash.notice(
+            &back,
+            &format!("{name} is no longer a break-glass account: its password, code and sessions no longer work."),
+        )),
+        Err(IdentityError::Conflict(m)) => Ok(flash.error(&back, &m)),
         Err(e) => Err(e.into()),
     }
 }
@@ -468,14 +544,12 @@ pub async fn add_breakglass(
 #[derive(Deserialize)]
 pub struct RolesQuery {
     groups: Option<String>,
-    notice: Option<String>,
 }
 
 #[derive(Template)]
 #[template(path = "admin/roles.html")]
 struct RolesPage {
     nav: Nav,
-    notice: Option<String>,
     roles: Vec<(String, i32)>,
     mappings: Vec<(String, String, i32)>,
     preview_groups: String,
@@ -527,7 +601,6 @@ pub async fn roles(
         StatusCode::OK,
         &RolesPage {
             nav: admin.nav(),
-            notice: q.notice.clone(),
             roles: rs.into_iter().map(|r| (r.name, r.rank)).collect(),
             mappings: ms.into_iter().map(|m| (m.group, m.role, m.rank)).collect(),
             preview_groups: groups.join(", "),
@@ -554,6 +627,7 @@ pub async fn add_role(
     let admin = access(&state, &req, &path).await?;
     check_post(&req, &admin, &form.csrf)?;
     let now = crate::clock::now();
+    let flash = admin.flasher.clone();
     let back = format!("{}/roles", org_path(&admin));
     let form = form.into_inner();
     let result = state
@@ -570,8 +644,8 @@ pub async fn add_role(
         })
         .await;
     match result {
-        Ok(r) => Ok(back_to(&back, &format!("Added role {}", r.name))),
-        Err(IdentityError::Conflict(m) | IdentityError::Invalid(m)) => Ok(back_to(&back, &m)),
+        Ok(r) => Ok(flash.notice(&back, &format!("Added role {}", r.name))),
+        Err(IdentityError::Conflict(m) | IdentityError::Invalid(m)) => Ok(flash.error(&back, &m)),
         Err(e) => Err(e.into()),
     }
 }
@@ -593,6 +667,7 @@ pub async fn add_mapping(
     let admin = access(&state, &req, &path).await?;
     check_post(&req, &admin, &form.csrf)?;
     let now = crate::clock::now();
+    let flash = admin.flasher.clone();
     let back = format!("{}/roles", org_path(&admin));
     let form = form.into_inner();
     let result = state
@@ -609,13 +684,10 @@ pub async fn add_mapping(
         })
         .await;
     match result {
-        Ok(m) => Ok(back_to(
-            &back,
-            &format!("Group {} now maps to {}", m.group, m.role),
-        )),
+        Ok(m) => Ok(flash.notice(&back, &format!("Group {} now maps to {}", m.group, m.role))),
         Err(
             IdentityError::Conflict(m) | IdentityError::Invalid(m) | IdentityError::NotFound(m),
-        ) => Ok(back_to(&back, &m)),
+        ) => Ok(flash.error(&back, &m)),
         Err(e) => Err(e.into()),
     }
 }

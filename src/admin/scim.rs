@@ -7,7 +7,7 @@ use askama::Template;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{access, back_to, sensitive, time, AdminResult, Nav};
+use super::{access, sensitive, time, AdminResult, Nav};
 use crate::http::errors::AppError;
 use crate::http::pages::render;
 use crate::identity::{scim_tokens, IdentityError};
@@ -25,14 +25,8 @@ struct TokenRow {
 #[template(path = "admin/scim.html")]
 struct ScimPage {
     nav: Nav,
-    notice: Option<String>,
     base_url: String,
     tokens: Vec<TokenRow>,
-}
-
-#[derive(Deserialize)]
-pub struct Notice {
-    notice: Option<String>,
 }
 
 /// `GET /sso/admin/orgs/{org}/scim`
@@ -40,7 +34,6 @@ pub async fn page(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
-    q: web::Query<Notice>,
 ) -> AdminResult {
     let admin = access(&state, &req, &path).await?;
     let org_id = admin.org.id.clone();
@@ -52,7 +45,6 @@ pub async fn page(
         StatusCode::OK,
         &ScimPage {
             nav: admin.nav(),
-            notice: q.notice.clone(),
             base_url: state.settings.url_for("/scim/v2"),
             tokens: tokens
                 .into_iter()
@@ -71,6 +63,8 @@ pub async fn page(
 #[derive(Deserialize)]
 pub struct IssueForm {
     csrf: String,
+    #[serde(default)]
+    form_id: String,
     confirm_password: Option<String>,
     #[serde(default)]
     revoke_others: Option<String>,
@@ -96,10 +90,17 @@ pub async fn issue(
     let back = format!("/sso/admin/orgs/{}/scim", admin.org.slug);
     let base_url = state.settings.url_for("/scim/v2");
     let key = state.key.clone();
-    // The token is shown by the GET this redirects to (a reload cannot mint another).
+    let form_id = form.form_id.clone();
+    let action = req.path().to_string();
+    // The token is shown by the GET this redirects to (a reload cannot mint another), and a
+    // second submit of the same form goes there too instead of minting a second token.
     let page = state
         .db
         .write(move |conn| -> Result<_, IdentityError> {
+            let session = admin.signed.id_hash.clone();
+            if let Some(earlier) = super::submit::earlier(conn, &form_id, &action, &session)? {
+                return Ok(earlier);
+            }
             let t = scim_tokens::issue(conn, &admin.org.id, revoke_others, now)?;
             admin.record(
                 conn,
@@ -123,7 +124,9 @@ pub async fn issue(
                 warning,
                 back,
             };
-            super::once::store(conn, &key, &admin.org.slug, &admin.signed.id_hash, &shown, now)
+            let page = super::once::store(conn, &key, &admin.org.slug, &session, &shown, now)?;
+            super::submit::remember(conn, &form_id, &action, &session, &page, now)?;
+            Ok(page)
         })
         .await
         .map_err(AppError::from)?;
@@ -156,6 +159,7 @@ pub async fn revoke(
     .await?;
     let now = crate::clock::now();
     let back = format!("/sso/admin/orgs/{}/scim", admin.org.slug);
+    let flash = admin.flasher.clone();
     state
         .db
         .write(move |conn| -> Result<_, IdentityError> {
@@ -165,5 +169,5 @@ pub async fn revoke(
         })
         .await
         .map_err(AppError::from)?;
-    Ok(back_to(&back, "Token revoked"))
+    Ok(flash.notice(&back, "Token revoked"))
 }

@@ -8,7 +8,7 @@ use diesel::prelude::*;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{access, back_to, check_post, time, AdminResult, Nav};
+use super::{access, check_post, time, AdminResult, Nav};
 use crate::audit::StoredEvent;
 use crate::db::ids::UserId;
 use crate::db::schema::{audit_events, memberships, sessions, user_groups, users};
@@ -64,8 +64,9 @@ fn row(
     conn: &mut crate::db::DbConn,
     u: User,
     default_role: Option<&str>,
+    group_source: &str,
 ) -> Result<UserRow, IdentityError> {
-    let (groups, keys) = crate::sso::resolve::effective_groups(conn, &u)?;
+    let (groups, keys) = crate::sso::resolve::effective_groups(conn, &u, group_source)?;
     let role =
         roles::resolve_app_role(conn, &u.org_id, u.app_role.as_deref(), &keys, default_role)?;
     Ok(UserRow {
@@ -122,7 +123,7 @@ pub async fn list(
                 .load(conn)?;
             let rows = found
                 .into_iter()
-                .map(|u| row(conn, u, org.default_role.as_deref()))
+                .map(|u| row(conn, u, org.default_role.as_deref(), &org.group_source))
                 .collect::<Result<Vec<_>, _>>()?;
             Ok((rows, total))
         })
@@ -168,7 +169,6 @@ struct EventRow {
 #[template(path = "admin/user.html")]
 struct UserPage {
     nav: Nav,
-    notice: Option<String>,
     u: UserRow,
     email: String,
     created: String,
@@ -176,17 +176,11 @@ struct UserPage {
     events: Vec<EventRow>,
 }
 
-#[derive(Deserialize)]
-pub struct Notice {
-    notice: Option<String>,
-}
-
 /// `GET /sso/admin/orgs/{org}/users/{id}`
 pub async fn show(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<(String, String)>,
-    q: web::Query<Notice>,
 ) -> AdminResult {
     let (org, id) = path.into_inner();
     let admin = access(&state, &req, &org).await?;
@@ -215,7 +209,7 @@ pub async fn show(
                 .limit(20)
                 .select(StoredEvent::as_select())
                 .load(conn)?;
-            let r = row(conn, u, o.default_role.as_deref())?;
+            let r = row(conn, u, o.default_role.as_deref(), &o.group_source)?;
             Ok((r, email, created, live, events))
         })
         .await
@@ -227,7 +221,6 @@ pub async fn show(
         StatusCode::OK,
         &UserPage {
             nav: admin.nav(),
-            notice: q.notice.clone(),
             u,
             email,
             created: time(created),
@@ -269,6 +262,7 @@ pub async fn revoke_sessions(
     check_post(&req, &admin, &form.csrf)?;
     let now = crate::clock::now();
     let back = format!("/sso/admin/orgs/{}/users/{id}", admin.org.slug);
+    let flash = admin.flasher.clone();
     let revoked = state
         .db
         .write(move |conn| -> Result<_, IdentityError> {
@@ -287,7 +281,7 @@ pub async fn revoke_sessions(
             IdentityError::NotFound(_) => AppError::NotFound,
             other => AppError::from(other),
         })?;
-    Ok(back_to(&back, &format!("{revoked} sessions revoked")))
+    Ok(flash.notice(&back, &format!("{revoked} sessions revoked")))
 }
 
 #[derive(Template)]

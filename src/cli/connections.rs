@@ -42,6 +42,10 @@ pub enum ConnectionCommand {
         /// Allowed clock difference with the IdP, in seconds.
         #[arg(long = "clock-skew", default_value_t = saml_config::DEFAULT_SKEW_SECS)]
         clock_skew: i64,
+        /// Create it as a draft: offered to nobody until `connection activate` (its admins
+        /// can still run Test sign-in from the admin UI).
+        #[arg(long)]
+        draft: bool,
     },
     /// Add an OpenID Connect connection (the issuer is discovered now, to check it).
     AddOidc {
@@ -69,7 +73,12 @@ pub enum ConnectionCommand {
         /// Allowed clock difference with the IdP, in seconds.
         #[arg(long = "clock-leeway", default_value_t = oidc_config::DEFAULT_LEEWAY_SECS)]
         clock_leeway: i64,
+        /// Create it as a draft: offered to nobody until `connection activate`.
+        #[arg(long)]
+        draft: bool,
     },
+    /// Make a draft connection live: offered to the org's users from now on.
+    Activate { org: String, id: String },
     /// List an org's connections.
     List { org: String },
     /// Fetch a connection's metadata URL again now (gatehouse also does it every 6 hours).
@@ -84,6 +93,8 @@ fn describe(settings: &Settings, c: &connections::Connection) -> Value {
             "kind": c.kind,
             "name": c.name,
             "enabled": c.enabled,
+            "draft": c.draft,
+            "tested_at": c.tested_at,
             "redirect_uri": crate::oidc::routes::redirect_uri(settings, &c.id),
             "login_url": crate::oidc::routes::login_url(settings, &c.id),
             "issuer": cfg.as_ref().map(|c| c.issuer.clone()),
@@ -101,6 +112,8 @@ fn describe(settings: &Settings, c: &connections::Connection) -> Value {
         "kind": c.kind,
         "name": c.name,
         "enabled": c.enabled,
+        "draft": c.draft,
+        "tested_at": c.tested_at,
         "sp_entity_id": sp_entity_id(settings, &c.id),
         "acs_url": acs_url(settings, &c.id),
         "metadata_url": sp_entity_id(settings, &c.id),
@@ -136,6 +149,7 @@ pub fn run(
             preset,
             attributes,
             clock_skew,
+            draft,
         } => {
             let source = if let Some(path) = metadata_file {
                 saml_config::Source::MetadataXml(
@@ -184,6 +198,7 @@ pub fn run(
                     "saml",
                     &name,
                     &serde_json::to_value(&cfg).map_err(anyhow::Error::from)?,
+                    draft,
                     now,
                 )?;
                 crate::audit::record(
@@ -201,6 +216,35 @@ pub fn run(
                 for k in ["sp_entity_id", "acs_url", "metadata_url", "login_url"] {
                     println!("{k}: {}", v[k].as_str().unwrap_or_default());
                 }
+            }
+        }
+        ConnectionCommand::Activate { org, id } => {
+            let mut conn = db.conn()?;
+            let c = write_tx(&mut conn, |c| -> Result<_, IdentityError> {
+                let o = orgs::find(c, &org)?;
+                let found = connections::get_in_org(c, &o.id, &id)?.ok_or_else(|| {
+                    IdentityError::NotFound(format!("connection {id} in {}", o.slug))
+                })?;
+                if found.draft {
+                    connections::activate(c, &found.id, now)?;
+                    crate::audit::record(
+                        c,
+                        &crate::audit::Event::new(Some(&o.id), "cli", "admin.connection.activate")
+                            .payload(json!({"id": found.id, "tested": found.tested_at.is_some()})),
+                        now,
+                    )?;
+                }
+                Ok((found.draft, found.tested_at.is_some()))
+            })?;
+            let text = match c {
+                (false, _) => "already active",
+                (true, true) => "activated",
+                (true, false) => "activated (it has not passed a Test sign-in yet)",
+            };
+            if json_out {
+                println!("{}", json!({"id": id, "result": text}));
+            } else {
+                println!("{id}: {text}");
             }
         }
         ConnectionCommand::Refresh { org, id } => {
@@ -237,6 +281,7 @@ pub fn run(
             groups_claim,
             tenant_allow,
             clock_leeway,
+            draft,
         } => {
             let secret = std::env::var(&client_secret_env)
                 .ok()
@@ -269,7 +314,7 @@ pub fn run(
             let c = write_tx(&mut conn, |c| -> Result<_, IdentityError> {
                 let o = orgs::find(c, &org)?;
                 crate::oidc::routes::store_connection(
-                    c, key, &o.id, "cli", &name, &cfg, &secret, now,
+                    c, key, &o.id, "cli", &name, &cfg, &secret, draft, now,
                 )
             })?;
             let v = describe(settings, &c);
@@ -299,11 +344,12 @@ pub fn run(
                         _ => format!("acs={}", v["acs_url"].as_str().unwrap_or_default()),
                     };
                     println!(
-                        "{}\t{}\t{}\tenabled={}\t{endpoint}",
+                        "{}\t{}\t{}\tenabled={}{}\t{endpoint}",
                         v["id"].as_str().unwrap_or_default(),
                         v["kind"].as_str().unwrap_or_default(),
                         v["name"].as_str().unwrap_or_default(),
                         v["enabled"],
+                        if v["draft"] == true { "\tdraft" } else { "" },
                     );
                 }
             }

@@ -854,6 +854,20 @@ fn breakglass_cmd(ctx: &Ctx, c: BreakglassCommand) -> anyhow::Result<()> {
             let o = ctx.org(&org)?;
             let email = parse(Email::parse(&email))?;
             let u = ctx.tx(|c| {
+                // The same lock-out guard as the admin UI's.
+                let org = orgs::get(c, &o.id)?;
+                if let Some(target) = breakglass::list(c, &o.id)?
+                    .into_iter()
+                    .find(|u| u.email_folded.as_deref() == Some(&email.folded()))
+                {
+                    if let Some(why) = crate::identity::enforcement::lockout(
+                        c,
+                        &org,
+                        crate::identity::enforcement::Change::RemoveBreakGlass(target.id.as_str()),
+                    )? {
+                        return Err(IdentityError::Conflict(why));
+                    }
+                }
                 let u = breakglass::remove(c, &o.id, &email, ctx.now)?;
                 record(
                     c,

@@ -12,6 +12,7 @@ diesel::table! {
         session_max_minutes -> Integer,
         created_at -> BigInt,
         updated_at -> BigInt,
+        group_source -> Text,
     }
 }
 
@@ -23,6 +24,10 @@ diesel::table! {
         verified -> Bool,
         enforce -> Bool,
         created_at -> BigInt,
+        dns_token -> Nullable<Text>,
+        checked_at -> Nullable<BigInt>,
+        check_result -> Nullable<Text>,
+        verified_by -> Nullable<Text>,
     }
 }
 
@@ -210,6 +215,28 @@ diesel::table! {
         last_success_at -> Nullable<BigInt>,
         created_at -> BigInt,
         updated_at -> BigInt,
+        draft -> Bool,
+        tested_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    connection_tests (id) {
+        id -> Text,
+        connection_id -> Text,
+        ok -> Bool,
+        cause -> Nullable<Text>,
+        detail -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    admin_form_submissions (form_id) {
+        form_id -> Text,
+        session_hash -> Text,
+        result -> Text,
+        created_at -> BigInt,
     }
 }
 
@@ -321,4 +348,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     saml_replay,
     user_identities,
     sso_handoffs,
+    connection_tests,
+    admin_form_submissions,
 );

@@ -102,7 +102,8 @@ pub async fn app_role(state: &AppState, signed: &SignedIn) -> Result<Option<Stri
     state
         .db
         .run(move |conn| -> Result<_, IdentityError> {
-            let (_, group_keys) = crate::sso::resolve::effective_groups(conn, &user)?;
+            let (_, group_keys) =
+                crate::sso::resolve::effective_groups(conn, &user, &org.group_source)?;
             roles::resolve_app_role(
                 conn,
                 &org.id,
@@ -127,7 +128,8 @@ pub async fn identity_for(
     let (identity, key) = state
         .db
         .run(move |conn| -> Result<_, IdentityError> {
-            let (groups, group_keys) = crate::sso::resolve::effective_groups(conn, &user)?;
+            let (groups, group_keys) =
+                crate::sso::resolve::effective_groups(conn, &user, &org.group_source)?;
             let role = roles::resolve_app_role(
                 conn,
                 &org.id,

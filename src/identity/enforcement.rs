@@ -75,6 +75,64 @@ pub fn revoke_disqualified(conn: &mut DbConn, org: &OrgId, now: i64) -> Result<u
     Ok(n)
 }
 
+/// A change that can lock an org out while SSO is required.
+pub enum Change<'a> {
+    /// Disabling (or deleting) this connection.
+    DisableConnection(&'a str),
+    /// Removing this break-glass account (a user id).
+    RemoveBreakGlass(&'a str),
+}
+
+/// The lock-out guard, the same for every change: while the org requires SSO for everyone,
+/// at least one live connection that has proven it works (a sign-in or a successful Test
+/// sign-in) and one break-glass account must remain; while it requires SSO for some domains,
+/// at least one live connection must remain for their users, and a break-glass account.
+/// Returns why the change is refused, in words for the admin, or `None` when it is safe.
+pub fn lockout(
+    conn: &mut DbConn,
+    org: &orgs::Organization,
+    change: Change<'_>,
+) -> Result<Option<String>> {
+    let mode = org.enforcement();
+    let some_enforced = domains::list(conn, &org.id)?.iter().any(|d| d.enforce);
+    let required = match mode {
+        Enforcement::All => true,
+        Enforcement::Domains => some_enforced,
+        Enforcement::Off => false,
+    };
+    if !required {
+        return Ok(None);
+    }
+    let who = if mode == Enforcement::All {
+        "everyone"
+    } else {
+        "the users of its enforced domains"
+    };
+    match change {
+        Change::DisableConnection(id) => {
+            let left = crate::sso::connections::list(conn, &org.id)?
+                .into_iter()
+                .filter(|c| c.id != id && c.live())
+                .any(|c| mode != Enforcement::All || c.proven());
+            Ok((!left).then(|| {
+                format!(
+                    "Refused to keep the organization from being locked out: it requires SSO for {who}, and this is its last working connection. Add and test another connection first, or set \"Require SSO\" to off."
+                )
+            }))
+        }
+        Change::RemoveBreakGlass(user) => {
+            let left = super::breakglass::list(conn, &org.id)?
+                .into_iter()
+                .any(|u| u.id.as_str() != user);
+            Ok((!left).then(|| {
+                format!(
+                    "Refused to keep the organization from being locked out: it requires SSO for {who}, and this is its last break-glass account (the way in when the IdP fails). Add another break-glass account first, or set \"Require SSO\" to off."
+                )
+            }))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,6 +23,9 @@ pub struct Organization {
     pub session_max_minutes: i32,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Which groups count for app roles (`auto`, `idp`, `scim`, `both`; see
+    /// `sso::resolve::effective_groups`).
+    pub group_source: String,
 }
 
 impl Organization {

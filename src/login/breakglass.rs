@@ -197,8 +197,10 @@ pub async fn submit(
         ));
     };
     alert(&state, &org_slug, &shown, &ip, now);
+    // Straight to the org's admin pages: relaxing enforcement or fixing the connection is
+    // what emergency access is for.
     Ok(HttpResponse::SeeOther()
-        .insert_header(("location", "/sso/me"))
+        .insert_header(("location", format!("/sso/admin/orgs/{org_slug}")))
         .cookie(session::session_cookie(&state.settings, cookie_value))
         .finish())
 }

@@ -60,7 +60,8 @@ async fn identity_of(state: &AppState, signed_in: &SignedIn) -> Result<Identity,
             state
                 .db
                 .run(move |conn| -> Result<Identity, IdentityError> {
-                    let (groups, keys) = crate::sso::resolve::effective_groups(conn, &user)?;
+                    let (groups, keys) =
+                        crate::sso::resolve::effective_groups(conn, &user, &org.group_source)?;
                     let role = roles::resolve_app_role(
                         conn,
                         &org.id,

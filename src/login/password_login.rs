@@ -390,7 +390,7 @@ pub async fn submit(
                 } else {
                     let choices = connections::list(conn, &u.org_id)?
                         .into_iter()
-                        .filter(|c| c.enabled)
+                        .filter(|c| c.live())
                         .collect::<Vec<_>>();
                     refused.push((u, org.name, choices));
                 }

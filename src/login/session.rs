@@ -189,13 +189,23 @@ pub fn load(
     load_hash(conn, &sha256_hex(cookie_value), now)
 }
 
-/// Whether this signed-in principal administers `org`: an instance admin, or an org admin
-/// of that org.
+/// Whether this signed-in principal administers `org`: an instance admin, an org admin of
+/// that org, or that org's break-glass account signed in as one (its reason to exist is to
+/// relax enforcement or fix a connection while the IdP is down; its changes are audited as
+/// warnings).
 pub fn administers(signed: &SignedIn, org: &OrgId) -> bool {
     match &signed.principal {
         Principal::Admin(_) => true,
-        Principal::User { user, .. } => user.is_org_admin && &user.org_id == org,
+        Principal::User { user, .. } => {
+            &user.org_id == org && (user.is_org_admin || is_break_glass_session(signed))
+        }
     }
+}
+
+/// A session started at `/sso/breakglass` by a (still) break-glass account.
+pub fn is_break_glass_session(signed: &SignedIn) -> bool {
+    matches!(&signed.principal, Principal::User { user, .. } if user.is_break_glass)
+        && signed.auth_method == "breakglass"
 }
 
 /// Whether the session with this id hash is live and administers `org` (a test sign-in is

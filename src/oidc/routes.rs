@@ -73,6 +73,7 @@ pub fn store_connection(
     name: &str,
     cfg: &OidcConfig,
     secret: &str,
+    draft: bool,
     now: i64,
 ) -> Result<Connection, IdentityError> {
     let created = connections::create(
@@ -81,6 +82,7 @@ pub fn store_connection(
         "oidc",
         name,
         &serde_json::to_value(cfg).map_err(anyhow::Error::from)?,
+        draft,
         now,
     )?;
     connections::set_secret(conn, &created.id, &seal_secret(key, &created.id, secret))?;
@@ -88,7 +90,7 @@ pub fn store_connection(
         conn,
         &Event::new(Some(org), actor.to_string(), "connection.add").payload(json!({
             "id": created.id, "kind": "oidc", "issuer": cfg.issuer, "client_id": cfg.client_id,
-            "client_secret": "(set)", "preset": cfg.preset, "tenant_allow": cfg.tenant_allow,
+            "client_secret": "(set)", "preset": cfg.preset, "tenant_allow": cfg.tenant_allow, "draft": draft,
         })),
         now,
     )?;
@@ -141,6 +143,9 @@ pub async fn login(
     let (c, cfg) = load(&state, &path).await?;
     if !c.enabled {
         return Err(disabled());
+    }
+    if c.draft && q.test.is_none() {
+        return Err(handoff::not_active().into());
     }
     let test_session = handoff::test_session(q.test.is_some(), current.as_ref(), &c)?;
     let now = crate::clock::now();
@@ -246,6 +251,37 @@ async fn refuse(
         "Your sign-in could not be completed. Your administrator can look up the reason with the reference below.".into(),
     )
     .into()
+}
+
+/// Whose sign-in a callback finishes: a Test sign-in's failures go back to its page.
+struct Attempt {
+    test: Option<Option<String>>,
+    back: Option<String>,
+}
+
+/// A refused callback: a Test sign-in's failure is recorded on the connection and the admin
+/// goes back to its page; anyone else gets the error page (and the audit event).
+async fn fail(
+    state: &AppState,
+    c: &Connection,
+    attempt: &Attempt,
+    cause: String,
+    claims: Option<Claims>,
+    now: i64,
+) -> Result<HttpResponse, PageError> {
+    if attempt.test.is_none() {
+        return Err(refuse(state, c, cause, claims, now).await);
+    }
+    Ok(handoff::test_failed_back(
+        state,
+        c,
+        "oidc",
+        cause,
+        json!({"claims": claims}),
+        attempt.back.clone(),
+        now,
+    )
+    .await?)
 }
 
 type RequestRow = (
@@ -433,27 +469,37 @@ pub async fn callback(
         Ok(p) => p,
         Err(cause) => return Err(refuse(&state, &c, cause, None, now).await),
     };
+    // From here a failure of a Test sign-in goes back to the connection's page.
+    let attempt = Attempt {
+        test: pending.test.clone(),
+        back: pending.return_to.clone(),
+    };
+    if c.draft && attempt.test.is_none() {
+        return Err(refuse(&state, &c, "the connection is a draft: an admin must activate it before anyone can sign in with it".into(), None, now).await);
+    }
     if let Some(error) = q.error {
         let desc = q.error_description.unwrap_or_default();
         let cause = format!("the IdP answered with error {error}: {desc}");
-        return Err(refuse(
+        return fail(
             &state,
             &c,
+            &attempt,
             cause.trim_end_matches(": ").to_string(),
             None,
             now,
         )
-        .await);
+        .await;
     }
     let Some(code) = q.code.filter(|s| !s.is_empty()) else {
-        return Err(refuse(
+        return fail(
             &state,
             &c,
+            &attempt,
             "the callback has no authorization code".into(),
             None,
             now,
         )
-        .await);
+        .await;
     };
 
     let secret = match c.secret_enc.as_deref() {
@@ -462,14 +508,15 @@ pub async fn callback(
             .open_string(sealed, &secret_context(&c.id))
             .map_err(|e| AppError::Internal(anyhow::anyhow!("client secret: {e}")))?,
         None => {
-            return Err(refuse(
+            return fail(
                 &state,
                 &c,
+                &attempt,
                 "the connection has no client secret".into(),
                 None,
                 now,
             )
-            .await)
+            .await
         }
     };
     let allow_private = state.settings.outbound_allow_private;
@@ -513,31 +560,33 @@ pub async fn callback(
     .map_err(|e| AppError::Internal(anyhow::anyhow!("OIDC task: {e}")))?;
     let claims = match outcome {
         Ok(c) => c,
-        Err((cause, claims)) => return Err(refuse(&state, &c, cause, claims, now).await),
+        Err((cause, claims)) => return fail(&state, &c, &attempt, cause, claims, now).await,
     };
     let asserted = asserted(&claims, &cfg);
     if asserted.subject.is_empty() {
-        return Err(refuse(
+        return fail(
             &state,
             &c,
+            &attempt,
             "the ID token has no sub claim".into(),
             Some(claims),
             now,
         )
-        .await);
+        .await;
     }
     if asserted.email.is_some()
         && cfg.requires_email_verified()
         && !truthy(claims.get("email_verified"))
     {
-        return Err(refuse(
+        return fail(
             &state,
             &c,
+            &attempt,
             "email not verified by the IdP (email_verified is not true)".into(),
             Some(claims),
             now,
         )
-        .await);
+        .await;
     }
 
     let (conn_id, org_id) = (c.id.clone(), c.org_id.clone());
@@ -598,6 +647,6 @@ pub async fn callback(
             .insert_header(("cache-control", "no-store"))
             .cookie(handoff::cookie(&state.settings, token))
             .finish()),
-        Err(cause) => Err(refuse(&state, &c, cause, Some(claims), now).await),
+        Err(cause) => fail(&state, &c, &attempt, cause, Some(claims), now).await,
     }
 }

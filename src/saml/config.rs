@@ -136,6 +136,13 @@ pub fn from_source(source: Source, allow_private: bool) -> Result<SamlConfig, St
             entity_id,
             sso_url,
             cert_pem,
+        } if entity_id.trim().is_empty() && sso_url.trim().is_empty() && cert_pem.trim().is_empty() => Err(
+            "nothing to connect to yet: paste the IdP's metadata XML, give its metadata URL, or enter its entity ID, SSO URL and signing certificate".into(),
+        ),
+        Source::Explicit {
+            entity_id,
+            sso_url,
+            cert_pem,
         } => Ok(SamlConfig {
             idp_entity_id: entity_id,
             sso_url,
@@ -155,7 +162,10 @@ pub fn from_metadata(xml: &str) -> Result<SamlConfig, String> {
     reject_dtd(xml)?;
     let entity: EntityDescriptor = xml
         .parse()
-        .map_err(|e| format!("not SAML metadata (an EntityDescriptor): {e}"))?;
+        .map_err(|e| {
+            tracing::debug!(error = %e, "IdP metadata did not parse");
+            "this is not SAML metadata: paste the IdP's metadata XML as downloaded from its console (it starts with <EntityDescriptor> or <md:EntityDescriptor>)".to_string()
+        })?;
     let entity_id = entity.entity_id.clone().ok_or("metadata has no entityID")?;
     let idp = entity
         .idp_sso_descriptors

@@ -173,6 +173,9 @@ pub async fn login(
         )
         .into());
     }
+    if c.draft && q.test.is_none() {
+        return Err(crate::sso::handoff::not_active().into());
+    }
     let test_session = crate::sso::handoff::test_session(q.test.is_some(), current.as_ref(), &c)?;
     let ctx = sp_context(&state, &c, &cfg, key.as_ref())?;
     let sp = validate::service_provider(&ctx, false)
@@ -288,6 +291,12 @@ enum AcsError {
         xml: Option<String>,
     },
     Server(AppError),
+    /// A Test sign-in failed: recorded on the connection, the admin goes back to its page.
+    TestFailed {
+        cause: String,
+        xml: Option<String>,
+        back: Option<String>,
+    },
 }
 
 impl From<AppError> for AcsError {
@@ -357,6 +366,16 @@ pub async fn acs(
             .insert_header(("cache-control", "no-store"))
             .finish()),
         Err(AcsError::Server(e)) => Err(e.into()),
+        Err(AcsError::TestFailed { cause, xml, back }) => Ok(handoff::test_failed_back(
+            &state,
+            &c,
+            "saml",
+            cause,
+            json!({"response_xml": xml}),
+            back,
+            now,
+        )
+        .await?),
         Err(AcsError::Refused { cause, xml }) => {
             let event = Event::new(Some(&c.org_id), format!("saml:{}", c.id), "login.saml")
                 .outcome(Outcome::Failure)
@@ -454,6 +473,37 @@ async fn process(
         }
     };
 
+    let test = request.as_ref().and_then(|(_, _, test)| test.clone());
+    // A draft answers only its admins' Test sign-in.
+    if c.draft && test.is_none() {
+        return Err(refused(
+            "the connection is a draft: an admin must activate it before anyone can sign in with it",
+            &xml,
+        ));
+    }
+    let back = request.as_ref().and_then(|(_, r, _)| r.clone());
+    let relay_state = form.relay_state;
+    match verify_and_finish(state, c, cfg, key, relay_state, now, xml, env, request).await {
+        // A failed test goes back to the connection's page with its cause.
+        Err(AcsError::Refused { cause, xml }) if test.is_some() => {
+            Err(AcsError::TestFailed { cause, xml, back })
+        }
+        other => other,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn verify_and_finish(
+    state: &AppState,
+    c: &Connection,
+    cfg: &SamlConfig,
+    key: Option<&keys::SigningKey>,
+    relay_state: Option<String>,
+    now: i64,
+    xml: String,
+    env: validate::Envelope,
+    request: Option<(String, Option<String>, Option<Option<String>>)>,
+) -> Result<Done, AcsError> {
     let ctx = sp_context(state, c, cfg, key)?;
     let expected = request.as_ref().map(|(id, _, _)| id.clone());
     let test = request.as_ref().and_then(|(_, _, test)| test.clone());
@@ -469,7 +519,7 @@ async fn process(
     let asserted = asserted(&verified, cfg);
     let return_to = match &request {
         Some((_, r, _)) => r.clone(),
-        None => safe_local_path(form.relay_state.as_deref()),
+        None => safe_local_path(relay_state.as_deref()),
     };
     let test_return = return_to.clone();
     let method = if request.is_some() {

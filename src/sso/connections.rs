@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use crate::db::ids::OrgId;
-use crate::db::schema::connections;
+use crate::db::schema::{connection_tests, connections};
 use crate::db::DbConn;
 use crate::identity::{IdentityError, Result};
 
@@ -24,6 +24,22 @@ pub struct Connection {
     pub last_success_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Offered to nobody until activated; only its admins' Test sign-in uses it.
+    pub draft: bool,
+    /// The last successful Test sign-in.
+    pub tested_at: Option<i64>,
+}
+
+impl Connection {
+    /// Whether end users may sign in through it (enabled and not a draft).
+    pub fn live(&self) -> bool {
+        self.enabled && !self.draft
+    }
+
+    /// Whether it is known to work: a real sign-in or a successful Test sign-in.
+    pub fn proven(&self) -> bool {
+        self.last_success_at.is_some() || self.tested_at.is_some()
+    }
 }
 
 pub fn create(
@@ -32,6 +48,7 @@ pub fn create(
     kind: &str,
     name: &str,
     config: &serde_json::Value,
+    draft: bool,
     now: i64,
 ) -> Result<Connection> {
     let id = uuid::Uuid::new_v4().simple().to_string();
@@ -42,6 +59,7 @@ pub fn create(
             connections::kind.eq(kind),
             connections::name.eq(name),
             connections::enabled.eq(true),
+            connections::draft.eq(draft),
             connections::config.eq(config.to_string()),
             connections::created_at.eq(now),
             connections::updated_at.eq(now),
@@ -71,7 +89,7 @@ pub fn list(conn: &mut DbConn, org: &OrgId) -> Result<Vec<Connection>> {
         .load(conn)?)
 }
 
-/// Enabled connections of the org that owns `domain` as a verified domain.
+/// Live connections (enabled, not drafts) of the org that owns `domain` as a verified domain.
 pub fn for_verified_domain(conn: &mut DbConn, domain: &str) -> Result<Vec<Connection>> {
     use crate::db::schema::domains;
     Ok(connections::table
@@ -79,6 +97,7 @@ pub fn for_verified_domain(conn: &mut DbConn, domain: &str) -> Result<Vec<Connec
         .filter(domains::domain.eq(domain))
         .filter(domains::verified.eq(true))
         .filter(connections::enabled.eq(true))
+        .filter(connections::draft.eq(false))
         .order(connections::created_at.asc())
         .select(Connection::as_select())
         .load(conn)?)
@@ -125,6 +144,84 @@ pub fn set_secret(conn: &mut DbConn, id: &str, sealed: &str) -> Result<()> {
         .set(connections::secret_enc.eq(Some(sealed)))
         .execute(conn)?;
     Ok(())
+}
+
+/// A draft goes live: offered to the org's users from now on.
+pub fn activate(conn: &mut DbConn, id: &str, now: i64) -> Result<()> {
+    diesel::update(connections::table.find(id))
+        .set((
+            connections::draft.eq(false),
+            connections::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// How many Test sign-in results are kept per connection.
+const TESTS_KEPT: i64 = 5;
+
+/// The outcome of a Test sign-in, shown on the connection's page.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = connection_tests)]
+pub struct TestResult {
+    pub id: String,
+    pub connection_id: String,
+    pub ok: bool,
+    /// Why it failed, in words.
+    pub cause: Option<String>,
+    /// JSON: what the IdP sent (attributes or claims, the decoded response), and the
+    /// identity and role the user would get.
+    pub detail: String,
+    pub created_at: i64,
+}
+
+/// Records a Test sign-in's outcome (a success also sets `tested_at`); keeps the last few.
+pub fn record_test(
+    conn: &mut DbConn,
+    id: &str,
+    cause: Option<&str>,
+    detail: &serde_json::Value,
+    now: i64,
+) -> Result<()> {
+    let ok = cause.is_none();
+    diesel::insert_into(connection_tests::table)
+        .values((
+            connection_tests::id.eq(uuid::Uuid::now_v7().simple().to_string()),
+            connection_tests::connection_id.eq(id),
+            connection_tests::ok.eq(ok),
+            connection_tests::cause.eq(cause),
+            connection_tests::detail.eq(detail.to_string()),
+            connection_tests::created_at.eq(now),
+        ))
+        .execute(conn)?;
+    if ok {
+        diesel::update(connections::table.find(id))
+            .set(connections::tested_at.eq(Some(now)))
+            .execute(conn)?;
+    }
+    let keep: Vec<String> = connection_tests::table
+        .filter(connection_tests::connection_id.eq(id))
+        .order(connection_tests::id.desc())
+        .limit(TESTS_KEPT)
+        .select(connection_tests::id)
+        .load(conn)?;
+    diesel::delete(
+        connection_tests::table
+            .filter(connection_tests::connection_id.eq(id))
+            .filter(connection_tests::id.ne_all(keep)),
+    )
+    .execute(conn)?;
+    Ok(())
+}
+
+/// The latest Test sign-in of a connection.
+pub fn latest_test(conn: &mut DbConn, id: &str) -> Result<Option<TestResult>> {
+    Ok(connection_tests::table
+        .filter(connection_tests::connection_id.eq(id))
+        .order(connection_tests::id.desc())
+        .select(TestResult::as_select())
+        .first(conn)
+        .optional()?)
 }
 
 pub fn mark_success(conn: &mut DbConn, id: &str, now: i64) -> Result<()> {

@@ -98,10 +98,12 @@ pub fn verified_sign_in(
     Ok(Ok(token))
 }
 
-/// A "Test sign-in" from the admin UI, validated in full: records that the connection works and
-/// what the IdP sent (`login.{protocol}` with `test: true`), and signs nobody in. Only a test
-/// started by a signed-in admin of the org, whose session is still live, counts (the lock-out
-/// guard trusts a test's success); anything else is refused with the cause.
+/// A "Test sign-in" from the admin UI, validated in full: records on the connection that it
+/// works, what the IdP sent, and the groups and role such a user would get, and signs nobody
+/// in. It is not a sign-in: it leaves "Last sign-in" alone and is audited as
+/// `connection.test`. Only a test started by a signed-in admin of the org, whose session is
+/// still live, counts as a success (the lock-out guard trusts it); anything else is recorded
+/// as a failed test with the cause.
 #[allow(clippy::too_many_arguments)]
 pub fn test_sign_in(
     conn: &mut DbConn,
@@ -118,28 +120,101 @@ pub fn test_sign_in(
         None => false,
     };
     if !bound {
-        return Ok(Err(
-            "a test sign-in counts only when started by a signed-in admin of this organization \
-             (whose session is still live)"
-                .into(),
-        ));
+        let cause = "a test sign-in counts only when started by a signed-in admin of this \
+                     organization (whose session is still live)";
+        test_failed(conn, org, connection_id, protocol, cause, evidence, now)?;
+        return Ok(Ok(()));
     }
-    crate::sso::connections::mark_success(conn, connection_id, now)?;
-    let mut payload = json!({"connection": connection_id, "test": true, "asserted": asserted});
-    if let (Some(p), serde_json::Value::Object(extra)) = (payload.as_object_mut(), evidence) {
-        p.extend(extra);
-    }
+    let outcome = crate::sso::resolve::preview(conn, org, connection_id, asserted, now)?;
+    let detail = merged(json!({"asserted": asserted, "outcome": outcome}), evidence);
+    crate::sso::connections::record_test(conn, connection_id, None, &detail, now)?;
+    let payload = merged(
+        json!({"connection": connection_id, "protocol": protocol}),
+        detail,
+    );
     audit::record(
         conn,
         &Event::new(
             Some(org),
             format!("{protocol}:{connection_id}"),
-            format!("login.{protocol}"),
+            "connection.test".to_string(),
         )
         .payload(payload),
         now,
     )?;
     Ok(Ok(()))
+}
+
+/// A Test sign-in that failed: the cause in words and what was received go to the
+/// connection's page and the audit log (`connection.test`, failure).
+#[allow(clippy::too_many_arguments)]
+pub fn test_failed(
+    conn: &mut DbConn,
+    org: &OrgId,
+    connection_id: &str,
+    protocol: &str,
+    cause: &str,
+    evidence: serde_json::Value,
+    now: i64,
+) -> Result<(), IdentityError> {
+    crate::sso::connections::record_test(conn, connection_id, Some(cause), &evidence, now)?;
+    let payload = merged(
+        json!({"connection": connection_id, "protocol": protocol, "cause": cause}),
+        evidence,
+    );
+    audit::record(
+        conn,
+        &Event::new(
+            Some(org),
+            format!("{protocol}:{connection_id}"),
+            "connection.test".to_string(),
+        )
+        .outcome(crate::audit::Outcome::Failure)
+        .payload(payload),
+        now,
+    )?;
+    Ok(())
+}
+
+/// `base` with the members of `extra` (both JSON objects) added.
+fn merged(mut base: serde_json::Value, extra: serde_json::Value) -> serde_json::Value {
+    if let (Some(p), serde_json::Value::Object(extra)) = (base.as_object_mut(), extra) {
+        p.extend(extra);
+    }
+    base
+}
+
+/// A failed Test sign-in, recorded (see [`test_failed`]); the admin goes back to the page the
+/// test started from (the connection's page).
+pub async fn test_failed_back(
+    state: &crate::startup::AppState,
+    c: &crate::sso::connections::Connection,
+    protocol: &'static str,
+    cause: String,
+    evidence: serde_json::Value,
+    back: Option<String>,
+    now: i64,
+) -> Result<actix_web::HttpResponse, AppError> {
+    let (org, conn_id) = (c.org_id.clone(), c.id.clone());
+    state
+        .db
+        .write(move |conn| {
+            test_failed(conn, &org, &conn_id, protocol, &cause, evidence, now)
+                .map_err(AppError::from)
+        })
+        .await?;
+    Ok(actix_web::HttpResponse::SeeOther()
+        .insert_header(("location", back.unwrap_or_else(|| "/sso/admin".into())))
+        .insert_header(("cache-control", "no-store"))
+        .finish())
+}
+
+/// A sign-in through a draft connection that is not a Test sign-in.
+pub fn not_active() -> AppError {
+    AppError::Forbidden(
+        "This sign-in connection is not active yet: your administrator is still setting it up."
+            .into(),
+    )
 }
 
 /// At the start of a sign-in: for a test (`?test=1`), the id hash of the signed-in admin
@@ -329,7 +404,7 @@ async fn finish(
                     }
                     // A connection disabled since the IdP answered signs nobody in.
                     let usable = crate::sso::connections::get(conn, &h.connection_id)?
-                        .is_some_and(|c| c.enabled);
+                        .is_some_and(|c| c.live());
                     if !usable {
                         return Ok(None);
                     }

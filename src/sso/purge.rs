@@ -103,6 +103,8 @@ pub fn batch(conn: &mut DbConn, now: i64) -> QueryResult<Purged> {
         diesel::delete(sessions::table.filter(sessions::id_hash.eq_any(&ids))).execute(conn)?;
     // Secrets shown once that nobody came to see (a handful at most: no batch needed).
     crate::admin::once::purge(conn, now)?;
+    // Form ids of admin pages (a few per admin change).
+    crate::admin::submit::purge(conn, now)?;
     Ok(Purged {
         saml_requests: saml,
         oidc_requests: oidc,

@@ -11,6 +11,7 @@
 use diesel::prelude::*;
 use serde_json::json;
 
+use crate::db::ids::OrgId;
 use crate::db::schema::{user_identities, users as users_table};
 use crate::db::DbConn;
 use crate::domain::{Email, UserSource};
@@ -296,30 +297,106 @@ pub fn resolve(
     }
 }
 
-/// The groups that count for a user: SCIM memberships where the org provisions groups by
-/// SCIM, else the groups of the latest sign-in. Returned as (names for display, keys for
-/// role mapping).
+/// How an org chooses the groups that count for app roles (`organizations.group_source`).
+pub const GROUP_SOURCES: &[(&str, &str)] = &[
+    ("auto", "SCIM groups once any group is provisioned by SCIM; until then, the groups the IdP sends at sign-in"),
+    ("idp", "the groups the IdP sends at sign-in only (SCIM groups are ignored for roles)"),
+    ("scim", "SCIM groups only (groups sent at sign-in are ignored)"),
+    ("both", "both: SCIM groups and the groups the IdP sends at sign-in"),
+];
+
+/// The groups that count for a user under the org's rule (`source`, see [`GROUP_SOURCES`]):
+/// SCIM memberships, the groups of the latest sign-in, or both. Returned as (names for
+/// display, keys for role mapping).
 pub fn effective_groups(
     conn: &mut DbConn,
     user: &User,
+    source: &str,
 ) -> Result<(Vec<String>, Vec<String>), IdentityError> {
     use crate::db::schema::user_groups;
-    let scim_groups: i64 = user_groups::table
-        .filter(user_groups::org_id.eq(user.org_id.as_str()))
-        .count()
-        .get_result(conn)?;
-    if scim_groups > 0 {
+    let use_scim = match source {
+        "idp" => false,
+        "scim" | "both" => true,
+        _ => {
+            let scim_groups: i64 = user_groups::table
+                .filter(user_groups::org_id.eq(user.org_id.as_str()))
+                .count()
+                .get_result(conn)?;
+            scim_groups > 0
+        }
+    };
+    let use_idp = match source {
+        "idp" | "both" => true,
+        "scim" => false,
+        _ => !use_scim,
+    };
+    let (mut names, mut keys) = (Vec::new(), Vec::new());
+    if use_scim {
         let groups = users::groups(conn, &user.id)?;
-        let keys = groups
-            .iter()
-            .flat_map(|(name, ext)| std::iter::once(name.clone()).chain(ext.clone()))
-            .collect();
-        return Ok((groups.into_iter().map(|(n, _)| n).collect(), keys));
+        keys.extend(
+            groups
+                .iter()
+                .flat_map(|(name, ext)| std::iter::once(name.clone()).chain(ext.clone())),
+        );
+        names.extend(groups.into_iter().map(|(n, _)| n));
     }
-    let groups: Vec<String> = user
-        .idp_groups
-        .as_deref()
-        .and_then(|t| serde_json::from_str(t).ok())
-        .unwrap_or_default();
-    Ok((groups.clone(), groups))
+    if use_idp {
+        let groups: Vec<String> = user
+            .idp_groups
+            .as_deref()
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or_default();
+        for g in groups {
+            if !names.contains(&g) {
+                names.push(g.clone());
+            }
+            keys.push(g);
+        }
+    }
+    Ok((names, keys))
+}
+
+/// What a real sign-in with `a` through this connection would do now, without doing it (the
+/// sign-in rules run in a savepoint that is rolled back): the account it would reach and how,
+/// the groups that would count and the app role, or why it would be refused.
+pub fn preview(
+    conn: &mut DbConn,
+    org: &OrgId,
+    connection_id: &str,
+    a: &Asserted,
+    now: i64,
+) -> Result<serde_json::Value, IdentityError> {
+    let org = crate::identity::orgs::get(conn, org)?;
+    let mut seen = None;
+    let result = conn.transaction::<(), IdentityError, _>(|c| {
+        let v = match resolve(c, &org, connection_id, a, now)? {
+            Ok(outcome) => {
+                let user = outcome.user();
+                let (groups, keys) = effective_groups(c, user, &org.group_source)?;
+                let role = crate::identity::roles::resolve_app_role(
+                    c,
+                    &org.id,
+                    user.app_role.as_deref(),
+                    &keys,
+                    org.default_role.as_deref(),
+                )?;
+                json!({
+                    "result": "would sign in",
+                    "how": outcome.how(),
+                    "user_name": user.user_name,
+                    "groups": groups,
+                    "group_source": org.group_source,
+                    "role": role,
+                })
+            }
+            Err(refusal) => json!({"result": "would be refused", "cause": refusal.to_string()}),
+        };
+        seen = Some(v);
+        Err(diesel::result::Error::RollbackTransaction.into())
+    });
+    match (seen, result) {
+        (Some(v), _) => Ok(v),
+        (None, Err(e)) => Err(e),
+        (None, Ok(())) => Ok(serde_json::Value::Null),
+    }
 }

@@ -299,11 +299,8 @@ async fn requiring_sso_for_all_is_refused_until_the_org_cannot_lock_itself_out()
         c["id"].as_str().unwrap()
     ));
     let res = set_all().await.unwrap();
-    let location = res.headers()["location"].to_str().unwrap().to_string();
-    assert!(
-        location.contains("notice=Enforcement+is+now+all"),
-        "{location}"
-    );
+    assert_eq!(res.headers()["location"], "/sso/admin/orgs/alpha");
+    assert!(set_cookie(&res, "gatehouse_flash").is_some());
     assert!(app
         .cli_ok(&["org", "list", "--json"])
         .contains(r#""enforcement":"all""#));
@@ -533,6 +530,19 @@ async fn a_new_admin_sets_up_sso_in_a_browser() {
             .contains("add a break-glass account first"),
         "{out}"
     );
+    assert!(
+        out["test_outcome"]
+            .as_str()
+            .unwrap()
+            .contains("Latest test passed"),
+        "{out}"
+    );
+    assert_eq!(out["draft_before"], true, "{out}");
+    assert_eq!(out["draft_after"], false, "{out}");
+    assert!(
+        out["activated"].as_str().unwrap().contains("activated"),
+        "{out}"
+    );
     assert_eq!(out["breakglass_shown"], true);
     assert_eq!(out["enforcement"], "all");
     assert_eq!(out["failed_status"], 400);
@@ -738,10 +748,8 @@ async fn connections_are_edited_with_before_and_after() {
     )
     .await;
     assert_eq!(res.status(), 303);
-    assert!(res.headers()["location"]
-        .to_str()
-        .unwrap()
-        .contains("IdP+settings+saved"));
+    let (_, shown) = get(&admin, &app, res.headers()["location"].to_str().unwrap()).await;
+    assert!(shown.contains("IdP settings saved"), "{shown}");
     let listed = app.cli_ok(&["connection", "list", "alpha", "--json"]);
     assert!(
         listed.contains("sso2") && listed.contains("rotated idp"),
@@ -766,10 +774,8 @@ async fn connections_are_edited_with_before_and_after() {
         ],
     )
     .await;
-    assert!(res.headers()["location"]
-        .to_str()
-        .unwrap()
-        .contains("Not+saved"));
+    let (_, shown) = get(&admin, &app, res.headers()["location"].to_str().unwrap()).await;
+    assert!(shown.contains(r#"id="page-error">Not saved: "#), "{shown}");
     // An OIDC connection whose issuer cannot be discovered is refused with the reason.
     let res = post(
         &admin,
@@ -785,9 +791,14 @@ async fn connections_are_edited_with_before_and_after() {
         ],
     )
     .await;
-    let location = res.headers()["location"].to_str().unwrap().to_string();
-    let (_, page) = get(&admin, &app, &location).await;
+    // The form comes back filled in (except the secret), with the reason.
+    assert_eq!(res.status(), 422);
+    let page = res.text().await.unwrap();
     assert!(page.contains("OpenID discovery failed"), "{page}");
+    assert!(
+        page.contains(r#"value="http://127.0.0.1:9/none""#),
+        "{page}"
+    );
 
     // Roles page lists the org admins.
     let (_, roles) = get(&admin, &app, "/sso/admin/orgs/alpha/roles").await;

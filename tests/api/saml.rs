@@ -1448,7 +1448,8 @@ async fn test_sign_ins_need_a_signed_in_admin_of_the_org() {
     let events = s
         .app
         .cli_ok(&["audit", "list", "acme", "--limit", "3", "--json"]);
-    assert!(events.contains(r#"\"test\":true"#), "{events}");
+    assert!(events.contains(r#""action":"connection.test""#), "{events}");
+    assert!(!events.contains(r#""action":"login.saml""#), "{events}");
     // Started by the admin, but the admin signed out before the IdP answered: not counted.
     let res = admin
         .get(
@@ -1468,11 +1469,22 @@ async fn test_sign_ins_need_a_signed_in_admin_of_the_org() {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), 400);
+    // Back to the connection's page, where the failure and its cause are shown.
+    assert_eq!(res.status(), 303);
+    let events: Value = serde_json::from_str(
+        s.app
+            .cli_ok(&["audit", "list", "acme", "--limit", "1", "--json"])
+            .trim(),
+    )
+    .unwrap();
+    assert_eq!(events[0]["action"], "connection.test");
+    assert_eq!(events[0]["outcome"], "failure");
     assert!(
-        s.last_failure().contains("signed-in admin"),
-        "{}",
-        s.last_failure()
+        events[0]["payload"]
+            .as_str()
+            .unwrap()
+            .contains("signed-in admin"),
+        "{events}"
     );
 }
 
@@ -1551,20 +1563,16 @@ async fn disabling_a_connection_or_removing_its_certificate_ends_its_sessions() 
     sign_in_ann().await;
     let res = change("disable").await.unwrap();
     assert_eq!(res.status(), 303);
-    let notice = unescape(
-        &url::form_urlencoded::parse(
-            res.headers()["location"]
-                .to_str()
-                .unwrap()
-                .split('?')
-                .nth(1)
-                .unwrap()
-                .as_bytes(),
-        )
-        .map(|(_, v)| v.into_owned())
-        .collect::<String>(),
-    );
-    assert!(notice.contains("1 session"), "{notice}");
+    let page = admin
+        .get(s.app.url(res.headers()["location"].to_str().unwrap()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let notice = unescape(page.split("id=\"page-notice\">").nth(1).unwrap_or(""));
+    assert!(notice.contains("1 session"), "{page}");
     assert_ne!(s.app.me_json().await.status(), 200, "Ann's session ended");
     assert_eq!(
         admin
@@ -1598,8 +1606,18 @@ async fn disabling_a_connection_or_removing_its_certificate_ends_its_sessions() 
         .await
         .unwrap();
     assert_eq!(res.status(), 303);
-    let location = res.headers()["location"].to_str().unwrap().to_string();
-    assert!(location.contains("session"), "{location}");
+    let page = admin
+        .get(s.app.url(res.headers()["location"].to_str().unwrap()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("session(s) this connection signed in were ended"),
+        "{page}"
+    );
     assert_ne!(
         s.app.me_json().await.status(),
         200,

@@ -252,7 +252,8 @@ async fn the_enforcement_matrix() {
         )
         .await;
         assert_eq!(res.status(), 303, "{row}: break-glass");
-        assert_eq!(res.headers()["location"], "/sso/me");
+        // Straight to the org's admin pages (emergency access).
+        assert_eq!(res.headers()["location"], "/sso/admin/orgs/acme");
 
         // Email-first routing by domain only.
         let res = email_step(&app, "someone.unknown@acme.test").await;
@@ -590,9 +591,17 @@ async fn a_browser_uses_the_password_and_break_glass_pages() {
     .await;
     assert_eq!(result["password"]["url"], format!("{}/sso/me", app.address));
     assert_eq!(result["password"]["text"], "contractor@partner.test");
+    // Emergency access lands on the org's admin pages, which say so.
     assert_eq!(
         result["breakglass"]["url"],
-        format!("{}/sso/me", app.address)
+        format!("{}/sso/admin/orgs/acme", app.address)
     );
     assert_eq!(result["breakglass"]["text"], "bg@acme.test");
+    assert!(
+        result["breakglass"]["emergency"]
+            .as_str()
+            .unwrap()
+            .contains("Emergency access"),
+        "{result}"
+    );
 }

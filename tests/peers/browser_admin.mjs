@@ -1,6 +1,6 @@
 // A new admin's first session in the admin UI, in Debian's Chromium (never a downloaded
 // browser): sign in (password + TOTP), add a SAML connection by pasting IdP metadata, copy the
-// ACS URL, run "Test sign-in", generate a SCIM token, map a group to a role, try to require
+// ACS URL, run "Test sign-in", activate the draft, generate a SCIM token, map a group to a role, try to require
 // SSO for all (refused), add a break-glass account, require SSO for all, then open the audit
 // event of a failed SAML sign-in and read its cause. Screenshots go to SCREENSHOT_DIR.
 // Usage: node browser_admin.mjs BASE ADMIN_EMAIL PASSWORD TOTP_CODE ORG METADATA_FILE
@@ -59,7 +59,15 @@ try {
   await page.click('#test-sign-in');
   await page.waitForSelector('#received', { timeout: 30000 });
   out.received = await text(page, '#received');
+  out.test_outcome = await text(page, '#test-outcome');
+  out.draft_before = await page.isVisible('#status');
   await shot(page, 'test-sign-in');
+  // The draft goes live once its test passed.
+  await page.fill('#activation input[name=confirm_password]', password);
+  await submit(page, '#activate');
+  out.activated = await text(page, '#page-notice');
+  out.draft_after = await page.isVisible('#status');
+  await shot(page, 'activated');
 
   // A SCIM token, shown once.
   await submit(page, 'header a:has-text("SCIM")');

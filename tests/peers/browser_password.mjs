@@ -33,10 +33,10 @@ try {
   await page.fill('#password', bgPassword);
   await page.fill('#code', bgCode);
   await Promise.all([
-    page.waitForURL(`${base}/sso/me`, { timeout: 30000 }),
+    page.waitForURL(/\/sso\/admin\/orgs\//, { timeout: 30000 }),
     page.click('button[type=submit]'),
   ]);
-  result.breakglass = { url: page.url(), text: await page.textContent('#user-name') };
+  result.breakglass = { url: page.url(), text: await page.textContent('.admin-nav .muted'), emergency: await page.textContent('#emergency') };
   console.log(JSON.stringify(result));
 } finally {
   await browser.close();
