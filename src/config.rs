@@ -29,6 +29,7 @@
 //! | `GATEHOUSE_PUBLIC_PATHS` | `public_paths` | none (comma-separated path prefixes proxied without sign-in) |
 //! | `GATEHOUSE_ROLE_PATHS` | `role_paths` | none (comma-separated `prefix=role`: sign-in with that app role required) |
 //! | `GATEHOUSE_ALERT_WEBHOOK` | `alert_webhook` | unset (URL that receives a JSON POST for every break-glass sign-in) |
+//! | `GATEHOUSE_DNS_RESOLVER` | `dns_resolver` | unset (the system's resolvers, `/etc/resolv.conf`) — `ip:port` of the DNS server that domain verification asks |
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -99,6 +100,7 @@ struct FileConfig {
     audit_retention_days: Option<u32>,
     password_hash_concurrency: Option<usize>,
     outbound_allow_private: Option<bool>,
+    dns_resolver: Option<SocketAddr>,
     scim_max_body_bytes: Option<usize>,
     scim_rate_limit: Option<u32>,
     allowed_return_hosts: Option<Vec<String>>,
@@ -133,6 +135,8 @@ pub struct Settings {
     pub audit_retention_days: u32,
     pub password_hash_concurrency: usize,
     pub outbound_allow_private: bool,
+    /// The DNS server domain verification asks (`None`: the system's).
+    pub dns_resolver: Option<SocketAddr>,
     pub scim_max_body_bytes: usize,
     /// SCIM requests per second per token (bursts up to 3×); 0 turns the limit off.
     pub scim_rate_limit: u32,
@@ -184,6 +188,7 @@ const KNOWN_ENV: &[&str] = &[
     "GATEHOUSE_AUDIT_RETENTION_DAYS",
     "GATEHOUSE_PASSWORD_HASH_CONCURRENCY",
     "GATEHOUSE_OUTBOUND_ALLOW_PRIVATE",
+    "GATEHOUSE_DNS_RESOLVER",
     "GATEHOUSE_SCIM_MAX_BODY_BYTES",
     "GATEHOUSE_SCIM_RATE_LIMIT",
     "GATEHOUSE_ALLOWED_RETURN_HOSTS",
@@ -433,6 +438,7 @@ impl Settings {
             outbound_allow_private: env_parse(env, "GATEHOUSE_OUTBOUND_ALLOW_PRIVATE")?
                 .or(fc.outbound_allow_private)
                 .unwrap_or(false),
+            dns_resolver: env_parse(env, "GATEHOUSE_DNS_RESOLVER")?.or(fc.dns_resolver),
             scim_max_body_bytes: env_parse(env, "GATEHOUSE_SCIM_MAX_BODY_BYTES")?
                 .or(fc.scim_max_body_bytes)
                 .unwrap_or(4 * 1024 * 1024),

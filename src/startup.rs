@@ -87,6 +87,7 @@ impl Application {
         let passwords = Passwords::new(settings.password_hash_concurrency)?;
         spawn_audit_purge(db.clone(), settings.audit_retention_days);
         crate::sso::purge::spawn(db.clone());
+        crate::identity::domain_check::spawn(db.clone(), settings.dns_resolver);
         crate::saml::refresh::spawn(db.clone(), settings.outbound_allow_private);
         let tls = match &settings.tls {
             Some(files) => Some(load_tls(&files.cert, &files.key)?),

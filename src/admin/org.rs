@@ -65,6 +65,12 @@ struct DomainRow {
     domain: String,
     verified: bool,
     enforce: bool,
+    /// Whether SSO is really required for it now (the org's mode decides).
+    required: String,
+    verified_by: String,
+    record_name: String,
+    record_value: String,
+    last_check: Option<String>,
 }
 
 #[derive(Template)]
@@ -151,7 +157,7 @@ pub async fn overview(
     }
     if doms.iter().any(|d| !d.verified) {
         warnings.push(
-            "Some domains are not verified yet: SSO routing and account linking ignore them until an instance admin verifies them.".into(),
+            "Some domains are not verified yet: SSO routing and account linking ignore them until they are. Publish the TXT record shown under Domains, then press Verify.".into(),
         );
     }
     Ok(render(
@@ -174,6 +180,32 @@ pub async fn overview(
             domains: doms
                 .into_iter()
                 .map(|d| DomainRow {
+                    required: match mode {
+                        Enforcement::All => "yes (SSO is required for everyone)".into(),
+                        Enforcement::Off if d.enforce => {
+                            "no (marked, but enforcement is off)".into()
+                        }
+                        Enforcement::Domains if d.enforce && !d.verified => {
+                            "no (marked, but not verified yet)".into()
+                        }
+                        _ if d.enforce => "yes".into(),
+                        _ => "no".into(),
+                    },
+                    verified_by: match d.verified_by.as_deref() {
+                        Some("dns") => "by DNS".into(),
+                        _ => "by an operator".into(),
+                    },
+                    record_name: crate::identity::domain_check::challenge_name(&d.domain),
+                    record_value: crate::identity::domain_check::expected_value(
+                        d.dns_token.as_deref().unwrap_or(""),
+                    ),
+                    last_check: d.checked_at.map(|t| {
+                        format!(
+                            "{}: {}",
+                            time(t),
+                            d.check_result.clone().unwrap_or_default()
+                        )
+                    }),
                     domain: d.domain,
                     verified: d.verified,
                     enforce: d.enforce,
@@ -201,12 +233,11 @@ fn refused(admin: &Admin, message: &str) -> HttpResponse {
 pub struct DomainForm {
     csrf: String,
     domain: String,
-    #[serde(default)]
-    verified: Option<String>,
 }
 
-/// `POST /sso/admin/orgs/{org}/domains`: org admins add unverified domains; instance admins
-/// may add them verified.
+/// `POST /sso/admin/orgs/{org}/domains`: an admin claims a domain; it counts once verified
+/// (the TXT record, or an instance admin's word). Free e-mail domains and public suffixes are
+/// refused.
 pub async fn add_domain(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -217,16 +248,15 @@ pub async fn add_domain(
     check_post(&req, &admin, &form.csrf)?;
     let domain = match DomainName::parse(&form.domain) {
         Ok(d) => d,
-        Err(e) => return Ok(refused(&admin, &format!("Not a domain name: {e}"))),
+        Err(e) => return Ok(refused(&admin, &format!("Not added: {e}."))),
     };
-    let verified = admin.instance && form.verified.is_some();
     let now = crate::clock::now();
     let flash = admin.flasher.clone();
     let path = org_path(&admin);
     let result = state
         .db
         .write(move |conn| -> Result<_, IdentityError> {
-            let d = domains::add(conn, &admin.org.id, &domain, verified, false, now)?;
+            let d = domains::add(conn, &admin.org.id, &domain, false, false, now)?;
             admin.record(
                 conn,
                 "admin.domain.add",
@@ -237,8 +267,16 @@ pub async fn add_domain(
         })
         .await;
     match result {
-        Ok(d) => Ok(flash.notice(&path, &format!("Added {}", d.domain))),
-        Err(IdentityError::Conflict(m)) => Ok(flash.error(&path, &m)),
+        Ok(d) => Ok(flash.notice(
+            &path,
+            &format!(
+                "Added {}. To verify it, publish the TXT record shown below at your DNS provider, then press Verify.",
+                d.domain
+            ),
+        )),
+        Err(IdentityError::Conflict(m) | IdentityError::Invalid(m)) => {
+            Ok(flash.error(&path, &format!("Not added: {m}.")))
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -247,7 +285,8 @@ pub async fn add_domain(
 pub struct DomainChange {
     csrf: String,
     confirm_password: Option<String>,
-    /// `verify`, `enforce` or `unenforce`.
+    /// `check` (look the TXT record up), `verify` (an instance admin's word), `enforce`,
+    /// `unenforce` or `remove`.
     action: String,
 }
 
@@ -259,41 +298,105 @@ pub async fn change_domain(
     form: web::Form<DomainChange>,
 ) -> AdminResult {
     let (org, domain) = path.into_inner();
-    let admin = sensitive(
-        &state,
-        &req,
-        &org,
-        &form.csrf,
-        form.confirm_password.as_deref(),
-    )
-    .await?;
+    let admin = access(&state, &req, &org).await?;
+    check_post(&req, &admin, &form.csrf)?;
+    // Looking the record up changes nothing an attacker could want; the rest needs the
+    // password again.
+    if form.action != "check" {
+        admin
+            .confirm(&state, form.confirm_password.as_deref())
+            .await?;
+    }
     let domain = DomainName::parse(&domain).map_err(|_| AppError::NotFound)?;
-    let (verified, enforce) = match form.action.as_str() {
-        "verify" if admin.instance => (Some(true), None),
-        "verify" => return Ok(refused(
-            &admin,
-            "Only an instance admin can verify a domain (after checking the organization owns it).",
-        )),
-        "enforce" => (None, Some(true)),
-        "unenforce" => (None, Some(false)),
-        _ => return Err(AppError::BadRequest("unknown action".into()).into()),
-    };
+    let org_id = admin.org.id.clone();
+    let name = domain.clone();
+    let current = state
+        .db
+        .run(move |conn| -> Result<_, AppError> {
+            Ok(domains::list(conn, &org_id)?
+                .into_iter()
+                .find(|d| d.domain == name.as_str()))
+        })
+        .await?
+        .ok_or(AppError::NotFound)?;
     let now = crate::clock::now();
     let flash = admin.flasher.clone();
     let path = org_path(&admin);
     let action = form.action.clone();
-    state
+    let dns_problem = if action == "check" {
+        if current.verified {
+            return Ok(flash.notice(&path, &format!("{} is already verified.", current.domain)));
+        }
+        let token = current.dns_token.clone().unwrap_or_default();
+        Some(
+            crate::identity::domain_check::check(
+                state.settings.dns_resolver,
+                &current.domain,
+                &token,
+            )
+            .await
+            .err(),
+        )
+    } else {
+        None
+    };
+    if action == "verify" && !admin.instance {
+        return Ok(refused(
+            &admin,
+            "Only an instance admin can verify a domain by hand: publish the TXT record and press Verify instead.",
+        ));
+    }
+    let result = state
         .db
-        .write(move |conn| -> Result<_, IdentityError> {
-                let d = domains::set_flags(conn, &admin.org.id, &domain, verified, enforce)?;
-                admin.record(conn, &format!("admin.domain.{action}"), json!({"domain": d.domain, "after": {"verified": d.verified, "enforce": d.enforce}}), now)?;
-                // Enforcing a domain may disqualify password sessions.
-                enforcement::set(conn, &admin.org.id, admin.org.enforcement(), now)?;
-                Ok(d)
-            })
-        .await
-            .map_err(AppError::from)?;
-    Ok(flash.notice(&path, "Domain updated"))
+        .write(move |conn| -> Result<String, IdentityError> {
+            let d = &current;
+            match action.as_str() {
+                "check" => {
+                    let problem = dns_problem.flatten();
+                    domains::record_check(conn, &d.id, problem.as_deref(), now)?;
+                    if let Some(p) = problem {
+                        admin.record(conn, "admin.domain.check", json!({"domain": d.domain, "verified": false, "cause": p}), now)?;
+                        return Err(IdentityError::Conflict(format!("{} is not verified yet: {p}.", d.domain)));
+                    }
+                    domains::mark_verified(conn, &d.id, "dns")?;
+                    admin.record(conn, "admin.domain.verify", json!({"domain": d.domain, "method": "dns"}), now)?;
+                    Ok(format!("{} is verified: its TXT record matched.", d.domain))
+                }
+                "verify" => {
+                    domains::mark_verified(conn, &d.id, &admin.actor)?;
+                    admin.record(conn, "admin.domain.verify", json!({"domain": d.domain, "method": "manual"}), now)?;
+                    Ok(format!("{} is verified (by hand).", d.domain))
+                }
+                "enforce" | "unenforce" => {
+                    let enforce = action == "enforce";
+                    domains::set_flags(conn, &admin.org.id, &domain, None, Some(enforce))?;
+                    admin.record(conn, &format!("admin.domain.{action}"), json!({"domain": d.domain, "after": {"verified": d.verified, "enforce": enforce}}), now)?;
+                    // Enforcing a domain may disqualify password sessions.
+                    enforcement::set(conn, &admin.org.id, admin.org.enforcement(), now)?;
+                    Ok(if enforce {
+                        format!("SSO is required for {} (when \"Require SSO\" is domains).", d.domain)
+                    } else {
+                        format!("SSO is no longer required for {}.", d.domain)
+                    })
+                }
+                "remove" => {
+                    let org = orgs::get(conn, &admin.org.id)?;
+                    if let Some(why) = enforcement::lockout(conn, &org, enforcement::Change::RemoveDomain(&d.domain))? {
+                        return Err(IdentityError::Conflict(why));
+                    }
+                    domains::remove(conn, &admin.org.id, &domain)?;
+                    admin.record(conn, "admin.domain.remove", json!({"before": {"domain": d.domain, "verified": d.verified, "enforce": d.enforce}}), now)?;
+                    Ok(format!("Removed {}.", d.domain))
+                }
+                _ => Err(IdentityError::Invalid("unknown action".into())),
+            }
+        })
+        .await;
+    match result {
+        Ok(m) => Ok(flash.notice(&path, &m)),
+        Err(IdentityError::Conflict(m) | IdentityError::Invalid(m)) => Ok(flash.error(&path, &m)),
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[derive(Deserialize)]

@@ -21,6 +21,13 @@ pub struct Domain {
     pub verified: bool,
     pub enforce: bool,
     pub created_at: i64,
+    /// The token of the TXT record that verifies it (see `domain_check`).
+    pub dns_token: Option<String>,
+    /// The last DNS check, and what it found (`None`: never checked).
+    pub checked_at: Option<i64>,
+    pub check_result: Option<String>,
+    /// How it was verified: `dns`, or `admin:<id>` / `cli` for an operator's word.
+    pub verified_by: Option<String>,
 }
 
 #[derive(Insertable)]
@@ -32,6 +39,8 @@ struct NewDomain<'a> {
     verified: bool,
     enforce: bool,
     created_at: i64,
+    dns_token: Option<&'a str>,
+    verified_by: Option<&'a str>,
 }
 
 pub fn add(
@@ -42,7 +51,11 @@ pub fn add(
     enforce: bool,
     now: i64,
 ) -> Result<Domain> {
+    if let Some(why) = super::domain_check::refusal(domain) {
+        return Err(IdentityError::Invalid(why));
+    }
     let id = DomainId::new();
+    let token = super::domain_check::new_token();
     diesel::insert_into(domains::table)
         .values(&NewDomain {
             id: id.as_str(),
@@ -51,6 +64,8 @@ pub fn add(
             verified,
             enforce,
             created_at: now,
+            dns_token: Some(&token),
+            verified_by: verified.then_some("operator"),
         })
         .execute(conn)
         .map_err(|e| {
@@ -96,6 +111,44 @@ pub fn remove(conn: &mut DbConn, org: &OrgId, domain: &DomainName) -> Result<boo
     )
     .execute(conn)?
         > 0)
+}
+
+/// Marks a domain verified, recording how (`dns`, or an operator: `admin:<id>`, `cli`).
+pub fn mark_verified(conn: &mut DbConn, id: &DomainId, by: &str) -> Result<()> {
+    diesel::update(domains::table.find(id.as_str()))
+        .set((
+            domains::verified.eq(true),
+            domains::verified_by.eq(Some(by)),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Records the outcome of a DNS check (`None`: the record matched).
+pub fn record_check(
+    conn: &mut DbConn,
+    id: &DomainId,
+    problem: Option<&str>,
+    now: i64,
+) -> Result<()> {
+    diesel::update(domains::table.find(id.as_str()))
+        .set((
+            domains::checked_at.eq(Some(now)),
+            domains::check_result.eq(Some(problem.unwrap_or("the TXT record matched"))),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Unverified domains waiting for their TXT record (the periodic re-check), oldest first.
+pub fn awaiting_dns(conn: &mut DbConn, limit: i64) -> Result<Vec<Domain>> {
+    Ok(domains::table
+        .filter(domains::verified.eq(false))
+        .filter(domains::dns_token.is_not_null())
+        .order(domains::checked_at.asc())
+        .limit(limit)
+        .select(Domain::as_select())
+        .load(conn)?)
 }
 
 pub fn set_flags(

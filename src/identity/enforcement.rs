@@ -81,6 +81,8 @@ pub enum Change<'a> {
     DisableConnection(&'a str),
     /// Removing this break-glass account (a user id).
     RemoveBreakGlass(&'a str),
+    /// Removing this domain (SSO sign-ins by e-mail need a verified domain).
+    RemoveDomain(&'a str),
 }
 
 /// The lock-out guard, the same for every change: while the org requires SSO for everyone,
@@ -117,6 +119,19 @@ pub fn lockout(
             Ok((!left).then(|| {
                 format!(
                     "Refused to keep the organization from being locked out: it requires SSO for {who}, and this is its last working connection. Add and test another connection first, or set \"Require SSO\" to off."
+                )
+            }))
+        }
+        Change::RemoveDomain(domain) => {
+            let left = domains::list(conn, &org.id)?
+                .into_iter()
+                .any(|d| d.domain != domain && d.verified);
+            let was_verified = domains::list(conn, &org.id)?
+                .iter()
+                .any(|d| d.domain == domain && d.verified);
+            Ok((was_verified && !left).then(|| {
+                format!(
+                    "Refused to keep the organization from being locked out: it requires SSO for {who}, and this is its last verified domain (without one, nobody new can sign in with SSO). Add and verify another domain first, or set \"Require SSO\" to off."
                 )
             }))
         }

@@ -4,6 +4,7 @@
 
 pub mod admins;
 pub mod breakglass;
+pub mod domain_check;
 pub mod domains;
 pub mod enforcement;
 pub mod keys;
