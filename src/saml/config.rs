@@ -157,15 +157,19 @@ pub fn from_source(source: Source, allow_private: bool) -> Result<SamlConfig, St
     }
 }
 
+/// What a paste that is not metadata gets.
+const NOT_METADATA: &str = "this is not SAML metadata: paste the IdP's metadata XML as downloaded from its console (it starts with <EntityDescriptor> or <md:EntityDescriptor>)";
+
 /// Reads IdP metadata. DTDs and entities are refused before any parser sees the document.
 pub fn from_metadata(xml: &str) -> Result<SamlConfig, String> {
     reject_dtd(xml)?;
-    let entity: EntityDescriptor = xml
-        .parse()
-        .map_err(|e| {
-            tracing::debug!(error = %e, "IdP metadata did not parse");
-            "this is not SAML metadata: paste the IdP's metadata XML as downloaded from its console (it starts with <EntityDescriptor> or <md:EntityDescriptor>)".to_string()
-        })?;
+    if !xml.contains("EntityDescriptor") {
+        return Err(NOT_METADATA.into());
+    }
+    let entity: EntityDescriptor = xml.parse().map_err(|e| {
+        tracing::debug!(error = %e, "IdP metadata did not parse");
+        NOT_METADATA.to_string()
+    })?;
     let entity_id = entity.entity_id.clone().ok_or("metadata has no entityID")?;
     let idp = entity
         .idp_sso_descriptors

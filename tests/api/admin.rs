@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use crate::helpers::*;
 
 /// An instance admin, signed in with password and TOTP (code `step` steps from now).
-async fn instance_admin(app: &TestApp, step: i64) -> reqwest::Client {
+pub(crate) async fn instance_admin(app: &TestApp, step: i64) -> reqwest::Client {
     let uri = add_instance_admin(app, "ops@operator.test");
     let client = browser();
     let csrf = csrf_of(app, &client, "/sso/login").await;
@@ -39,20 +39,20 @@ async fn instance_admin(app: &TestApp, step: i64) -> reqwest::Client {
     client
 }
 
-async fn get(client: &reqwest::Client, app: &TestApp, path: &str) -> (u16, String) {
+pub(crate) async fn get(client: &reqwest::Client, app: &TestApp, path: &str) -> (u16, String) {
     let res = client.get(app.url(path)).send().await.unwrap();
     let status = res.status().as_u16();
     (status, res.text().await.unwrap())
 }
 
 /// The session CSRF token of an admin page.
-async fn admin_csrf(client: &reqwest::Client, app: &TestApp, org: &str) -> String {
+pub(crate) async fn admin_csrf(client: &reqwest::Client, app: &TestApp, org: &str) -> String {
     let (status, page) = get(client, app, &format!("/sso/admin/orgs/{org}")).await;
     assert_eq!(status, 200, "{page}");
     form_field(&page, "csrf")
 }
 
-async fn post(
+pub(crate) async fn post(
     client: &reqwest::Client,
     app: &TestApp,
     path: &str,
@@ -61,7 +61,7 @@ async fn post(
     client.post(app.url(path)).form(form).send().await.unwrap()
 }
 
-fn add_user(app: &TestApp, org: &str, email: &str, extra: &[&str]) {
+pub(crate) fn add_user(app: &TestApp, org: &str, email: &str, extra: &[&str]) {
     let mut args = vec!["user", "add", org, email, "--password-env", "GH_TEST_PW"];
     args.extend_from_slice(extra);
     app.cli_env(&[("GH_TEST_PW", PASSWORD)], &args).ok();

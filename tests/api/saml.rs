@@ -15,8 +15,8 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 
-const IDP_ENTITY: &str = "https://idp.example.test/saml";
-const IDP_SSO: &str = "https://idp.example.test/sso";
+pub(crate) const IDP_ENTITY: &str = "https://idp.example.test/saml";
+pub(crate) const IDP_SSO: &str = "https://idp.example.test/sso";
 
 pub(crate) struct KeyPair {
     pub(crate) key_pem: String,
@@ -128,7 +128,7 @@ fn run_python(script_args: &[&str], input: &str) -> String {
 }
 
 /// The AuthnRequest ID inside an HTTP-Redirect URL (base64 of raw DEFLATE).
-fn request_id(location: &str) -> String {
+pub(crate) fn request_id(location: &str) -> String {
     let code = "import sys,zlib,base64,urllib.parse,re\n\
                 q=urllib.parse.urlparse(sys.stdin.read()).query\n\
                 x=zlib.decompress(base64.b64decode(urllib.parse.parse_qs(q)['SAMLRequest'][0]),-15).decode()\n\
@@ -136,20 +136,20 @@ fn request_id(location: &str) -> String {
     run_python(&["-c", code], location).trim().to_string()
 }
 
-struct Setup {
-    app: TestApp,
-    idp: KeyPair,
-    connection: String,
-    acs_url: String,
-    sp_entity_id: String,
+pub(crate) struct Setup {
+    pub(crate) app: TestApp,
+    pub(crate) idp: KeyPair,
+    pub(crate) connection: String,
+    pub(crate) acs_url: String,
+    pub(crate) sp_entity_id: String,
 }
 
-async fn setup(backend: Backend, extra: &[&str]) -> Option<Setup> {
+pub(crate) async fn setup(backend: Backend, extra: &[&str]) -> Option<Setup> {
     setup_with(backend, extra, &[]).await
 }
 
 /// [`setup`] with extra settings for the server.
-async fn setup_with(
+pub(crate) async fn setup_with(
     backend: Backend,
     extra: &[&str],
     env_extra: &[(&str, String)],
@@ -192,7 +192,7 @@ async fn setup_with(
 
 impl Setup {
     /// A SAMLResponse from the independent IdP; `spec` overrides the defaults.
-    fn response(&self, spec: Value) -> Value {
+    pub(crate) fn response(&self, spec: Value) -> Value {
         let mut req = json!({
             "idp_entity_id": IDP_ENTITY,
             "idp_key_pem": self.idp.key_pem,
@@ -226,7 +226,11 @@ impl Setup {
 
     /// POSTs a response to the ACS as the browser would (cross-site: a fresh client without
     /// our cookies), then follows the handoff with the browser's own client.
-    async fn post_acs(&self, saml_response: &str, relay_state: Option<&str>) -> reqwest::Response {
+    pub(crate) async fn post_acs(
+        &self,
+        saml_response: &str,
+        relay_state: Option<&str>,
+    ) -> reqwest::Response {
         let mut form = vec![("SAMLResponse", saml_response.to_string())];
         if let Some(r) = relay_state {
             form.push(("RelayState", r.to_string()));
@@ -241,7 +245,11 @@ impl Setup {
     }
 
     /// ACS then `/sso/complete`: the final response (a redirect into the app on success).
-    async fn sign_in(&self, saml_response: &str, relay_state: Option<&str>) -> reqwest::Response {
+    pub(crate) async fn sign_in(
+        &self,
+        saml_response: &str,
+        relay_state: Option<&str>,
+    ) -> reqwest::Response {
         let res = self.post_acs(saml_response, relay_state).await;
         if res.status() != 303 {
             return res;

@@ -35,7 +35,7 @@ async fn email_step(app: &TestApp, email: &str) -> reqwest::Response {
 }
 
 /// `/sso/breakglass` in the given browser.
-async fn breakglass_in(
+pub(crate) async fn breakglass_in(
     app: &TestApp,
     client: &reqwest::Client,
     email: &str,
@@ -56,13 +56,13 @@ async fn breakglass_in(
         .unwrap()
 }
 
-struct BreakGlass {
-    password: String,
-    otpauth: String,
+pub(crate) struct BreakGlass {
+    pub(crate) password: String,
+    pub(crate) otpauth: String,
 }
 
 /// `gatehouse breakglass set`: the two lines it prints once.
-fn set_breakglass(app: &TestApp, email: &str) -> BreakGlass {
+pub(crate) fn set_breakglass(app: &TestApp, email: &str) -> BreakGlass {
     let out = app.cli_ok(&["breakglass", "set", "acme", email]);
     let mut lines = out.lines();
     let password = lines
