@@ -55,6 +55,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/orgs/{org}/roles", web::get().to(org::roles))
             .route("/orgs/{org}/roles", web::post().to(org::add_role))
             .route("/orgs/{org}/mappings", web::post().to(org::add_mapping))
+            .route(
+                "/orgs/{org}/group-source",
+                web::post().to(org::set_group_source),
+            )
             .route("/orgs/{org}/scim", web::get().to(scim::page))
             .route("/orgs/{org}/scim/tokens", web::post().to(scim::issue))
             .route("/orgs/{org}/once/{id}", web::get().to(once::show))

@@ -646,7 +646,35 @@ pub async fn remove_breakglass(
 
 #[derive(Deserialize)]
 pub struct RolesQuery {
+    /// Groups the IdP sends at sign-in (comma-separated).
     groups: Option<String>,
+    /// SCIM groups the user is a member of (comma-separated).
+    scim_groups: Option<String>,
+}
+
+fn list_of(text: Option<&str>) -> Vec<String> {
+    text.unwrap_or("")
+        .split(',')
+        .map(|g| g.trim().to_string())
+        .filter(|g| !g.is_empty())
+        .collect()
+}
+
+/// Which groups count under the org's rule (the same choice as
+/// `sso::resolve::effective_groups`), for the preview.
+fn counted(source: &str, scim_groups_exist: bool, idp: &[String], scim: &[String]) -> Vec<String> {
+    let (use_scim, use_idp) = crate::sso::resolve::group_sources_used(source, scim_groups_exist);
+    let mut out: Vec<String> = Vec::new();
+    for g in scim
+        .iter()
+        .filter(|_| use_scim)
+        .chain(idp.iter().filter(|_| use_idp))
+    {
+        if !out.contains(g) {
+            out.push(g.clone());
+        }
+    }
+    out
 }
 
 #[derive(Template)]
@@ -656,8 +684,14 @@ struct RolesPage {
     roles: Vec<(String, i32)>,
     mappings: Vec<(String, String, i32)>,
     preview_groups: String,
-    preview: Option<String>,
+    preview_scim_groups: String,
+    /// (groups that count, role).
+    preview: Option<(String, String)>,
     org_admins: Vec<String>,
+    group_source: String,
+    group_sources: Vec<(&'static str, &'static str)>,
+    /// How many groups SCIM has provisioned (decides the `auto` rule).
+    scim_groups: i64,
 }
 
 /// `GET /sso/admin/orgs/{org}/roles` (with `?groups=X,Y`: which role such a user gets)
@@ -669,16 +703,10 @@ pub async fn roles(
 ) -> AdminResult {
     let admin = access(&state, &req, &path).await?;
     let org = admin.org.clone();
-    let groups: Vec<String> = q
-        .groups
-        .as_deref()
-        .unwrap_or("")
-        .split(',')
-        .map(|g| g.trim().to_string())
-        .filter(|g| !g.is_empty())
-        .collect();
-    let g2 = groups.clone();
-    let (rs, ms, preview, org_admins) = state
+    let idp_groups = list_of(q.groups.as_deref());
+    let scim_in = list_of(q.scim_groups.as_deref());
+    let (g2, s2) = (idp_groups.clone(), scim_in.clone());
+    let (rs, ms, preview, org_admins, n_scim) = state
         .db
         .run(move |conn| -> Result<_, AppError> {
             let rs = roles::list(conn, &org.id)?;
@@ -689,15 +717,30 @@ pub async fn roles(
                 .order(users::user_name_folded.asc())
                 .select(users::user_name)
                 .load(conn)?;
-            let preview = if g2.is_empty() {
+            let n_scim: i64 = user_groups::table
+                .filter(user_groups::org_id.eq(org.id.as_str()))
+                .count()
+                .get_result(conn)?;
+            let preview = if g2.is_empty() && s2.is_empty() {
                 None
             } else {
-                Some(
-                    roles::resolve_app_role(conn, &org.id, None, &g2, org.default_role.as_deref())?
-                        .unwrap_or_else(|| "(no role)".into()),
-                )
+                let keys = counted(&org.group_source, n_scim > 0, &g2, &s2);
+                let role = roles::resolve_app_role(
+                    conn,
+                    &org.id,
+                    None,
+                    &keys,
+                    org.default_role.as_deref(),
+                )?
+                .unwrap_or_else(|| "(no role)".into());
+                let shown = if keys.is_empty() {
+                    "none".to_string()
+                } else {
+                    keys.join(", ")
+                };
+                Some((shown, role))
             };
-            Ok((rs, ms, preview, admins))
+            Ok((rs, ms, preview, admins, n_scim))
         })
         .await?;
     Ok(render(
@@ -706,11 +749,77 @@ pub async fn roles(
             nav: admin.nav(),
             roles: rs.into_iter().map(|r| (r.name, r.rank)).collect(),
             mappings: ms.into_iter().map(|m| (m.group, m.role, m.rank)).collect(),
-            preview_groups: groups.join(", "),
+            preview_groups: idp_groups.join(", "),
+            preview_scim_groups: scim_in.join(", "),
             preview,
             org_admins,
+            group_source: admin.org.group_source.clone(),
+            group_sources: crate::sso::resolve::GROUP_SOURCES.to_vec(),
+            scim_groups: n_scim,
         },
     ))
+}
+
+#[derive(Deserialize)]
+pub struct GroupSourceForm {
+    csrf: String,
+    confirm_password: Option<String>,
+    source: String,
+}
+
+/// `POST /sso/admin/orgs/{org}/group-source`: which groups count for app roles.
+pub async fn set_group_source(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    form: web::Form<GroupSourceForm>,
+) -> AdminResult {
+    let admin = sensitive(
+        &state,
+        &req,
+        &path,
+        &form.csrf,
+        form.confirm_password.as_deref(),
+    )
+    .await?;
+    let now = crate::clock::now();
+    let flash = admin.flasher.clone();
+    let back = format!("{}/roles", org_path(&admin));
+    let source = form.source.clone();
+    let before = admin.org.group_source.clone();
+    let result = state
+        .db
+        .write(move |conn| -> Result<_, IdentityError> {
+            orgs::update(
+                conn,
+                &admin.org.id,
+                orgs::OrgChanges {
+                    group_source: Some(source.clone()),
+                    ..Default::default()
+                },
+                now,
+            )?;
+            admin.record(
+                conn,
+                "admin.org.group_source",
+                json!({"before": before, "after": source}),
+                now,
+            )?;
+            Ok(source)
+        })
+        .await;
+    match result {
+        Ok(s) => {
+            let what = crate::sso::resolve::GROUP_SOURCES
+                .iter()
+                .find(|(k, _)| *k == s)
+                .map(|(_, d)| *d)
+                .unwrap_or("");
+            Ok(flash.notice(&back, &format!("App roles now come from {what}.")))
+        }
+        Err(IdentityError::Invalid(m)) => Ok(flash.error(&back, &m)),
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[derive(Deserialize)]

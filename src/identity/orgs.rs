@@ -54,6 +54,7 @@ pub struct OrgChanges {
     pub default_role: Option<Option<String>>,
     pub session_idle_minutes: Option<i32>,
     pub session_max_minutes: Option<i32>,
+    pub group_source: Option<String>,
     pub updated_at: Option<i64>,
 }
 
@@ -123,6 +124,16 @@ pub fn update(
             return Err(IdentityError::Invalid(
                 "session maximum lifetime must be at least 1 minute".into(),
             ));
+        }
+    }
+    if let Some(source) = &changes.group_source {
+        if !crate::sso::resolve::GROUP_SOURCES
+            .iter()
+            .any(|(k, _)| k == source)
+        {
+            return Err(IdentityError::Invalid(format!(
+                "unknown group source `{source}` (auto, idp, scim or both)"
+            )));
         }
     }
     changes.updated_at = Some(now);

@@ -305,6 +305,17 @@ pub const GROUP_SOURCES: &[(&str, &str)] = &[
     ("both", "both: SCIM groups and the groups the IdP sends at sign-in"),
 ];
 
+/// Under the org's rule (`source`), whether (SCIM groups, sign-in groups) count; for `auto`,
+/// `scim_groups_exist` says whether SCIM has provisioned any group in the org.
+pub fn group_sources_used(source: &str, scim_groups_exist: bool) -> (bool, bool) {
+    match source {
+        "idp" => (false, true),
+        "scim" => (true, false),
+        "both" => (true, true),
+        _ => (scim_groups_exist, !scim_groups_exist),
+    }
+}
+
 /// The groups that count for a user under the org's rule (`source`, see [`GROUP_SOURCES`]):
 /// SCIM memberships, the groups of the latest sign-in, or both. Returned as (names for
 /// display, keys for role mapping).
@@ -314,22 +325,14 @@ pub fn effective_groups(
     source: &str,
 ) -> Result<(Vec<String>, Vec<String>), IdentityError> {
     use crate::db::schema::user_groups;
-    let use_scim = match source {
-        "idp" => false,
-        "scim" | "both" => true,
-        _ => {
-            let scim_groups: i64 = user_groups::table
-                .filter(user_groups::org_id.eq(user.org_id.as_str()))
-                .count()
-                .get_result(conn)?;
-            scim_groups > 0
-        }
+    let scim_groups_exist = source == "auto" && {
+        let n: i64 = user_groups::table
+            .filter(user_groups::org_id.eq(user.org_id.as_str()))
+            .count()
+            .get_result(conn)?;
+        n > 0
     };
-    let use_idp = match source {
-        "idp" | "both" => true,
-        "scim" => false,
-        _ => !use_scim,
-    };
+    let (use_scim, use_idp) = group_sources_used(source, scim_groups_exist);
     let (mut names, mut keys) = (Vec::new(), Vec::new());
     if use_scim {
         let groups = users::groups(conn, &user.id)?;

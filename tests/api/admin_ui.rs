@@ -810,3 +810,82 @@ async fn a_test_whose_admin_signed_out_is_a_failed_test() {
     let listed = &connections(&s.app, "acme")[0];
     assert!(listed["tested_at"].is_null(), "{listed}");
 }
+
+/// Finding 8: once SCIM provisions any group, groups sent at sign-in stop counting ("auto");
+/// the org chooses the rule on the roles page, and the preview and a real sign-in agree.
+#[tokio::test]
+async fn the_org_chooses_which_groups_count_for_roles() {
+    let s = setup(Backend::Sqlite, &[]).await.unwrap();
+    let admin = instance_admin(&s.app, 0).await;
+    s.app
+        .cli_ok(&["role", "add", "acme", "developer", "--rank", "5"]);
+    s.app
+        .cli_ok(&["role", "map", "acme", "Engineering", "developer"]);
+    s.app.scim("acme").create_group("Staff", &[]).await;
+    let ok = s.response(json!({}));
+    assert_eq!(
+        s.sign_in(ok["saml_response"].as_str().unwrap(), None)
+            .await
+            .status(),
+        303
+    );
+    let role = || async {
+        let me: Value = s.app.me_json().await.json().await.unwrap();
+        me["role"].clone()
+    };
+    assert_eq!(role().await, Value::Null, "auto: SCIM groups exist");
+    let (_, page) = get(
+        &admin,
+        &s.app,
+        "/sso/admin/orgs/acme/roles?groups=Engineering",
+    )
+    .await;
+    let preview = unescape(page.split("id=\"preview\">").nth(1).unwrap());
+    assert!(
+        preview.starts_with("Groups that count: <strong>none</strong>"),
+        "{preview}"
+    );
+    assert!(page.contains(r#"value="auto" checked"#), "{page}");
+    let csrf = form_field(&page, "csrf");
+    let res = post(
+        &admin,
+        &s.app,
+        "/sso/admin/orgs/acme/group-source",
+        &[
+            ("csrf", &csrf),
+            ("source", "both"),
+            ("confirm_password", PASSWORD),
+        ],
+    )
+    .await;
+    let (_, page) = get(&admin, &s.app, res.headers()["location"].to_str().unwrap()).await;
+    assert!(banner(&page).unwrap().contains("both"), "{page}");
+    assert!(page.contains(r#"value="both" checked"#), "{page}");
+    assert_eq!(role().await, "developer");
+    let (_, page) = get(
+        &admin,
+        &s.app,
+        "/sso/admin/orgs/acme/roles?groups=Engineering",
+    )
+    .await;
+    assert!(
+        page.contains("gets role <strong>developer</strong>"),
+        "{page}"
+    );
+    let res = post(
+        &admin,
+        &s.app,
+        "/sso/admin/orgs/acme/group-source",
+        &[
+            ("csrf", &csrf),
+            ("source", "everything"),
+            ("confirm_password", PASSWORD),
+        ],
+    )
+    .await;
+    let (_, page) = get(&admin, &s.app, res.headers()["location"].to_str().unwrap()).await;
+    assert!(
+        banner(&page).unwrap().contains("unknown group source"),
+        "{page}"
+    );
+}
