@@ -889,3 +889,114 @@ async fn the_org_chooses_which_groups_count_for_roles() {
         "{page}"
     );
 }
+
+/// IdP metadata naming `cert_pem` as the signing certificate and `sso` as the SSO URL.
+fn idp_metadata(entity: &str, cert_pem: &str, sso: &str) -> String {
+    let b64: String = cert_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    format!(
+        r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="{entity}"><md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{b64}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor><md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="{sso}"/></md:IDPSSODescriptor></md:EntityDescriptor>"#
+    )
+}
+
+/// The traps of findings 2-6, 9 and 11 (390 px) in Chromium, as an admin would meet them:
+/// see `tests/peers/browser_admin_traps.mjs`. Screenshots are kept in
+/// `target/test-artifacts/admin-traps/` (not committed).
+#[tokio::test]
+async fn an_admin_cannot_fall_into_the_old_traps_in_a_browser() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let app = spawn_app().await;
+    app.cli_ok(&["org", "create", "acme", "--domain", "acme.test"]);
+    let uri = add_instance_admin(&app, "ops@operator.test");
+    let idp = crate::saml::key_pair("traps idp");
+    let config = app.data_dir.path().join("idp.json");
+    std::fs::write(
+        &config,
+        json!({
+            "idp_entity_id": "https://idp.acme.test", "idp_key_pem": idp.key_pem,
+            "idp_cert_pem": idp.cert_pem, "name_id": "00u-erin",
+            "name_id_format": "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
+            "attributes": {"email": ["erin@acme.test"], "groups": ["Engineering"]},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let (mut server, port) = crate::saml::start_idp_server(&config);
+    let sso = format!("http://127.0.0.1:{port}/sso");
+    let other = crate::saml::key_pair("someone else");
+    let wrong = app.data_dir.path().join("wrong-metadata.xml");
+    std::fs::write(
+        &wrong,
+        idp_metadata("https://idp.acme.test", &other.cert_pem, &sso),
+    )
+    .unwrap();
+    let good = app.data_dir.path().join("good-metadata.xml");
+    std::fs::write(
+        &good,
+        idp_metadata("https://idp.acme.test", &idp.cert_pem, &sso),
+    )
+    .unwrap();
+    let shots = root.join("target/test-artifacts/admin-traps");
+    let out = run_browser_script(
+        "browser_admin_traps.mjs",
+        vec![
+            app.address.clone(),
+            "ops@operator.test".into(),
+            PASSWORD.into(),
+            totp_code(&uri, 0),
+            "acme".into(),
+            wrong.display().to_string(),
+            good.display().to_string(),
+        ],
+        vec![("SCREENSHOT_DIR".into(), shots.display().to_string())],
+    )
+    .await;
+    let _ = server.kill();
+    let _ = server.wait();
+    let s = |k: &str| out[k].as_str().unwrap_or_default().to_string();
+
+    assert_eq!(out["planted_banner"], false, "{out}");
+    assert!(s("refused_error").contains("not SAML metadata"), "{out}");
+    assert!(s("refused_kept_xml").contains("copied by mistake"), "{out}");
+    assert_eq!(s("refused_kept_name"), "Acme Okta");
+    assert_eq!(s("refused_kept_preset"), "okta");
+    assert_eq!(
+        connections(&app, "acme").len(),
+        1,
+        "one double click, one connection"
+    );
+    assert_eq!(out["draft"], true, "{out}");
+    assert_eq!(out["reload_banner"], Value::Null, "{out}");
+    // Back leads to the form (the refused one, answered to its POST), not a second create.
+    assert!(
+        s("back_url").ends_with("/connections") || s("back_url").ends_with("/connections/new"),
+        "{out}"
+    );
+    assert_eq!(s("failed_url"), s("connection_url"));
+    assert!(s("failed_outcome").contains("Latest test failed"), "{out}");
+    assert!(
+        s("failed_cause").to_lowercase().contains("signature"),
+        "{out}"
+    );
+    assert!(s("passed_outcome").contains("Latest test passed"), "{out}");
+    assert!(s("would").contains("erin@acme.test"), "{out}");
+    assert!(s("last_sign_in").contains("never"), "{out}");
+    assert!(s("activated").contains("activated"), "{out}");
+    assert_eq!(out["draft_after"], false);
+    assert!(s("breakglass_reload").contains("Already shown"), "{out}");
+    assert_eq!(s("enforcement"), "all");
+    assert!(
+        s("disable_refused").contains("last working connection"),
+        "{out}"
+    );
+    assert!(
+        s("remove_refused").contains("last break-glass account"),
+        "{out}"
+    );
+    assert_eq!(out["overflow_390"], false, "{out}");
+    assert!(!app
+        .cli_ok(&["user", "list", "acme"])
+        .contains("erin@acme.test"));
+}
