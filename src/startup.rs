@@ -85,6 +85,18 @@ impl Application {
             None => None,
         };
         let passwords = Passwords::new(settings.password_hash_concurrency)?;
+        // A fresh install: say how to get in (also on `/` and `/sso/admin`).
+        let no_admin = db
+            .conn()
+            .ok()
+            .and_then(|mut c| crate::identity::admins::any(&mut c).ok())
+            == Some(false);
+        if no_admin {
+            tracing::warn!(
+                "no administrator exists yet: run `gatehouse admin add you@example.com --password-env VAR` (with the same settings as the server) to create one, then sign in at {}",
+                settings.url_for("/sso/admin")
+            );
+        }
         spawn_audit_purge(db.clone(), settings.audit_retention_days);
         crate::sso::purge::spawn(db.clone());
         crate::identity::domain_check::spawn(db.clone(), settings.dns_resolver);

@@ -35,6 +35,9 @@ pub struct Filter {
     since: String,
     #[serde(default)]
     until: String,
+    /// The reference an error page showed the user (the request id).
+    #[serde(default)]
+    reference: String,
     /// Show events older than this sequence number (paging).
     before: Option<i64>,
 }
@@ -71,6 +74,9 @@ fn query(conn: &mut DbConn, chain: &str, f: &Filter, limit: i64) -> QueryResult<
         q = q.filter(
             audit_events::payload.like(format!("%\"connection\":\"{}\"%", f.connection.trim())),
         );
+    }
+    if !f.reference.trim().is_empty() {
+        q = q.filter(audit_events::request_id.eq(f.reference.trim().to_ascii_lowercase()));
     }
     if let Some(t) = parse_time(&f.since) {
         q = q.filter(audit_events::occurred_at.ge(t));
@@ -128,6 +134,7 @@ fn filter_query(f: &Filter) -> String {
         .append_pair("connection", &f.connection)
         .append_pair("since", &f.since)
         .append_pair("until", &f.until)
+        .append_pair("reference", &f.reference)
         .finish()
 }
 

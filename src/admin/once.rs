@@ -122,6 +122,11 @@ pub async fn show(
         StatusCode::OK,
         &SecretOnce {
             nav,
+            qr: shown
+                .lines
+                .iter()
+                .find(|(_, v)| v.starts_with("otpauth://"))
+                .and_then(|(_, v)| crate::login::totp::qr_svg(v)),
             title: shown.title,
             lines: shown.lines,
             warning: shown.warning,

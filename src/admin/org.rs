@@ -25,8 +25,38 @@ struct OrgsPage {
     orgs: Vec<(String, String)>,
 }
 
-/// `GET /sso/admin`: instance admins pick an org; an org admin goes to theirs.
+#[derive(Template)]
+#[template(path = "first_run.html")]
+pub struct FirstRun;
+
+/// The first-run page when nobody can administer anything yet (`None` otherwise).
+pub async fn first_run(state: &AppState) -> Result<Option<HttpResponse>, AppError> {
+    // Nobody who could sign in to these pages: no instance admin, no org admin.
+    let any = state
+        .db
+        .run(|conn| -> Result<bool, AppError> {
+            if crate::identity::admins::any(conn)? {
+                return Ok(true);
+            }
+            let org_admin: Option<String> = users::table
+                .filter(users::is_org_admin.eq(true))
+                .select(users::id)
+                .first(conn)
+                .optional()?;
+            Ok(org_admin.is_some())
+        })
+        .await?;
+    Ok((!any).then(|| render(StatusCode::OK, &FirstRun)))
+}
+
+/// `GET /sso/admin`: instance admins pick an org; an org admin goes to theirs. On a fresh
+/// install (no instance admin yet) it says how to create one.
 pub async fn home(state: web::Data<AppState>, req: HttpRequest) -> AdminResult {
+    if crate::login::session::cookie_hash(&req, &state.settings).is_none() {
+        if let Some(page) = first_run(&state).await? {
+            return Ok(page);
+        }
+    }
     let signed = signed_in(&req).await?;
     match &signed.principal {
         Principal::Admin(a) => {
@@ -484,6 +514,8 @@ pub async fn set_enforcement(
 #[template(path = "admin/secret_once.html")]
 pub struct SecretOnce {
     pub nav: Nav,
+    /// An otpauth URI among the lines, as a QR code (SVG we generate).
+    pub qr: Option<String>,
     pub title: String,
     pub lines: Vec<(String, String)>,
     pub warning: String,

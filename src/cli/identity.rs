@@ -807,6 +807,7 @@ fn admin(ctx: &Ctx, c: AdminCommand) -> anyhow::Result<()> {
                 json!({"id": a.id, "email": a.email, "otpauth_uri": uri}),
                 || uri.clone(),
             );
+            show_qr(&uri, ctx.json);
         }
         AdminCommand::List => {
             let all = ctx.read(admins::list)?;
@@ -818,6 +819,18 @@ fn admin(ctx: &Ctx, c: AdminCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The otpauth URI as a QR code on the terminal (stderr, and only when it is a terminal:
+/// stdout stays the URI alone for scripts).
+fn show_qr(uri: &str, json_out: bool) {
+    use std::io::IsTerminal;
+    if json_out || !std::io::stderr().is_terminal() {
+        return;
+    }
+    if let Some(qr) = totp::qr_text(uri) {
+        eprintln!("Scan with the authenticator app:\n{qr}");
+    }
 }
 
 fn breakglass_cmd(ctx: &Ctx, c: BreakglassCommand) -> anyhow::Result<()> {
@@ -840,6 +853,7 @@ fn breakglass_cmd(ctx: &Ctx, c: BreakglassCommand) -> anyhow::Result<()> {
                 json!({"id": u.id, "user_name": u.user_name, "password": generated, "otpauth_uri": uri}),
                 || format!("password: {generated}\n{uri}"),
             );
+            show_qr(&uri, ctx.json);
         }
         BreakglassCommand::List { org } => {
             let o = ctx.org(&org)?;

@@ -226,6 +226,12 @@ pub async fn handle(
     payload: web::Payload,
 ) -> HttpResponse {
     let Some(upstream) = state.settings.upstream.clone() else {
+        // A fresh install without an app behind it: `/` says how to get in.
+        if req.path() == "/" {
+            if let Ok(Some(page)) = crate::admin::org::first_run(&state).await {
+                return page;
+            }
+        }
         return errors::not_found(req).await;
     };
     let Some(path) = normalize(req.path()) else {

@@ -89,6 +89,15 @@ pub fn get(conn: &mut DbConn, id: &AdminId) -> Result<Option<InstanceAdmin>> {
         .optional()?)
 }
 
+/// Whether any instance admin exists (a fresh install has none: see the first-run page).
+pub fn any(conn: &mut DbConn) -> Result<bool> {
+    let first: Option<String> = instance_admins::table
+        .select(instance_admins::id)
+        .first(conn)
+        .optional()?;
+    Ok(first.is_some())
+}
+
 pub fn list(conn: &mut DbConn) -> Result<Vec<InstanceAdmin>> {
     Ok(instance_admins::table
         .order(instance_admins::email_folded.asc())

@@ -37,6 +37,34 @@ pub fn otpauth_uri(seed: &[u8], account: &str) -> anyhow::Result<String> {
     Ok(totp(seed, account)?.get_url())
 }
 
+/// The otpauth URI as a QR code in SVG, for an authenticator app to scan (inline in a page:
+/// no script, no style attribute, so the CSP stays as it is).
+pub fn qr_svg(uri: &str) -> Option<String> {
+    let code = qrcode::QrCode::new(uri.as_bytes()).ok()?;
+    let svg = code
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(200, 200)
+        .quiet_zone(true)
+        .build();
+    // Inline in HTML: without the XML declaration.
+    Some(match svg.find("<svg") {
+        Some(i) => svg[i..].to_string(),
+        None => svg,
+    })
+}
+
+/// The otpauth URI as a QR code in text (two rows of modules per line), for a terminal.
+pub fn qr_text(uri: &str) -> Option<String> {
+    let code = qrcode::QrCode::new(uri.as_bytes()).ok()?;
+    Some(
+        code.render::<qrcode::render::unicode::Dense1x2>()
+            .dark_color(qrcode::render::unicode::Dense1x2::Light)
+            .light_color(qrcode::render::unicode::Dense1x2::Dark)
+            .quiet_zone(true)
+            .build(),
+    )
+}
+
 /// The code for `unix_time` (tests and tools).
 pub fn code_at(seed: &[u8], unix_time: u64) -> anyhow::Result<String> {
     Ok(totp(seed, "x")?.generate(unix_time))

@@ -997,3 +997,86 @@ async fn an_admin_cannot_fall_into_the_old_traps_in_a_browser() {
         .cli_ok(&["user", "list", "acme"])
         .contains("erin@acme.test"));
 }
+
+/// Finding 14: a fresh install tells the operator how to get in, on `/` and `/sso/admin`,
+/// until an instance admin exists.
+#[tokio::test]
+async fn a_fresh_install_says_how_to_get_in() {
+    let app = spawn_app().await;
+    for path in ["/", "/sso/admin"] {
+        let res = app.get_html(path).await;
+        assert_eq!(res.status(), 200, "{path}");
+        let page = res.text().await.unwrap();
+        assert!(
+            page.contains("gatehouse admin add you@example.com --password-env"),
+            "{path}: {page}"
+        );
+    }
+    add_instance_admin(&app, "ops@operator.test");
+    assert_eq!(app.get_html("/").await.status(), 404);
+    let res = app.get_html("/sso/admin").await;
+    assert_eq!(res.status(), 303, "now: sign in");
+}
+
+/// Finding 11 (small ones): break-glass TOTP set-up shows a QR code; the audit log finds an
+/// event by the reference an error page gave the user; Groups are in the navigation.
+#[tokio::test]
+async fn small_things_an_admin_needs() {
+    let s = setup(Backend::Sqlite, &[]).await.unwrap();
+    let admin = org_admin(&s).await;
+    let (_, page) = get(&admin, &s.app, "/sso/admin/orgs/acme").await;
+    assert!(
+        page.contains(r#"href="/sso/admin/orgs/acme/groups">Groups</a>"#),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"action="/sso/logout""#),
+        "a sign-out in the navigation"
+    );
+    let res = post(
+        &admin,
+        &s.app,
+        "/sso/admin/orgs/acme/breakglass",
+        &[
+            ("csrf", &form_field(&page, "csrf")),
+            ("email", "bg@acme.test"),
+            ("confirm_password", PASSWORD),
+        ],
+    )
+    .await;
+    let (_, shown) = get(&admin, &s.app, res.headers()["location"].to_str().unwrap()).await;
+    let qr = shown
+        .split(r#"<figure id="totp-qr"><svg"#)
+        .nth(1)
+        .unwrap_or_default();
+    assert!(qr.contains("<path fill=\"#000\" d=\"M"), "{shown}");
+
+    // A refused sign-in gives the user a reference; the admin finds the event by it.
+    let res = s
+        .app
+        .client
+        .post(s.app.url(&format!("/sso/saml/{}/acs", s.connection)))
+        .form(&[("SAMLResponse", "bm90IHhtbA==")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let error_page = res.text().await.unwrap();
+    let reference = error_page
+        .split("id=\"request-id\">")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    assert!(reference.len() >= 16, "{error_page}");
+    let (_, found) = get(
+        &admin,
+        &s.app,
+        &format!("/sso/admin/orgs/acme/audit?reference={reference}"),
+    )
+    .await;
+    let rows = found.matches("<tr class=\"outcome-").count();
+    assert_eq!(rows, 1, "{found}");
+    assert!(found.contains("login.saml"), "{found}");
+}
