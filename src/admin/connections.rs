@@ -25,6 +25,8 @@ use crate::startup::AppState;
 struct NewPage {
     nav: Nav,
     error: Option<String>,
+    /// The guided setups: (key, name).
+    guides: Vec<(&'static str, &'static str)>,
     /// What the admin entered (a refused form comes back filled in).
     f: CreateForm,
     saml_presets: &'static [&'static str],
@@ -43,6 +45,10 @@ pub async fn new_page(
         &NewPage {
             nav: admin.nav(),
             error: None,
+            guides: super::guides::CHOICES
+                .iter()
+                .map(|(k, n, _)| (*k, *n))
+                .collect(),
             f: CreateForm::default(),
             saml_presets: saml_config::PRESETS,
             oidc_presets: crate::oidc::config::PRESETS,
@@ -136,7 +142,7 @@ pub async fn create(
     let admin_slug = slug.clone();
     let flash = admin.flasher.clone();
     let form_id = form.form_id.clone();
-    let action = req.path().to_string();
+    let action = format!("{}#{}", req.path(), form.kind);
     // Made in the UI, a connection starts as a draft: offered to nobody until activated.
     let created = state
         .db
@@ -180,6 +186,75 @@ pub async fn create(
     })
 }
 
+#[derive(Deserialize)]
+pub struct StartForm {
+    csrf: String,
+    #[serde(default)]
+    form_id: String,
+    idp: String,
+    #[serde(default)]
+    name: String,
+}
+
+/// `POST /sso/admin/orgs/{org}/connections/start`: a guided setup begins with a draft
+/// connection that has gatehouse's values (entity ID, ACS URL, redirect URI) and none of the
+/// IdP's yet: most IdP consoles ask for the ACS URL before they show their metadata. It signs
+/// nobody in until the IdP's settings are entered, tested and the draft activated.
+pub async fn start(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    form: web::Form<StartForm>,
+) -> AdminResult {
+    let admin = access(&state, &req, &path).await?;
+    super::check_post(&req, &admin, &form.csrf)?;
+    let Some((key, idp_name, kind)) = super::guides::CHOICES
+        .iter()
+        .find(|(k, _, _)| *k == form.idp)
+        .copied()
+    else {
+        return Ok(admin.flasher.error(
+            &format!("/sso/admin/orgs/{}/connections/new", admin.org.slug),
+            "Choose your identity provider first.",
+        ));
+    };
+    let preset = saml_config::PRESETS.contains(&key).then(|| key.to_string());
+    let config = if kind == "saml" {
+        serde_json::to_value(SamlConfig::pending(preset))
+    } else {
+        serde_json::to_value(OidcConfig::pending(None))
+    }
+    .map_err(|e| AppError::Internal(e.into()))?;
+    let name = filled(&form.name).unwrap_or_else(|| idp_name.to_string());
+    let now = crate::clock::now();
+    let (flash, slug) = (admin.flasher.clone(), admin.org.slug.clone());
+    let (form_id, action) = (form.form_id.clone(), req.path().to_string());
+    let page = state
+        .db
+        .write(move |conn| -> Result<_, IdentityError> {
+            let session = admin.signed.id_hash.clone();
+            if let Some(earlier) = super::submit::earlier(conn, &form_id, &action, &session)? {
+                return Ok(earlier);
+            }
+            let c = connections::create(conn, &admin.org.id, kind, &name, &config, true, now)?;
+            admin.record(
+                conn,
+                "connection.add",
+                json!({"id": c.id, "kind": kind, "draft": true, "guide": key}),
+                now,
+            )?;
+            let page = format!("/sso/admin/orgs/{slug}/connections/{}", c.id);
+            super::submit::remember(conn, &form_id, &action, &session, &page, now)?;
+            Ok(page)
+        })
+        .await
+        .map_err(AppError::from)?;
+    Ok(flash.notice(
+        &page,
+        "Draft connection created. Follow the steps below in your IdP's console.",
+    ))
+}
+
 /// The "Add a connection" page again after a refusal: filled in with what the admin entered
 /// (except the client secret and the password) and the reason in an error banner.
 fn refill(admin: &super::Admin, mut form: CreateForm, message: String) -> actix_web::HttpResponse {
@@ -195,6 +270,10 @@ fn refill(admin: &super::Admin, mut form: CreateForm, message: String) -> actix_
         &NewPage {
             nav: admin.nav(),
             error: Some(format!("Not created: {}.", message.trim_end_matches('.'))),
+            guides: super::guides::CHOICES
+                .iter()
+                .map(|(k, n, _)| (*k, *n))
+                .collect(),
             f: form,
             saml_presets: saml_config::PRESETS,
             oidc_presets: crate::oidc::config::PRESETS,
@@ -297,6 +376,13 @@ struct ShowPage {
     /// SAML: (field, the connection's own attribute name for it).
     mapping: Vec<(String, String)>,
     draft: bool,
+    /// The IdP's settings are there (a guided setup starts without them).
+    configured: bool,
+    guide_idp: &'static str,
+    guide_steps: &'static [&'static str],
+    guide_bring_back: &'static str,
+    guide_scim: &'static [&'static str],
+    scim_url: String,
     /// A real sign-in or a successful test has gone through it.
     proven: bool,
     test: Option<TestView>,
@@ -409,9 +495,11 @@ pub async fn show(
         .await?;
     let s = &state.settings;
     let mut settings = Vec::new();
-    let (fields, preset, test_url) = if c.kind == "saml" {
+    let configured;
+    let (mut fields, preset, test_url) = if c.kind == "saml" {
         let cfg: SamlConfig = serde_json::from_str(&c.config)
             .map_err(|e| AppError::Internal(anyhow::anyhow!("{e}")))?;
+        configured = cfg.configured();
         settings.push(("IdP entity ID".into(), cfg.idp_entity_id.clone()));
         settings.push(("IdP SSO URL".into(), cfg.sso_url.clone()));
         if let Some(u) = &cfg.metadata_url {
@@ -459,6 +547,7 @@ pub async fn show(
     } else {
         let cfg: OidcConfig = serde_json::from_str(&c.config)
             .map_err(|e| AppError::Internal(anyhow::anyhow!("{e}")))?;
+        configured = cfg.configured();
         settings.push(("Issuer".into(), cfg.issuer.clone()));
         settings.push(("Client ID".into(), cfg.client_id.clone()));
         settings.push((
@@ -540,10 +629,23 @@ pub async fn show(
         Vec::new()
     };
     let test = test.map(|t| TestView::of(&t, test_detail.as_ref()));
+    // The IdP's own words for what it asks.
+    let guide = super::guides::for_preset(&c.kind, preset.as_deref());
+    for f in &mut fields {
+        if let Some((_, label)) = guide.labels.iter().find(|(id, _)| *id == f.id) {
+            f.label = label.to_string();
+        }
+    }
     Ok(render(
         StatusCode::OK,
         &ShowPage {
             nav: admin.nav(),
+            configured,
+            guide_idp: guide.idp,
+            guide_steps: guide.steps,
+            guide_bring_back: guide.bring_back,
+            guide_scim: guide.scim,
+            scim_url: state.settings.url_for("/scim/v2"),
             draft: c.draft,
             proven: c.proven(),
             test,
@@ -600,6 +702,9 @@ pub async fn change(
                     .ok_or_else(|| IdentityError::NotFound("connection".into()))?;
                 match form.action.as_str() {
                     "activate" if c.draft => {
+                        if !configured_config(&c) {
+                            return Err(IdentityError::Conflict("Not activated: the IdP's settings are missing. Enter them below first.".into()));
+                        }
                         let untested = !c.proven();
                         if untested && form.fields.get("untested").map(String::as_str) != Some("yes") {
                             return Err(IdentityError::Conflict("Not activated: this connection has not passed a Test sign-in. Run Test sign-in first, or tick \"Activate without a successful test\".".into()));
@@ -662,6 +767,14 @@ pub async fn change(
     }
 }
 
+/// Whether a connection has its IdP's settings (see `SamlConfig::pending`).
+fn configured_config(c: &connections::Connection) -> bool {
+    match c.kind.as_str() {
+        "saml" => serde_json::from_str::<SamlConfig>(&c.config).is_ok_and(|x| x.configured()),
+        _ => serde_json::from_str::<OidcConfig>(&c.config).is_ok_and(|x| x.configured()),
+    }
+}
+
 /// `POST /sso/admin/orgs/{org}/connections/{id}/idp`: new IdP settings (SAML: metadata or
 /// entity ID, SSO URL and certificate — the certificate rotation case; OIDC: issuer, client
 /// id, optionally a new secret, tenants, groups claim). The preset, attribute mapping and
@@ -697,7 +810,7 @@ pub async fn update_idp(
         &form,
         &c.kind,
         preset,
-        false,
+        c.secret_enc.is_none(),
         state.settings.outbound_allow_private,
         now,
     )
@@ -739,6 +852,7 @@ pub async fn update_idp(
         .db
         .write(move |conn| -> Result<_, IdentityError> {
             connections::update_config(conn, &c.id, &config, now)?;
+            connections::forget_test(conn, &c.id)?;
             let ended = if cert_removed {
                 connections::revoke_sessions(conn, &c.id, now)?
             } else {
@@ -765,7 +879,7 @@ pub async fn update_idp(
         })
         .await
         .map_err(AppError::from)?;
-    let notice = if cert_removed {
+    let notice = if cert_removed && ended > 0 {
         format!("IdP settings saved; a signing certificate was removed, so the {ended} session(s) this connection signed in were ended")
     } else {
         "IdP settings saved".to_string()

@@ -7,6 +7,7 @@
 pub mod audit_log;
 pub mod connections;
 pub mod flash;
+pub mod guides;
 pub mod once;
 pub mod org;
 pub mod scim;
@@ -69,6 +70,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(
                 "/orgs/{org}/connections/new",
                 web::get().to(connections::new_page),
+            )
+            .route(
+                "/orgs/{org}/connections/start",
+                web::post().to(connections::start),
             )
             .service(
                 web::resource("/orgs/{org}/connections")
@@ -345,9 +350,39 @@ pub async fn sensitive(
     Ok(admin)
 }
 
+/// Emergency access (a break-glass session) changes only what an IdP outage needs:
+/// enforcement, and connections (create, fix their IdP settings, enable, disable, activate);
+/// it may revoke SCIM tokens but not mint them, and cannot touch break-glass accounts,
+/// domains, roles or users.
+fn emergency_allows(req: &HttpRequest, admin: &Admin) -> Result<(), AdminError> {
+    if !crate::login::session::is_break_glass_session(&admin.signed) {
+        return Ok(());
+    }
+    let prefix = format!("/sso/admin/orgs/{}", admin.org.slug);
+    let rest = req.path().strip_prefix(&prefix).unwrap_or("");
+    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    let allowed = matches!(
+        segments.as_slice(),
+        ["enforcement"]
+            | ["connections"]
+            | ["connections", "start"]
+            | ["connections", _]
+            | ["connections", _, "idp"]
+            | ["scim", "tokens", _, "revoke"]
+    );
+    if allowed {
+        return Ok(());
+    }
+    Err(AppError::Forbidden(
+        "Emergency access (a break-glass account) can change SSO enforcement and fix connections only. Sign in as an admin for anything else.".into(),
+    )
+    .into())
+}
+
 /// A state-changing request: the session's CSRF token in the form, and a same-origin request
 /// (Fetch Metadata; browsers that do not send it are covered by the token).
 pub fn check_post(req: &HttpRequest, admin: &Admin, submitted: &str) -> Result<(), AdminError> {
+    emergency_allows(req, admin)?;
     let site = req
         .headers()
         .get("sec-fetch-site")

@@ -215,9 +215,6 @@ pub async fn overview(
                         Enforcement::Off if d.enforce => {
                             "no (marked, but enforcement is off)".into()
                         }
-                        Enforcement::Domains if d.enforce && !d.verified => {
-                            "no (marked, but not verified yet)".into()
-                        }
                         _ if d.enforce => "yes".into(),
                         _ => "no".into(),
                     },
@@ -226,9 +223,10 @@ pub async fn overview(
                         _ => "by an operator".into(),
                     },
                     record_name: crate::identity::domain_check::challenge_name(&d.domain),
-                    record_value: crate::identity::domain_check::expected_value(
-                        d.dns_token.as_deref().unwrap_or(""),
-                    ),
+                    record_value: match d.dns_token.as_deref() {
+                        Some(t) => crate::identity::domain_check::expected_value(t),
+                        None => "(press Verify to get it)".into(),
+                    },
                     last_check: d.checked_at.map(|t| {
                         format!(
                             "{}: {}",
@@ -357,16 +355,19 @@ pub async fn change_domain(
         if current.verified {
             return Ok(flash.notice(&path, &format!("{} is already verified.", current.domain)));
         }
-        let token = current.dns_token.clone().unwrap_or_default();
-        Some(
-            crate::identity::domain_check::check(
-                state.settings.dns_resolver,
-                &current.domain,
-                &token,
-            )
-            .await
-            .err(),
-        )
+        match current.dns_token.clone() {
+            Some(token) => Some(
+                crate::identity::domain_check::check(
+                    state.settings.dns_resolver,
+                    &current.domain,
+                    &token,
+                )
+                .await
+                .err(),
+            ),
+            // Added before verification by DNS existed: a token first, then the record.
+            None => Some(Some(String::new())),
+        }
     } else {
         None
     };
@@ -378,24 +379,29 @@ pub async fn change_domain(
     }
     let result = state
         .db
-        .write(move |conn| -> Result<String, IdentityError> {
+        .write(move |conn| -> Result<Result<String, String>, IdentityError> {
             let d = &current;
             match action.as_str() {
                 "check" => {
                     let problem = dns_problem.flatten();
+                    if problem.as_deref() == Some("") {
+                        domains::new_token(conn, &d.id)?;
+                        return Ok(Err(format!("{} is not verified yet: publish the TXT record now shown for it, then press Verify.", d.domain)));
+                    }
                     domains::record_check(conn, &d.id, problem.as_deref(), now)?;
                     if let Some(p) = problem {
+                        // Recorded and audited (an Ok: an Err would roll it back).
                         admin.record(conn, "admin.domain.check", json!({"domain": d.domain, "verified": false, "cause": p}), now)?;
-                        return Err(IdentityError::Conflict(format!("{} is not verified yet: {p}.", d.domain)));
+                        return Ok(Err(format!("{} is not verified yet: {p}.", d.domain)));
                     }
                     domains::mark_verified(conn, &d.id, "dns")?;
                     admin.record(conn, "admin.domain.verify", json!({"domain": d.domain, "method": "dns"}), now)?;
-                    Ok(format!("{} is verified: its TXT record matched.", d.domain))
+                    Ok(Ok(format!("{} is verified: its TXT record matched.", d.domain)))
                 }
                 "verify" => {
                     domains::mark_verified(conn, &d.id, &admin.actor)?;
                     admin.record(conn, "admin.domain.verify", json!({"domain": d.domain, "method": "manual"}), now)?;
-                    Ok(format!("{} is verified (by hand).", d.domain))
+                    Ok(Ok(format!("{} is verified (by hand).", d.domain)))
                 }
                 "enforce" | "unenforce" => {
                     let enforce = action == "enforce";
@@ -403,11 +409,11 @@ pub async fn change_domain(
                     admin.record(conn, &format!("admin.domain.{action}"), json!({"domain": d.domain, "after": {"verified": d.verified, "enforce": enforce}}), now)?;
                     // Enforcing a domain may disqualify password sessions.
                     enforcement::set(conn, &admin.org.id, admin.org.enforcement(), now)?;
-                    Ok(if enforce {
+                    Ok(Ok(if enforce {
                         format!("SSO is required for {} (when \"Require SSO\" is domains).", d.domain)
                     } else {
                         format!("SSO is no longer required for {}.", d.domain)
-                    })
+                    }))
                 }
                 "remove" => {
                     let org = orgs::get(conn, &admin.org.id)?;
@@ -416,14 +422,15 @@ pub async fn change_domain(
                     }
                     domains::remove(conn, &admin.org.id, &domain)?;
                     admin.record(conn, "admin.domain.remove", json!({"before": {"domain": d.domain, "verified": d.verified, "enforce": d.enforce}}), now)?;
-                    Ok(format!("Removed {}.", d.domain))
+                    Ok(Ok(format!("Removed {}.", d.domain)))
                 }
                 _ => Err(IdentityError::Invalid("unknown action".into())),
             }
         })
         .await;
     match result {
-        Ok(m) => Ok(flash.notice(&path, &m)),
+        Ok(Ok(m)) => Ok(flash.notice(&path, &m)),
+        Ok(Err(m)) => Ok(flash.error(&path, &m)),
         Err(IdentityError::Conflict(m) | IdentityError::Invalid(m)) => Ok(flash.error(&path, &m)),
         Err(e) => Err(e.into()),
     }
@@ -459,37 +466,30 @@ pub async fn set_enforcement(
     let now = crate::clock::now();
     let flash = admin.flasher.clone();
     let before = admin.org.enforcement().as_str().to_string();
-    let org_id = admin.org.id.clone();
-    let (bg, tested) = state
+    let path = org_path(&admin);
+    // The check and the change in one transaction, under the org's lock-out lock (two
+    // admins at once cannot both pass it).
+    let result = state
         .db
-        .run(move |conn| -> Result<_, AppError> {
-            let bg = breakglass::list(conn, &org_id)?.len();
-            let tested = connections::list(conn, &org_id)?
+        .write(move |conn| -> Result<Result<usize, String>, IdentityError> {
+            enforcement::lock_org(conn, &admin.org.id)?;
+            let bg = breakglass::list(conn, &admin.org.id)?.len();
+            let tested = connections::list(conn, &admin.org.id)?
                 .iter()
                 .any(|c| c.live() && c.proven());
-            Ok((bg, tested))
-        })
-        .await?;
-    if mode == Enforcement::All && (bg == 0 || !tested) {
-        let mut why = Vec::new();
-        if bg == 0 {
-            why.push("add a break-glass account first (it can sign in when the IdP cannot)");
-        }
-        if !tested {
-            why.push("complete one sign-in through an SSO connection first (so you know it works)");
-        }
-        return Ok(refused(
-            &admin,
-            &format!(
-                "Requiring SSO for everyone was refused to keep you from locking the organization out: {}.",
-                why.join("; ")
-            ),
-        ));
-    }
-    let path = org_path(&admin);
-    let revoked = state
-        .db
-        .write(move |conn| -> Result<_, IdentityError> {
+            if mode == Enforcement::All && (bg == 0 || !tested) {
+                let mut why = Vec::new();
+                if bg == 0 {
+                    why.push("add a break-glass account first (it can sign in when the IdP cannot)");
+                }
+                if !tested {
+                    why.push("complete one sign-in through an SSO connection first (so you know it works)");
+                }
+                return Ok(Err(format!(
+                    "Requiring SSO for everyone was refused to keep you from locking the organization out: {}.",
+                    why.join("; ")
+                )));
+            }
             let revoked = enforcement::set(conn, &admin.org.id, mode, now)?;
             admin.record(
                 conn,
@@ -497,10 +497,14 @@ pub async fn set_enforcement(
                 json!({"before": before, "after": mode.as_str(), "sessions_revoked": revoked}),
                 now,
             )?;
-            Ok(revoked)
+            Ok(Ok(revoked))
         })
         .await
         .map_err(AppError::from)?;
+    let revoked = match result {
+        Ok(n) => n,
+        Err(why) => return Ok(flash.error(&path, &why)),
+    };
     Ok(flash.notice(
         &path,
         &format!(

@@ -111,8 +111,20 @@ pub async fn check(resolver: Option<SocketAddr>, domain: &str, token: &str) -> R
             ));
         }
     };
+    // Only records of the name asked (or of the names it is an alias of, in this answer).
+    let mut names = vec![name.to_ascii_lowercase()];
+    for record in lookup.answers() {
+        if let RData::CNAME(target) = &record.data {
+            if names.contains(&record.name.to_string().to_ascii_lowercase()) {
+                names.push(target.0.to_string().to_ascii_lowercase());
+            }
+        }
+    }
     let mut found = Vec::new();
     for record in lookup.answers() {
+        if !names.contains(&record.name.to_string().to_ascii_lowercase()) {
+            continue;
+        }
         if let RData::TXT(txt) = &record.data {
             let value: String = txt
                 .txt_data

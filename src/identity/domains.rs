@@ -124,6 +124,14 @@ pub fn mark_verified(conn: &mut DbConn, id: &DomainId, by: &str) -> Result<()> {
     Ok(())
 }
 
+/// Gives a domain (added before verification by DNS existed) its TXT token.
+pub fn new_token(conn: &mut DbConn, id: &DomainId) -> Result<()> {
+    diesel::update(domains::table.find(id.as_str()))
+        .set(domains::dns_token.eq(Some(super::domain_check::new_token())))
+        .execute(conn)?;
+    Ok(())
+}
+
 /// Records the outcome of a DNS check (`None`: the record matched).
 pub fn record_check(
     conn: &mut DbConn,
@@ -145,7 +153,11 @@ pub fn awaiting_dns(conn: &mut DbConn, limit: i64) -> Result<Vec<Domain>> {
     Ok(domains::table
         .filter(domains::verified.eq(false))
         .filter(domains::dns_token.is_not_null())
-        .order(domains::checked_at.asc())
+        // Never checked first (NULL sorts differently on SQLite and PostgreSQL).
+        .order((
+            domains::checked_at.is_not_null().asc(),
+            domains::checked_at.asc(),
+        ))
         .limit(limit)
         .select(Domain::as_select())
         .load(conn)?)

@@ -75,6 +75,12 @@ pub fn revoke_disqualified(conn: &mut DbConn, org: &OrgId, now: i64) -> Result<u
     Ok(n)
 }
 
+/// Serialises the changes the lock-out guard decides on, per org (see [`lockout`]).
+pub fn lock_org(conn: &mut DbConn, org: &OrgId) -> Result<()> {
+    crate::db::lock_named(conn, &format!("lockout:{org}"))?;
+    Ok(())
+}
+
 /// A change that can lock an org out while SSO is required.
 pub enum Change<'a> {
     /// Disabling (or deleting) this connection.
@@ -95,6 +101,9 @@ pub fn lockout(
     org: &orgs::Organization,
     change: Change<'_>,
 ) -> Result<Option<String>> {
+    // Two guarded changes at once (on PostgreSQL each reads before the other writes) must
+    // not both pass: they queue on one lock per org until the end of the transaction.
+    lock_org(conn, &org.id)?;
     let mode = org.enforcement();
     let some_enforced = domains::list(conn, &org.id)?.iter().any(|d| d.enforce);
     let required = match mode {

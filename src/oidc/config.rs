@@ -42,6 +42,25 @@ fn default_leeway() -> i64 {
 pub const TENANT_PLACEHOLDER: &str = "{tenantid}";
 
 impl OidcConfig {
+    /// A connection started from a setup guide before the IdP's client is registered (the
+    /// redirect URI comes first).
+    pub fn pending(preset: Option<String>) -> OidcConfig {
+        OidcConfig {
+            issuer: String::new(),
+            client_id: String::new(),
+            preset,
+            groups_claim: default_groups_claim(),
+            tenant_allow: Vec::new(),
+            scopes: default_scopes(),
+            leeway_secs: DEFAULT_LEEWAY_SECS,
+        }
+    }
+
+    /// Whether the IdP's settings are there (see [`OidcConfig::pending`]).
+    pub fn configured(&self) -> bool {
+        !self.issuer.is_empty() && !self.client_id.is_empty()
+    }
+
     /// Entra never sends `email_verified`; every other preset must assert it.
     pub fn requires_email_verified(&self) -> bool {
         self.preset.as_deref() != Some("entra")

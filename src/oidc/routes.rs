@@ -147,6 +147,9 @@ pub async fn login(
     if c.draft && q.test.is_none() {
         return Err(handoff::not_active().into());
     }
+    if !cfg.configured() {
+        return Err(handoff::not_set_up().into());
+    }
     let test_session = handoff::test_session(q.test.is_some(), current.as_ref(), &c)?;
     let now = crate::clock::now();
     let allow_private = state.settings.outbound_allow_private;
@@ -458,6 +461,16 @@ pub async fn callback(
     let q = q.into_inner();
     if !c.enabled {
         return Err(refuse(&state, &c, "the connection is disabled".into(), None, now).await);
+    }
+    if !cfg.configured() {
+        return Err(refuse(
+            &state,
+            &c,
+            "the connection is not set up yet (the IdP's settings were never entered)".into(),
+            None,
+            now,
+        )
+        .await);
     }
     let Some(state_token) = q.state.filter(|s| !s.is_empty()) else {
         return Err(refuse(&state, &c, "the callback has no state".into(), None, now).await);

@@ -264,6 +264,28 @@ pub fn reject_dtd(xml: &str) -> Result<(), String> {
 }
 
 impl SamlConfig {
+    /// A connection started from a setup guide before the IdP's settings are known: the SP
+    /// values exist (the IdP console asks for them first); it signs nobody in until the IdP's
+    /// metadata is entered.
+    pub fn pending(preset: Option<String>) -> SamlConfig {
+        SamlConfig {
+            idp_entity_id: String::new(),
+            sso_url: String::new(),
+            certs: Vec::new(),
+            idp_initiated: true,
+            preset,
+            clock_skew_secs: DEFAULT_SKEW_SECS,
+            sign_requests: false,
+            metadata_url: None,
+            attribute_map: Default::default(),
+        }
+    }
+
+    /// Whether the IdP's settings are there (see [`SamlConfig::pending`]).
+    pub fn configured(&self) -> bool {
+        !self.sso_url.is_empty() && !self.certs.is_empty()
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if self.certs.is_empty() {
             return Err("a SAML connection needs at least one IdP signing certificate".into());

@@ -176,6 +176,9 @@ pub async fn login(
     if c.draft && q.test.is_none() {
         return Err(crate::sso::handoff::not_active().into());
     }
+    if !cfg.configured() {
+        return Err(crate::sso::handoff::not_set_up().into());
+    }
     let test_session = crate::sso::handoff::test_session(q.test.is_some(), current.as_ref(), &c)?;
     let ctx = sp_context(&state, &c, &cfg, key.as_ref())?;
     let sp = validate::service_provider(&ctx, false)
@@ -406,6 +409,12 @@ async fn process(
             xml: None,
         });
     }
+    if !cfg.configured() {
+        return Err(AcsError::Refused {
+            cause: "the connection is not set up yet (the IdP's metadata was never entered)".into(),
+            xml: None,
+        });
+    }
     let Some(raw) = form.saml_response.filter(|s| !s.trim().is_empty()) else {
         return Err(AcsError::Refused {
             cause: "the POST has no SAMLResponse".into(),
@@ -482,11 +491,36 @@ async fn process(
         ));
     }
     let back = request.as_ref().and_then(|(_, r, _)| r.clone());
+    let request_id = request.as_ref().map(|(id, _, _)| id.clone());
     let relay_state = form.relay_state;
     match verify_and_finish(state, c, cfg, key, relay_state, now, xml, env, request).await {
-        // A failed test goes back to the connection's page with its cause.
+        // A failed test goes back to the connection's page with its cause, once: the request
+        // is used up, so a second response to it (anyone who saw its id) records nothing.
         Err(AcsError::Refused { cause, xml }) if test.is_some() => {
-            Err(AcsError::TestFailed { cause, xml, back })
+            let id = request_id.unwrap_or_default();
+            let first = state
+                .db
+                .write(move |conn| {
+                    diesel::update(
+                        saml_requests::table
+                            .find(&id)
+                            .filter(saml_requests::consumed_at.is_null()),
+                    )
+                    .set(saml_requests::consumed_at.eq(Some(now)))
+                    .execute(conn)
+                    .map_err(AppError::from)
+                })
+                .await?
+                == 1;
+            if first {
+                Err(AcsError::TestFailed { cause, xml, back })
+            } else {
+                Err(AcsError::Refused {
+                    cause: "InResponseTo names a sign-in request that was already used (replay)"
+                        .into(),
+                    xml,
+                })
+            }
         }
         other => other,
     }

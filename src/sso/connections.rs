@@ -194,11 +194,11 @@ pub fn record_test(
             connection_tests::created_at.eq(now),
         ))
         .execute(conn)?;
-    if ok {
-        diesel::update(connections::table.find(id))
-            .set(connections::tested_at.eq(Some(now)))
-            .execute(conn)?;
-    }
+    // A failed test takes back an earlier pass: the connection is proven again only by a
+    // pass of what it is now.
+    diesel::update(connections::table.find(id))
+        .set(connections::tested_at.eq(ok.then_some(now)))
+        .execute(conn)?;
     let keep: Vec<String> = connection_tests::table
         .filter(connection_tests::connection_id.eq(id))
         .order(connection_tests::id.desc())
@@ -242,6 +242,14 @@ pub fn update_config(
             connections::config.eq(config.to_string()),
             connections::updated_at.eq(now),
         ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// New IdP settings: an earlier Test sign-in proved the old ones, not these.
+pub fn forget_test(conn: &mut DbConn, id: &str) -> Result<()> {
+    diesel::update(connections::table.find(id))
+        .set(connections::tested_at.eq(None::<i64>))
         .execute(conn)?;
     Ok(())
 }

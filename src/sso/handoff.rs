@@ -127,6 +127,16 @@ pub fn test_sign_in(
     }
     let outcome = crate::sso::resolve::preview(conn, org, connection_id, asserted, now)?;
     let detail = merged(json!({"asserted": asserted, "outcome": outcome}), evidence);
+    // Valid, but a real sign-in would still be refused: not a pass (the lock-out guard and
+    // activation trust a pass).
+    if outcome["result"] != "would sign in" {
+        let cause = format!(
+            "the IdP's response was valid, but a real sign-in would be refused: {}",
+            outcome["cause"].as_str().unwrap_or("see below")
+        );
+        test_failed(conn, org, connection_id, protocol, &cause, detail, now)?;
+        return Ok(Ok(()));
+    }
     crate::sso::connections::record_test(conn, connection_id, None, &detail, now)?;
     let payload = merged(
         json!({"connection": connection_id, "protocol": protocol}),
@@ -213,6 +223,14 @@ pub async fn test_failed_back(
 pub fn not_active() -> AppError {
     AppError::Forbidden(
         "This sign-in connection is not active yet: your administrator is still setting it up."
+            .into(),
+    )
+}
+
+/// A sign-in through a connection whose IdP settings were never entered.
+pub fn not_set_up() -> AppError {
+    AppError::Forbidden(
+        "This sign-in connection is not set up yet: your administrator is still setting it up."
             .into(),
     )
 }
