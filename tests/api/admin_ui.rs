@@ -1080,3 +1080,172 @@ async fn small_things_an_admin_needs() {
     assert_eq!(rows, 1, "{found}");
     assert!(found.contains("login.saml"), "{found}");
 }
+
+/// Build item 12: a guided setup starts with a draft that has gatehouse's values (what the
+/// IdP console asks first), in the IdP's own field names; it signs nobody in until the IdP's
+/// settings are entered, tested and the draft activated.
+#[tokio::test]
+async fn a_guided_setup_follows_the_idps_console() {
+    let s = setup(Backend::Sqlite, &[]).await.unwrap();
+    let admin = org_admin(&s).await;
+    let (_, page) = get(&admin, &s.app, "/sso/admin/orgs/acme/connections/new").await;
+    for idp in [
+        "Okta",
+        "Microsoft Entra ID",
+        "Google Workspace",
+        "OneLogin",
+        "JumpCloud",
+    ] {
+        assert!(page.contains(idp), "{idp}");
+    }
+    let res = post(
+        &admin,
+        &s.app,
+        "/sso/admin/orgs/acme/connections/start",
+        &[
+            ("csrf", &form_field(&page, "csrf")),
+            ("form_id", &form_field(&page, "form_id")),
+            ("idp", "okta"),
+            ("name", "Acme Okta"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    let page_path = res.headers()["location"].to_str().unwrap().to_string();
+    let id = page_path.rsplit('/').next().unwrap().to_string();
+    let (_, page) = get(&admin, &s.app, &page_path).await;
+    // Okta's words, in Okta's order, and the SCIM steps.
+    assert!(page.contains("Set up Acme Okta in Okta"), "{page}");
+    assert!(page.contains("<dt>Single sign-on URL</dt>"), "{page}");
+    assert!(
+        page.contains("<dt>Audience URI (SP Entity ID)</dt>"),
+        "{page}"
+    );
+    assert!(page.contains("Create App Integration → SAML 2.0"), "{page}");
+    assert!(page.contains("SCIM connector base URL"), "{page}");
+    assert!(
+        page.contains("Enter the IdP&#x27;s settings") || page.contains("Enter the IdP's settings")
+    );
+    assert!(
+        !page.contains(r#"id="test-sign-in""#),
+        "no test before the IdP's settings"
+    );
+    // It signs nobody in yet, and cannot be activated.
+    let res = s.app.get_html(&format!("/sso/saml/{id}/login")).await;
+    assert_eq!(res.status(), 403);
+    let csrf = form_field(&page, "csrf");
+    let res = post(
+        &admin,
+        &s.app,
+        &page_path,
+        &[
+            ("csrf", &csrf),
+            ("action", "activate"),
+            ("untested", "yes"),
+            ("confirm_password", PASSWORD),
+        ],
+    )
+    .await;
+    let (_, shown) = get(&admin, &s.app, res.headers()["location"].to_str().unwrap()).await;
+    assert!(
+        banner(&shown).unwrap().contains("settings are missing"),
+        "{shown}"
+    );
+    // The IdP's settings, then a passed test.
+    let res = post(
+        &admin,
+        &s.app,
+        &format!("{page_path}/idp"),
+        &[
+            ("csrf", &csrf),
+            ("kind", ""),
+            ("entity_id", crate::saml::IDP_ENTITY),
+            ("sso_url", crate::saml::IDP_SSO),
+            ("certificate", &s.idp.cert_pem),
+            ("confirm_password", PASSWORD),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    let res = admin
+        .get(s.app.url(&format!(
+            "/sso/saml/{id}/login?test=1&return_to={page_path}"
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let request = request_id(res.headers()["location"].to_str().unwrap());
+    let listed = connections(&s.app, "acme");
+    let c = listed.iter().find(|c| c["id"] == id.as_str()).unwrap();
+    let r = s.response(json!({
+        "in_response_to": request,
+        "acs_url": c["acs_url"],
+        "sp_entity_id": c["sp_entity_id"],
+    }));
+    let res = s
+        .app
+        .client
+        .post(c["acs_url"].as_str().unwrap())
+        .form(&[("SAMLResponse", r["saml_response"].as_str().unwrap())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let (_, page) = get(&admin, &s.app, &page_path).await;
+    assert!(page.contains("Latest test passed"), "{page}");
+    assert!(!page.contains(r#"id="setup-guide""#), "the guide is done");
+}
+
+/// Emergency access relaxes enforcement and fixes connections, nothing else (review).
+#[tokio::test]
+async fn emergency_access_is_limited_to_what_an_outage_needs() {
+    let s = setup(Backend::Sqlite, &[]).await.unwrap();
+    let bg = set_breakglass(&s.app, "bg@acme.test");
+    let client = browser();
+    breakglass_in(
+        &s.app,
+        &client,
+        "bg@acme.test",
+        &bg.password,
+        &totp_code(&bg.otpauth, 0),
+    )
+    .await;
+    let (_, page) = get(&client, &s.app, "/sso/admin/orgs/acme").await;
+    let csrf = form_field(&page, "csrf");
+    for (path, form) in [
+        ("/sso/admin/orgs/acme/scim/tokens", vec![]),
+        (
+            "/sso/admin/orgs/acme/breakglass",
+            vec![("email", "bg2@acme.test")],
+        ),
+        (
+            "/sso/admin/orgs/acme/roles",
+            vec![("name", "x"), ("rank", "1")],
+        ),
+        (
+            "/sso/admin/orgs/acme/domains",
+            vec![("domain", "acme2.test")],
+        ),
+    ] {
+        let mut f = vec![
+            ("csrf", csrf.as_str()),
+            ("confirm_password", bg.password.as_str()),
+        ];
+        f.extend(form);
+        let res = post(&client, &s.app, path, &f).await;
+        assert_eq!(res.status(), 403, "{path}");
+    }
+    let res = post(
+        &client,
+        &s.app,
+        &format!("/sso/admin/orgs/acme/connections/{}", s.connection),
+        &[
+            ("csrf", &csrf),
+            ("action", "disable"),
+            ("confirm_password", &bg.password),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 303, "fixing a connection is allowed");
+}
