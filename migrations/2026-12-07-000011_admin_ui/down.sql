@@ -1,3 +1,5 @@
+ALTER TABLE sessions DROP COLUMN setup_link_id;
+DROP TABLE setup_links;
 ALTER TABLE organizations DROP COLUMN group_source;
 ALTER TABLE domains DROP COLUMN verified_by;
 ALTER TABLE domains DROP COLUMN check_result;

@@ -31,3 +31,19 @@ ALTER TABLE domains ADD COLUMN verified_by TEXT;
 -- groups of the latest sign-in), 'idp' (sign-in groups only), 'scim' (SCIM groups only) or
 -- 'both' (the union).
 ALTER TABLE organizations ADD COLUMN group_source TEXT NOT NULL DEFAULT 'auto';
+-- Setup links: a customer's IT admin, who has no account, sets up SSO, SCIM or domains for
+-- one org through a link (its token stored hashed), time-limited and revocable.
+CREATE TABLE setup_links (
+    id TEXT PRIMARY KEY NOT NULL,
+    org_id TEXT NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE,
+    intents TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    revoked_at BIGINT,
+    last_used_at BIGINT
+);
+CREATE INDEX setup_links_org ON setup_links (org_id);
+-- A session opened through a setup link (no user, no instance admin).
+ALTER TABLE sessions ADD COLUMN setup_link_id TEXT;

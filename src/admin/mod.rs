@@ -11,6 +11,7 @@ pub mod guides;
 pub mod once;
 pub mod org;
 pub mod scim;
+pub mod setup;
 pub mod submit;
 pub mod users;
 
@@ -25,6 +26,7 @@ use crate::login::session::{Principal, SignedIn};
 use crate::startup::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/sso/setup/{token}", web::get().to(setup::open));
     cfg.service(
         web::scope("/sso/admin")
             .wrap_fn(|req, srv| {
@@ -36,6 +38,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("", web::get().to(org::home))
             .route("/static/admin.js", web::get().to(script))
             .route("/orgs/{org}", web::get().to(org::overview))
+            .route("/orgs/{org}/setup", web::get().to(setup::summary))
+            .route(
+                "/orgs/{org}/setup-links",
+                web::post().to(setup::create_link),
+            )
+            .route(
+                "/orgs/{org}/setup-links/{id}/revoke",
+                web::post().to(setup::revoke_link),
+            )
             .route("/orgs/{org}/domains", web::post().to(org::add_domain))
             .route(
                 "/orgs/{org}/domains/{domain}",
@@ -202,6 +213,8 @@ pub struct Nav {
     pub form_id: String,
     /// Signed in with a break-glass account (emergency access).
     pub emergency: bool,
+    /// Through a setup link: its intents (`sso,scim`); the navigation shows only those.
+    pub setup: Option<String>,
 }
 
 /// How recent an SSO admin's sign-in must be for a sensitive change.
@@ -219,6 +232,10 @@ impl Admin {
             flash: self.flash.clone(),
             form_id: submit::new_form_id(),
             emergency: crate::login::session::is_break_glass_session(&self.signed),
+            setup: match &self.signed.principal {
+                Principal::Setup { link, .. } => Some(link.intents.clone()),
+                _ => None,
+            },
         }
     }
 
@@ -226,6 +243,7 @@ impl Admin {
         match &self.signed.principal {
             Principal::Admin(a) => Some(a.password_hash.clone()),
             Principal::User { user, .. } => user.password_hash.clone(),
+            Principal::Setup { .. } => None,
         }
     }
 
@@ -253,6 +271,8 @@ impl Admin {
                     .into());
                 }
             }
+            // A setup link's session: the link is the credential (CSRF is still checked).
+            None if matches!(self.signed.principal, Principal::Setup { .. }) => {}
             None => {
                 if crate::clock::now() - self.signed.created_at > RECENT_SIGN_IN_SECS {
                     return Err(AppError::Forbidden(
@@ -321,6 +341,14 @@ pub async fn access(state: &AppState, req: &HttpRequest, org: &str) -> Result<Ad
         Principal::User { user, .. } => {
             (false, format!("user:{}", user.id), user.user_name.clone())
         }
+        Principal::Setup { link, .. } => {
+            setup_scope(req, &org.slug, link)?;
+            (
+                false,
+                format!("setup-link:{}", link.id),
+                "IT admin (setup link)".to_string(),
+            )
+        }
     };
     let flash = flash::read(req, state, &signed.id_hash);
     let flasher = flash::Flasher::new(state, &signed.id_hash);
@@ -348,6 +376,31 @@ pub async fn sensitive(
     check_post(req, &admin, csrf)?;
     admin.confirm(state, confirm_password).await?;
     Ok(admin)
+}
+
+/// A setup link's session sees only its org's setup pages for the link's intents: the setup
+/// summary and shown-once results always; connections for `sso`; the SCIM page and tokens
+/// for `scim`; domains for `domains`. Anything else is 404, as for a stranger.
+fn setup_scope(
+    req: &HttpRequest,
+    slug: &str,
+    link: &crate::identity::setup_links::SetupLink,
+) -> Result<(), AdminError> {
+    let prefix = format!("/sso/admin/orgs/{slug}");
+    let rest = req.path().strip_prefix(&prefix).unwrap_or("/none");
+    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    let allowed = match segments.as_slice() {
+        ["setup"] | ["once", _] => true,
+        ["connections", ..] => link.allows("sso"),
+        ["scim"] | ["scim", "tokens"] | ["scim", "tokens", _, "revoke"] => link.allows("scim"),
+        ["domains"] | ["domains", _] => link.allows("domains"),
+        _ => false,
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(AppError::NotFound.into())
+    }
 }
 
 /// Emergency access (a break-glass session) changes only what an IdP outage needs:

@@ -72,6 +72,9 @@ pub async fn home(state: web::Data<AppState>, req: HttpRequest) -> AdminResult {
                 },
             ))
         }
+        Principal::Setup { org, .. } => Ok(HttpResponse::SeeOther()
+            .insert_header(("location", format!("/sso/admin/orgs/{}/setup", org.slug)))
+            .finish()),
         Principal::User { org, .. } if crate::login::session::administers(&signed, &org.id) => {
             Ok(HttpResponse::SeeOther()
                 .insert_header(("location", format!("/sso/admin/orgs/{}", org.slug)))

@@ -181,6 +181,24 @@ pub enum BreakglassCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum SetupLinkCommand {
+    /// Create a link for the org's IT admin; prints its URL once, alone on one line.
+    Create {
+        org: String,
+        /// What it may set up: sso, scim, domains (comma-separated or repeated).
+        #[arg(long = "intent", required = true, value_name = "INTENTS")]
+        intents: Vec<String>,
+        /// How long it lives: `7d` (days, 1 to 30).
+        #[arg(long, default_value = "7d")]
+        expires: String,
+    },
+    /// List an org's setup links.
+    List { org: String },
+    /// Revoke a link: it opens nothing any more and its sessions end.
+    Revoke { org: String, id: String },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum KeysCommand {
     /// Add new signing keys; the previous ones stay published during the overlap.
     Rotate,
@@ -304,6 +322,7 @@ pub fn run(settings: &Settings, command: Command, json: bool) -> anyhow::Result<
         Command::User(c) => user(&ctx, c),
         Command::Admin(c) => admin(&ctx, c),
         Command::Breakglass(c) => breakglass_cmd(&ctx, c),
+        Command::SetupLink(c) => setup_link_cmd(&ctx, settings, c),
         Command::Keys(c) => keys_cmd(&ctx, c),
         Command::Audit(c) => audit_cmd(&ctx, c),
         Command::Serve | Command::Migrate | Command::Config(_) | Command::Connection(_) => {
@@ -831,6 +850,82 @@ fn show_qr(uri: &str, json_out: bool) {
     if let Some(qr) = totp::qr_text(uri) {
         eprintln!("Scan with the authenticator app:\n{qr}");
     }
+}
+
+fn setup_link_cmd(ctx: &Ctx, settings: &Settings, c: SetupLinkCommand) -> anyhow::Result<()> {
+    use crate::identity::setup_links;
+    match c {
+        SetupLinkCommand::Create {
+            org,
+            intents,
+            expires,
+        } => {
+            let o = ctx.org(&org)?;
+            let intents = setup_links::parse_intents(intents.iter().map(String::as_str))?;
+            let days: i64 = expires
+                .trim()
+                .strip_suffix('d')
+                .unwrap_or(expires.trim())
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--expires takes days, e.g. 7d"))?;
+            let (link, token) = ctx.tx(|c| {
+                let (link, token) =
+                    setup_links::create(c, &o.id, &intents, days, "cli", ctx.now)?;
+                record(
+                    c,
+                    Some(&o.id),
+                    "setup_link.create",
+                    json!({"id": link.id, "intents": link.intents, "expires_at": link.expires_at, "token": "(shown once)"}),
+                    ctx.now,
+                )?;
+                Ok((link, token))
+            })?;
+            let url = settings.url_for(&format!("/sso/setup/{token}"));
+            ctx.out(
+                json!({"id": link.id, "url": url, "intents": link.intents, "expires_at": rfc3339(link.expires_at)}),
+                || url.clone(),
+            );
+        }
+        SetupLinkCommand::List { org } => {
+            let o = ctx.org(&org)?;
+            let all = ctx.read(|c| setup_links::list(c, &o.id))?;
+            let rows: Vec<Value> = all
+                .iter()
+                .map(|l| json!({"id": l.id, "intents": l.intents, "created_by": l.created_by, "expires_at": rfc3339(l.expires_at), "revoked": l.revoked_at.is_some(), "live": l.live(ctx.now), "last_used_at": l.last_used_at.map(rfc3339)}))
+                .collect();
+            ctx.out(Value::Array(rows), || {
+                all.iter()
+                    .map(|l| {
+                        format!(
+                            "{}\t{}\texpires {}\t{}\n",
+                            l.id,
+                            l.intents,
+                            rfc3339(l.expires_at),
+                            if l.live(ctx.now) { "live" } else { "ended" }
+                        )
+                    })
+                    .collect()
+            });
+        }
+        SetupLinkCommand::Revoke { org, id } => {
+            let o = ctx.org(&org)?;
+            let n = ctx.tx(|c| {
+                let n = setup_links::revoke(c, &o.id, &id, ctx.now)?;
+                record(
+                    c,
+                    Some(&o.id),
+                    "setup_link.revoke",
+                    json!({"id": id, "sessions_ended": n}),
+                    ctx.now,
+                )?;
+                Ok(n)
+            })?;
+            ctx.out(json!({"id": id, "sessions_ended": n}), || {
+                format!("revoked {id} ({n} session(s) ended)")
+            });
+        }
+    }
+    Ok(())
 }
 
 fn breakglass_cmd(ctx: &Ctx, c: BreakglassCommand) -> anyhow::Result<()> {

@@ -67,6 +67,9 @@ pub enum Command {
     /// required and the IdP is down).
     #[command(subcommand)]
     Breakglass(identity::BreakglassCommand),
+    /// Setup links for an org's IT admin, who has no account (SSO, SCIM, domains).
+    #[command(subcommand, name = "setup-link")]
+    SetupLink(identity::SetupLinkCommand),
     /// Signing keys (SAML SP certificate, identity JWT).
     #[command(subcommand)]
     Keys(KeysCommand),

@@ -139,6 +139,21 @@ diesel::table! {
         expires_at -> BigInt,
         revoked_at -> Nullable<BigInt>,
         connection_id -> Nullable<Text>,
+        setup_link_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    setup_links (id) {
+        id -> Text,
+        org_id -> Text,
+        token_hash -> Text,
+        intents -> Text,
+        created_by -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        revoked_at -> Nullable<BigInt>,
+        last_used_at -> Nullable<BigInt>,
     }
 }
 
@@ -350,4 +365,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     sso_handoffs,
     connection_tests,
     admin_form_submissions,
+    setup_links,
 );

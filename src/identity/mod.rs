@@ -11,6 +11,7 @@ pub mod keys;
 pub mod orgs;
 pub mod roles;
 pub mod scim_tokens;
+pub mod setup_links;
 pub mod tombstones;
 pub mod users;
 

@@ -55,6 +55,14 @@ async fn identity_of(state: &AppState, signed_in: &SignedIn) -> Result<Identity,
             role: Some("instance-admin".into()),
             groups: Vec::new(),
         }),
+        Principal::Setup { link, org } => Ok(Identity {
+            user_name: format!("setup link {}", link.id),
+            email: None,
+            email_verified: false,
+            org: Some(org.slug.clone()),
+            role: None,
+            groups: Vec::new(),
+        }),
         Principal::User { user, org } => {
             let (user, org) = (user.clone(), org.clone());
             state
@@ -122,6 +130,7 @@ pub async fn logout_page(signed_in: Option<SignedIn>) -> HttpResponse {
             let user_name = match &s.principal {
                 Principal::Admin(a) => a.email.clone(),
                 Principal::User { user, .. } => user.user_name.clone(),
+                Principal::Setup { org, .. } => format!("the setup link of {}", org.name),
             };
             render(
                 StatusCode::OK,
@@ -157,6 +166,9 @@ pub async fn logout(
             Principal::Admin(a) => (None, format!("admin:{}", a.id)),
             Principal::User { user, .. } => {
                 (Some(user.org_id.clone()), format!("user:{}", user.id))
+            }
+            Principal::Setup { link, org } => {
+                (Some(org.id.clone()), format!("setup-link:{}", link.id))
             }
         };
         let event =

@@ -83,6 +83,7 @@ struct SessionRow {
     idle_timeout_secs: i64,
     expires_at: i64,
     revoked_at: Option<i64>,
+    setup_link_id: Option<String>,
 }
 
 #[derive(Insertable)]
@@ -99,6 +100,7 @@ struct NewSession<'a> {
     idle_timeout_secs: i64,
     expires_at: i64,
     connection_id: Option<&'a str>,
+    setup_link_id: Option<&'a str>,
 }
 
 /// Who a session is for.
@@ -106,6 +108,11 @@ struct NewSession<'a> {
 pub enum Subject<'a> {
     User(&'a User, &'a Organization),
     Admin(&'a InstanceAdmin),
+    /// A customer's IT admin through a setup link (scoped to its org and intents).
+    Setup(
+        &'a crate::identity::setup_links::SetupLink,
+        &'a Organization,
+    ),
 }
 
 /// Creates a session and returns the cookie value (the only place the clear id exists).
@@ -125,6 +132,7 @@ pub fn create(
             .execute(conn)?;
     }
     let id = random_token(32);
+    let mut setup_link_id = None;
     let (org_id, user_id, admin_id, idle, max) = match subject {
         Subject::User(u, org) => (
             Some(org.id.as_str()),
@@ -140,6 +148,17 @@ pub fn create(
             ADMIN_IDLE_SECS,
             ADMIN_MAX_SECS,
         ),
+        // As an instance admin's, and never past the link's own end.
+        Subject::Setup(link, org) => {
+            setup_link_id = Some(link.id.as_str());
+            (
+                Some(org.id.as_str()),
+                None,
+                None,
+                ADMIN_IDLE_SECS,
+                ADMIN_MAX_SECS.min(link.expires_at - now).max(0),
+            )
+        }
     };
     diesel::insert_into(sessions::table)
         .values(&NewSession {
@@ -154,6 +173,7 @@ pub fn create(
             idle_timeout_secs: idle,
             expires_at: now + max,
             connection_id: connection,
+            setup_link_id,
         })
         .execute(conn)?;
     Ok(id)
@@ -167,6 +187,11 @@ pub enum Principal {
         org: Box<Organization>,
     },
     Admin(Box<InstanceAdmin>),
+    /// Through a setup link: an org's setup, for the link's intents only.
+    Setup {
+        link: Box<crate::identity::setup_links::SetupLink>,
+        org: Box<Organization>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -199,6 +224,8 @@ pub fn administers(signed: &SignedIn, org: &OrgId) -> bool {
         Principal::User { user, .. } => {
             &user.org_id == org && (user.is_org_admin || is_break_glass_session(signed))
         }
+        // Its intents are checked page by page (`admin::setup_scope`).
+        Principal::Setup { org: o, .. } => &o.id == org,
     }
 }
 
@@ -272,6 +299,24 @@ fn load_row(
             match admins::get(conn, &AdminId::from(admin_id.clone()))? {
                 Some(a) => Principal::Admin(Box::new(a)),
                 None => return Ok(None),
+            }
+        }
+        // A setup link's session lives only as long as the link.
+        (None, None, Some(org_id)) => {
+            let Some(link) = row
+                .setup_link_id
+                .as_deref()
+                .map(|id| crate::identity::setup_links::get(conn, id))
+                .transpose()?
+                .flatten()
+                .filter(|l| l.live(now) && l.org_id == *org_id)
+            else {
+                return Ok(None);
+            };
+            let org = orgs::get(conn, &OrgId::from(org_id.clone()))?;
+            Principal::Setup {
+                link: Box::new(link),
+                org: Box::new(org),
             }
         }
         _ => return Ok(None),

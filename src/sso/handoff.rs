@@ -245,8 +245,14 @@ pub fn test_session(
     if !test {
         return Ok(None);
     }
+    let sso_allowed = |s: &SignedIn| match &s.principal {
+        session::Principal::Setup { link, .. } => link.allows("sso"),
+        _ => true,
+    };
     match current {
-        Some(s) if session::administers(s, &c.org_id) => Ok(Some(s.id_hash.clone())),
+        Some(s) if session::administers(s, &c.org_id) && sso_allowed(s) => {
+            Ok(Some(s.id_hash.clone()))
+        }
         _ => Err(AppError::Forbidden(
             "Test sign-in is for this organization's admins: sign in to the admin pages and start the test from the connection's page.".into(),
         )

@@ -1249,3 +1249,57 @@ async fn emergency_access_is_limited_to_what_an_outage_needs() {
     .await;
     assert_eq!(res.status(), 303, "fixing a connection is allowed");
 }
+
+/// Instance admins create and revoke setup links in the UI (shown once).
+#[tokio::test]
+async fn instance_admins_make_setup_links_in_the_ui() {
+    let s = setup(Backend::Sqlite, &[]).await.unwrap();
+    let ops = instance_admin(&s.app, 0).await;
+    let (_, page) = get(&ops, &s.app, "/sso/admin/orgs/acme/setup").await;
+    let res = post(
+        &ops,
+        &s.app,
+        "/sso/admin/orgs/acme/setup-links",
+        &[
+            ("csrf", &form_field(&page, "csrf")),
+            ("form_id", &form_field(&page, "form_id")),
+            ("sso", "1"),
+            ("days", "3"),
+            ("confirm_password", PASSWORD),
+        ],
+    )
+    .await;
+    let (_, shown) = get(&ops, &s.app, res.headers()["location"].to_str().unwrap()).await;
+    let url = unescape(
+        shown
+            .split("id=\"secret-1\">")
+            .nth(1)
+            .unwrap()
+            .split('<')
+            .next()
+            .unwrap(),
+    );
+    assert!(url.contains("/sso/setup/"), "{shown}");
+    assert_eq!(browser().get(&url).send().await.unwrap().status(), 303);
+    // An org admin cannot make one.
+    s.app.add_org_admin("acme", "root@acme.test");
+    let admin = signed_in_browser(&s.app, "root@acme.test").await;
+    let (_, page) = get(&admin, &s.app, "/sso/admin/orgs/acme/setup").await;
+    assert!(!page.contains("Create setup link"));
+    let res = post(
+        &admin,
+        &s.app,
+        "/sso/admin/orgs/acme/setup-links",
+        &[
+            ("csrf", &form_field(&page, "csrf")),
+            ("sso", "1"),
+            ("confirm_password", PASSWORD),
+        ],
+    )
+    .await;
+    let (_, page) = get(&admin, &s.app, res.headers()["location"].to_str().unwrap()).await;
+    assert!(
+        banner(&page).unwrap().contains("Only an instance admin"),
+        "{page}"
+    );
+}
