@@ -36,13 +36,17 @@ fn context(id: &str) -> String {
 }
 
 /// Stores `shown` for the session `session_hash` (inside the caller's transaction) and returns
-/// the path of the page that shows it once.
+/// the path of the page that shows it once; the form that made it (`form_id` posted to
+/// `action`, see `submit`) leads there again if it is sent a second time.
+#[allow(clippy::too_many_arguments)]
 pub fn store(
     conn: &mut DbConn,
     key: &SecretKey,
     org_slug: &str,
     session_hash: &str,
     shown: &Shown,
+    form_id: &str,
+    action: &str,
     now: i64,
 ) -> Result<String, IdentityError> {
     let id = crate::crypto::random_token(24);
@@ -55,7 +59,9 @@ pub fn store(
             admin_once_results::expires_at.eq(now + TTL_SECS),
         ))
         .execute(conn)?;
-    Ok(format!("/sso/admin/orgs/{org_slug}/once/{id}"))
+    let page = format!("/sso/admin/orgs/{org_slug}/once/{id}");
+    super::submit::remember(conn, form_id, action, session_hash, &page, now)?;
+    Ok(page)
 }
 
 /// Takes (reads and deletes) the result if it is this session's and still fresh.

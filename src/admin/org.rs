@@ -598,9 +598,16 @@ pub async fn add_breakglass(
                 warning: "Shown once. Store both in your emergency vault now: they sign in at /sso/breakglass when SSO is unavailable.".into(),
                 back: back2,
             };
-            let page = super::once::store(conn, &key, &admin.org.slug, &session, &shown, now)?;
-            super::submit::remember(conn, &form_id, &action, &session, &page, now)?;
-            Ok(page)
+            super::once::store(
+                conn,
+                &key,
+                &admin.org.slug,
+                &session,
+                &shown,
+                &form_id,
+                &action,
+                now,
+            )
         })
         .await;
     match result {

@@ -124,9 +124,16 @@ pub async fn issue(
                 warning,
                 back,
             };
-            let page = super::once::store(conn, &key, &admin.org.slug, &session, &shown, now)?;
-            super::submit::remember(conn, &form_id, &action, &session, &page, now)?;
-            Ok(page)
+            super::once::store(
+                conn,
+                &key,
+                &admin.org.slug,
+                &session,
+                &shown,
+                &form_id,
+                &action,
+                now,
+            )
         })
         .await
         .map_err(AppError::from)?;

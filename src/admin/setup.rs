@@ -225,9 +225,16 @@ pub async fn create_link(
                 ),
                 back: back2,
             };
-            let page = super::once::store(conn, &key, &admin.org.slug, &session, &shown, now)?;
-            super::submit::remember(conn, &form_id, &action, &session, &page, now)?;
-            Ok(page)
+            super::once::store(
+                conn,
+                &key,
+                &admin.org.slug,
+                &session,
+                &shown,
+                &form_id,
+                &action,
+                now,
+            )
         })
         .await;
     match result {

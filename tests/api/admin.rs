@@ -464,15 +464,16 @@ async fn a_new_admin_sets_up_sso_in_a_browser() {
     )
     .unwrap();
     let (mut server, port) = crate::saml::start_idp_server(&config);
-    let b64: String = idp
-        .cert_pem
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect();
     let metadata = app.data_dir.path().join("idp-metadata.xml");
-    std::fs::write(&metadata, format!(
-        r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="https://idp.acme.test"><md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{b64}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor><md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="http://127.0.0.1:{port}/sso"/></md:IDPSSODescriptor></md:EntityDescriptor>"#
-    )).unwrap();
+    std::fs::write(
+        &metadata,
+        crate::admin_ui::idp_metadata(
+            "https://idp.acme.test",
+            &idp.cert_pem,
+            &format!("http://127.0.0.1:{port}/sso"),
+        ),
+    )
+    .unwrap();
 
     let shots = root.join("target/test-artifacts/admin-ui");
     let (address, code) = (app.address.clone(), totp_code(&uri, 0));

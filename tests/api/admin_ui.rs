@@ -22,6 +22,13 @@ fn banner(page: &str) -> Option<String> {
         .map(|rest| unescape(rest.split("</p>").next().unwrap_or("")))
 }
 
+/// The page a POST's redirect leads to (where its banner is shown).
+async fn followed(client: &reqwest::Client, app: &TestApp, res: &reqwest::Response) -> String {
+    get(client, app, res.headers()["location"].to_str().unwrap())
+        .await
+        .1
+}
+
 fn events(app: &TestApp, org: &str) -> Vec<Value> {
     serde_json::from_str(app.cli_ok(&["audit", "list", org, "--json"]).trim()).unwrap()
 }
@@ -91,7 +98,7 @@ async fn banners_come_from_the_server_never_from_the_url() {
         &[("csrf", &csrf), ("group", "Eng"), ("role", "nosuchrole")],
     )
     .await;
-    let (_, page) = get(&admin, &app, res.headers()["location"].to_str().unwrap()).await;
+    let page = followed(&admin, &app, &res).await;
     assert!(
         page.contains(r#"class="error" role="alert" id="page-error""#),
         "{page}"
@@ -259,7 +266,7 @@ async fn drafts_are_tested_on_their_page_then_activated() {
         admin.post(s.app.url(&page_path)).form(&form).send()
     };
     let res = activate(false).await.unwrap();
-    let (_, page) = get(&admin, &s.app, res.headers()["location"].to_str().unwrap()).await;
+    let page = followed(&admin, &s.app, &res).await;
     assert!(
         banner(&page)
             .unwrap()
@@ -309,7 +316,7 @@ async fn drafts_are_tested_on_their_page_then_activated() {
 
     // Now it can be activated, and users are offered it.
     let res = activate(false).await.unwrap();
-    let (_, page) = get(&admin, &s.app, res.headers()["location"].to_str().unwrap()).await;
+    let page = followed(&admin, &s.app, &res).await;
     assert!(banner(&page).unwrap().contains("activated"), "{page}");
     assert_eq!(connections(&s.app, "acme")[0]["draft"], false);
     assert_eq!(s.app.sso_choices("ann@acme.test", "/").await.len(), 1);
@@ -362,7 +369,7 @@ async fn connections_made_in_the_ui_start_as_drafts() {
     .await;
     assert_eq!(res.status(), 303);
     assert_eq!(connections(&app, "alpha")[0]["draft"], true);
-    let (_, page) = get(&admin, &app, res.headers()["location"].to_str().unwrap()).await;
+    let page = followed(&admin, &app, &res).await;
     assert!(page.contains(r#"id="status">Draft"#), "{page}");
     assert!(banner(&page).unwrap().contains("Draft connection created"));
     assert!(app.sso_choices("kim@alpha.test", "/").await.is_empty());
@@ -399,7 +406,7 @@ async fn the_lock_out_guard_covers_connections_and_break_glass() {
         ],
     )
     .await;
-    let (_, page) = get(&admin, &s.app, res.headers()["location"].to_str().unwrap()).await;
+    let page = followed(&admin, &s.app, &res).await;
     assert!(
         banner(&page).unwrap().contains("last working connection"),
         "{page}"
@@ -418,7 +425,7 @@ async fn the_lock_out_guard_covers_connections_and_break_glass() {
     };
     let res = remove("bg@acme.test").await.unwrap();
     assert_eq!(res.status(), 303);
-    let (_, page) = get(&admin, &s.app, res.headers()["location"].to_str().unwrap()).await;
+    let page = followed(&admin, &s.app, &res).await;
     assert!(
         banner(&page).unwrap().contains("last break-glass account"),
         "{page}"
@@ -437,7 +444,7 @@ async fn the_lock_out_guard_covers_connections_and_break_glass() {
     // With a second one, the first can go.
     set_breakglass(&s.app, "bg2@acme.test");
     let res = remove("bg@acme.test").await.unwrap();
-    let (_, page) = get(&admin, &s.app, res.headers()["location"].to_str().unwrap()).await;
+    let page = followed(&admin, &s.app, &res).await;
     assert!(
         banner(&page)
             .unwrap()
@@ -457,7 +464,7 @@ async fn the_lock_out_guard_covers_connections_and_break_glass() {
         ],
     )
     .await;
-    let (_, page) = get(&admin, &s.app, res.headers()["location"].to_str().unwrap()).await;
+    let page = followed(&admin, &s.app, &res).await;
     assert!(
         banner(&page).unwrap().contains("Connection disabled"),
         "{page}"
@@ -635,14 +642,14 @@ async fn domains_are_verified_by_dns() {
         ("co.uk", "public suffix"),
     ] {
         let res = add(d).await.unwrap();
-        let (_, page) = get(&admin, &app, res.headers()["location"].to_str().unwrap()).await;
+        let page = followed(&admin, &app, &res).await;
         assert!(banner(&page).unwrap().contains(why), "{d}: {page}");
     }
     let out = app.cli(&["domain", "add", "alpha", "gmail.com"]);
     assert!(!out.status.success(), "the CLI refuses it too");
 
     let res = add("alpha-corp.test").await.unwrap();
-    let (_, page) = get(&admin, &app, res.headers()["location"].to_str().unwrap()).await;
+    let page = followed(&admin, &app, &res).await;
     assert!(
         banner(&page).unwrap().contains("publish the TXT record"),
         "{page}"
@@ -666,7 +673,7 @@ async fn domains_are_verified_by_dns() {
     };
     let outcome = || async {
         let res = verify().await.unwrap();
-        let (_, page) = get(&admin, &app, res.headers()["location"].to_str().unwrap()).await;
+        let page = followed(&admin, &app, &res).await;
         banner(&page).unwrap()
     };
     // No record yet.
@@ -714,7 +721,7 @@ async fn domains_are_verified_by_dns() {
             .send()
     };
     let res = by_hand(&admin, &csrf, PASSWORD).await.unwrap();
-    let (_, page) = get(&admin, &app, res.headers()["location"].to_str().unwrap()).await;
+    let page = followed(&admin, &app, &res).await;
     assert!(
         banner(&page).unwrap().contains("Only an instance admin"),
         "{page}"
@@ -724,7 +731,7 @@ async fn domains_are_verified_by_dns() {
     let res = by_hand(&ops, &ops_csrf, "not the password").await.unwrap();
     assert_eq!(res.status(), 403);
     let res = by_hand(&ops, &ops_csrf, PASSWORD).await.unwrap();
-    let (_, page) = get(&ops, &app, res.headers()["location"].to_str().unwrap()).await;
+    let page = followed(&ops, &app, &res).await;
     assert!(
         banner(&page).unwrap().contains("verified (by hand)"),
         "{page}"
@@ -762,7 +769,7 @@ async fn domains_are_verified_by_dns() {
         .send()
         .await
         .unwrap();
-    let (_, page) = get(&ops, &app, res.headers()["location"].to_str().unwrap()).await;
+    let page = followed(&ops, &app, &res).await;
     assert!(
         banner(&page).unwrap().contains("last verified domain"),
         "{page}"
@@ -858,7 +865,7 @@ async fn the_org_chooses_which_groups_count_for_roles() {
         ],
     )
     .await;
-    let (_, page) = get(&admin, &s.app, res.headers()["location"].to_str().unwrap()).await;
+    let page = followed(&admin, &s.app, &res).await;
     assert!(banner(&page).unwrap().contains("both"), "{page}");
     assert!(page.contains(r#"value="both" checked"#), "{page}");
     assert_eq!(role().await, "developer");
@@ -883,7 +890,7 @@ async fn the_org_chooses_which_groups_count_for_roles() {
         ],
     )
     .await;
-    let (_, page) = get(&admin, &s.app, res.headers()["location"].to_str().unwrap()).await;
+    let page = followed(&admin, &s.app, &res).await;
     assert!(
         banner(&page).unwrap().contains("unknown group source"),
         "{page}"
@@ -891,7 +898,7 @@ async fn the_org_chooses_which_groups_count_for_roles() {
 }
 
 /// IdP metadata naming `cert_pem` as the signing certificate and `sso` as the SSO URL.
-fn idp_metadata(entity: &str, cert_pem: &str, sso: &str) -> String {
+pub(crate) fn idp_metadata(entity: &str, cert_pem: &str, sso: &str) -> String {
     let b64: String = cert_pem
         .lines()
         .filter(|l| !l.starts_with("-----"))
@@ -1044,7 +1051,7 @@ async fn small_things_an_admin_needs() {
         ],
     )
     .await;
-    let (_, shown) = get(&admin, &s.app, res.headers()["location"].to_str().unwrap()).await;
+    let shown = followed(&admin, &s.app, &res).await;
     let qr = shown
         .split(r#"<figure id="totp-qr"><svg"#)
         .nth(1)
@@ -1146,7 +1153,7 @@ async fn a_guided_setup_follows_the_idps_console() {
         ],
     )
     .await;
-    let (_, shown) = get(&admin, &s.app, res.headers()["location"].to_str().unwrap()).await;
+    let shown = followed(&admin, &s.app, &res).await;
     assert!(
         banner(&shown).unwrap().contains("settings are missing"),
         "{shown}"
@@ -1269,7 +1276,7 @@ async fn instance_admins_make_setup_links_in_the_ui() {
         ],
     )
     .await;
-    let (_, shown) = get(&ops, &s.app, res.headers()["location"].to_str().unwrap()).await;
+    let shown = followed(&ops, &s.app, &res).await;
     let url = unescape(
         shown
             .split("id=\"secret-1\">")
@@ -1297,7 +1304,7 @@ async fn instance_admins_make_setup_links_in_the_ui() {
         ],
     )
     .await;
-    let (_, page) = get(&admin, &s.app, res.headers()["location"].to_str().unwrap()).await;
+    let page = followed(&admin, &s.app, &res).await;
     assert!(
         banner(&page).unwrap().contains("Only an instance admin"),
         "{page}"

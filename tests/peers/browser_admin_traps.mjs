@@ -6,28 +6,12 @@
 // break-glass account while SSO is required. Screenshots go to SCREENSHOT_DIR.
 // Usage: node browser_admin_traps.mjs BASE ADMIN_EMAIL PASSWORD TOTP_CODE ORG WRONG_METADATA GOOD_METADATA
 import fs from 'node:fs';
-import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { launch, shot, submit, text } from './admin_pages.mjs';
 
 const [base, email, password, code, org, wrongFile, goodFile] = process.argv.slice(2);
-const shots = process.env.SCREENSHOT_DIR;
-if (shots) fs.mkdirSync(shots, { recursive: true });
-let n = 0;
-async function shot(page, name) {
-  n += 1;
-  if (shots) await page.screenshot({ path: path.join(shots, `${String(n).padStart(2, '0')}-${name}.png`), fullPage: true });
-}
-async function submit(page, selector) {
-  await Promise.all([page.waitForNavigation({ timeout: 30000 }), page.click(selector)]);
-}
-const text = async (page, selector) => (await page.textContent(selector)).trim();
 const maybe = async (page, selector) => ((await page.$(selector)) ? text(page, selector) : null);
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--no-first-run'],
-});
+const browser = await launch();
 const out = {};
 let page;
 try {
