@@ -2,7 +2,7 @@
 //!
 //! An org cannot claim a public suffix (`com`, `co.uk`, `github.io`: the Public Suffix List,
 //! compiled in by the `psl` crate) or a free e-mail provider's domain (anyone can get an
-//! address at `gmail.com`; the list is `data/free-email-domains.txt`, see README). A claimed
+//! address at `gmail.com`; the list is `assets/free-email-domains.txt`, see README). A claimed
 //! domain becomes verified when the org publishes a TXT record
 //! `_gatehouse-challenge.<domain>` = `gatehouse-verification=<token>`: "Verify" looks it up at
 //! once, and every unverified domain with a token is looked up again every hour. The resolver
@@ -33,7 +33,7 @@ pub fn new_token() -> String {
 fn free_mail() -> &'static HashSet<&'static str> {
     static LIST: OnceLock<HashSet<&'static str>> = OnceLock::new();
     LIST.get_or_init(|| {
-        include_str!("../../data/free-email-domains.txt")
+        include_str!("../../assets/free-email-domains.txt")
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
