@@ -1310,3 +1310,193 @@ async fn instance_admins_make_setup_links_in_the_ui() {
         "{page}"
     );
 }
+
+/// Item 13: a setup link (made by the CLI while the server runs, after it has written)
+/// opens one org's setup, for its intents only; what is done through it is audited under the
+/// link; revoking or expiry ends it and the sessions it opened.
+#[tokio::test]
+async fn setup_links_open_one_orgs_setup_for_their_intents() {
+    let s = setup(Backend::Sqlite, &["--draft"]).await.unwrap();
+    s.app
+        .cli_ok(&["org", "create", "other", "--domain", "other.test"]);
+    // The server writes before the link exists (an admin's sign-in).
+    let _admin = org_admin(&s).await;
+    let out = s.app.cli_ok(&[
+        "setup-link",
+        "create",
+        "acme",
+        "--intent",
+        "sso,scim",
+        "--expires",
+        "7d",
+    ]);
+    let lines: Vec<&str> = out.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one URL: {out}");
+    let url = lines[0].trim().to_string();
+    let token = url.rsplit('/').next().unwrap().to_string();
+    assert!(token.len() >= 43, "{url}");
+    // Searched by another process: opening and closing the database file in this one (which
+    // runs the server) would drop the server's POSIX locks on it, and the CLI would then take
+    // the WAL for unused and remove it.
+    let found = Command::new("grep")
+        .args(["-a", "-q", "-F", &token])
+        .args(["gatehouse.db", "gatehouse.db-wal"].map(|f| s.app.data_dir.path().join(f)))
+        .status()
+        .unwrap();
+    assert_eq!(found.code(), Some(1), "the token is stored hashed");
+
+    // A stranger's browser opens it: the org's setup page, the token gone from the address.
+    let it = browser();
+    let res = it.get(&url).send().await.unwrap();
+    assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
+    assert_eq!(res.headers()["location"], "/sso/admin/orgs/acme/setup");
+    let (status, page) = get(&it, &s.app, "/sso/admin/orgs/acme/setup").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("SSO connections"), "{page}");
+    assert!(!page.contains("Create setup link"), "{page}");
+    // Nothing outside its intents, nothing of another org.
+    for path in [
+        "/sso/admin/orgs/acme",
+        "/sso/admin/orgs/acme/roles",
+        "/sso/admin/orgs/acme/users",
+        "/sso/admin/orgs/acme/audit",
+        "/sso/admin/orgs/other/setup",
+        "/sso/admin/orgs/other/connections/new",
+    ] {
+        assert_eq!(get(&it, &s.app, path).await.0, 404, "{path}");
+    }
+    let (_, page) = get(&it, &s.app, "/sso/admin/orgs/acme/connections/new").await;
+    let csrf = form_field(&page, "csrf");
+    for path in [
+        "/sso/admin/orgs/acme/enforcement",
+        "/sso/admin/orgs/acme/breakglass",
+        "/sso/admin/orgs/acme/domains",
+        "/sso/admin/orgs/acme/roles",
+    ] {
+        let form = [
+            ("csrf", csrf.as_str()),
+            ("form_id", "f"),
+            ("mode", "off"),
+            ("email", "bg@acme.test"),
+            ("username", "bg"),
+            ("domain", "acme.example"),
+            ("name", "owner"),
+            ("rank", "1"),
+        ];
+        let res = post(&it, &s.app, path, &form).await;
+        assert_eq!(res.status(), 404, "{path}");
+    }
+    // It follows a guided setup.
+    let res = post(
+        &it,
+        &s.app,
+        "/sso/admin/orgs/acme/connections/start",
+        &[
+            ("csrf", &csrf),
+            ("form_id", &form_field(&page, "form_id")),
+            ("idp", "okta"),
+            ("name", "Acme Okta"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    let (status, page) = get(&it, &s.app, res.headers()["location"].to_str().unwrap()).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Set up Acme Okta in Okta"), "{page}");
+    // And mints a SCIM token the IdP then provisions with.
+    let (_, page) = get(&it, &s.app, "/sso/admin/orgs/acme/scim").await;
+    let res = post(
+        &it,
+        &s.app,
+        "/sso/admin/orgs/acme/scim/tokens",
+        &[("csrf", &csrf), ("form_id", &form_field(&page, "form_id"))],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    let shown = followed(&it, &s.app, &res).await;
+    let scim_token = unescape(
+        shown
+            .split("id=\"secret-2\">")
+            .nth(1)
+            .expect("the token is shown")
+            .split('<')
+            .next()
+            .unwrap(),
+    );
+    let created = reqwest::Client::new()
+        .post(s.app.url("/scim/v2/Users"))
+        .bearer_auth(&scim_token)
+        .header("content-type", "application/scim+json")
+        .body(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "ann@acme.test"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let actors: Vec<String> = events(&s.app, "acme")
+        .iter()
+        .filter(|e| e["actor"] != "cli")
+        .filter(|e| e["action"] == "admin.scim_token.issue" || e["action"] == "connection.add")
+        .map(|e| e["actor"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(actors.len(), 2, "{actors:?}");
+    assert!(
+        actors.iter().all(|a| a.starts_with("setup-link:")),
+        "{actors:?}"
+    );
+
+    // A link for SCIM only: no connections, no Test sign-in.
+    let scim_only = s
+        .app
+        .cli_ok(&["setup-link", "create", "acme", "--intent", "scim"])
+        .trim()
+        .to_string();
+    let other = browser();
+    assert_eq!(other.get(&scim_only).send().await.unwrap().status(), 303);
+    assert_eq!(
+        get(&other, &s.app, "/sso/admin/orgs/acme/connections/new")
+            .await
+            .0,
+        404
+    );
+    let test = other
+        .get(
+            s.app
+                .url(&format!("/sso/saml/{}/login?test=1", s.connection)),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(test.status(), 403);
+
+    // Revoking ends the link and the session it opened.
+    let links: Value = serde_json::from_str(
+        s.app
+            .cli_ok(&["setup-link", "list", "acme", "--json"])
+            .trim(),
+    )
+    .unwrap();
+    let first = links
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["intents"] == "sso,scim")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.app.cli_ok(&["setup-link", "revoke", "acme", &first]);
+    assert_ne!(get(&it, &s.app, "/sso/admin/orgs/acme/setup").await.0, 200);
+    assert_eq!(browser().get(&url).send().await.unwrap().status(), 404);
+
+    // An expired link opens nothing, and its session ends.
+    s.app
+        .sql("UPDATE setup_links SET expires_at = 1 WHERE intents = 'scim'");
+    assert_ne!(
+        get(&other, &s.app, "/sso/admin/orgs/acme/setup").await.0,
+        200
+    );
+    assert_eq!(
+        browser().get(&scim_only).send().await.unwrap().status(),
+        404
+    );
+}
