@@ -700,6 +700,14 @@ pub async fn change(
         .write(move |conn| -> Result<String, IdentityError> {
                 let c = connections::get_in_org(conn, &admin.org.id, &id)?
                     .ok_or_else(|| IdentityError::NotFound("connection".into()))?;
+                // A setup link sets up new connections: it cannot change one users already
+                // sign in with (its IdP, its mapping, on or off), nor activate one untested.
+                if admin.via_setup_link() && !c.draft {
+                    return Err(IdentityError::Conflict(SETUP_LINK_LIVE.into()));
+                }
+                if admin.via_setup_link() && form.action == "activate" && !c.proven() {
+                    return Err(IdentityError::Conflict("Not activated: run Test sign-in first. Through a setup link a connection is activated only after it passed a test.".into()));
+                }
                 match form.action.as_str() {
                     "activate" if c.draft => {
                         if !configured_config(&c) {
@@ -766,6 +774,9 @@ pub async fn change(
         Err(e) => Err(AppError::from(e).into()),
     }
 }
+
+/// Why a setup link's session may not change a live connection.
+const SETUP_LINK_LIVE: &str = "This connection is live: users sign in with it. A setup link sets up new connections only; ask the organization's admin to change this one.";
 
 /// Whether a connection has its IdP's settings (see `SamlConfig::pending`).
 fn configured_config(c: &connections::Connection) -> bool {
@@ -834,6 +845,7 @@ pub async fn update_idp(
     }
     let key = state.key.clone();
     let flash = admin.flasher.clone();
+    let setup_link = admin.via_setup_link();
     // A signing certificate taken away (the leaked-certificate case) ends the sessions this
     // connection signed in: they may rest on assertions signed with it. Adding one does not.
     let certs = |v: &Value| -> Vec<String> {
@@ -851,6 +863,13 @@ pub async fn update_idp(
     let ended = state
         .db
         .write(move |conn| -> Result<_, IdentityError> {
+            if setup_link {
+                let live = connections::get_in_org(conn, &c.org_id, &c.id)?
+                    .is_none_or(|current| !current.draft);
+                if live {
+                    return Err(IdentityError::Conflict(SETUP_LINK_LIVE.into()));
+                }
+            }
             connections::update_config(conn, &c.id, &config, now)?;
             connections::forget_test(conn, &c.id)?;
             let ended = if cert_removed {
@@ -877,8 +896,11 @@ pub async fn update_idp(
             )?;
             Ok(ended)
         })
-        .await
-        .map_err(AppError::from)?;
+        .await;
+    let ended = match ended {
+        Err(IdentityError::Conflict(m)) => return Ok(flash.error(&back, &m)),
+        other => other.map_err(AppError::from)?,
+    };
     let notice = if cert_removed && ended > 0 {
         format!("IdP settings saved; a signing certificate was removed, so the {ended} session(s) this connection signed in were ended")
     } else {

@@ -26,7 +26,8 @@ use crate::login::session::{Principal, SignedIn};
 use crate::startup::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/sso/setup/{token}", web::get().to(setup::open));
+    cfg.route("/sso/setup/{token}", web::get().to(setup::landing));
+    cfg.route("/sso/setup/{token}", web::post().to(setup::open));
     cfg.service(
         web::scope("/sso/admin")
             .wrap_fn(|req, srv| {
@@ -237,6 +238,11 @@ impl Admin {
                 _ => None,
             },
         }
+    }
+
+    /// Signed in through a setup link (no account: the link is the credential).
+    pub fn via_setup_link(&self) -> bool {
+        matches!(self.signed.principal, Principal::Setup { .. })
     }
 
     fn password_hash(&self) -> Option<String> {

@@ -94,16 +94,52 @@ struct ConnectionRow {
     tested: Option<String>,
 }
 
-struct DomainRow {
-    domain: String,
-    verified: bool,
-    enforce: bool,
+pub(super) struct DomainRow {
+    pub(super) domain: String,
+    pub(super) verified: bool,
+    pub(super) enforce: bool,
     /// Whether SSO is really required for it now (the org's mode decides).
-    required: String,
-    verified_by: String,
-    record_name: String,
-    record_value: String,
-    last_check: Option<String>,
+    pub(super) required: String,
+    pub(super) verified_by: String,
+    pub(super) record_name: String,
+    pub(super) record_value: String,
+    pub(super) last_check: Option<String>,
+}
+
+/// The domains table's rows (the overview and a setup link's summary).
+pub(super) fn domain_rows(
+    doms: Vec<crate::identity::domains::Domain>,
+    mode: Enforcement,
+) -> Vec<DomainRow> {
+    doms.into_iter()
+        .map(|d| DomainRow {
+            required: match mode {
+                Enforcement::All => "yes (SSO is required for everyone)".into(),
+                Enforcement::Off if d.enforce => "no (marked, but enforcement is off)".into(),
+                _ if d.enforce => "yes".into(),
+                _ => "no".into(),
+            },
+            verified_by: match d.verified_by.as_deref() {
+                Some("dns") => "by DNS".into(),
+                _ => "by an operator".into(),
+            },
+            record_name: crate::identity::domain_check::challenge_name(&d.domain),
+            record_value: match d.dns_token.as_deref() {
+                Some(t) => crate::identity::domain_check::expected_value(t),
+                None => "(press Verify to get it)".into(),
+            },
+            last_check: d.checked_at.map(|t| {
+                format!(
+                    "{}: {}",
+                    time(t),
+                    d.check_result.clone().unwrap_or_default()
+                )
+            }),
+            domain: d.domain,
+            verified: d.verified,
+            enforce: d.enforce,
+        })
+        .collect()
 }
 
 #[derive(Template)]
@@ -210,38 +246,7 @@ pub async fn overview(
                     tested: c.tested_at.map(time),
                 })
                 .collect(),
-            domains: doms
-                .into_iter()
-                .map(|d| DomainRow {
-                    required: match mode {
-                        Enforcement::All => "yes (SSO is required for everyone)".into(),
-                        Enforcement::Off if d.enforce => {
-                            "no (marked, but enforcement is off)".into()
-                        }
-                        _ if d.enforce => "yes".into(),
-                        _ => "no".into(),
-                    },
-                    verified_by: match d.verified_by.as_deref() {
-                        Some("dns") => "by DNS".into(),
-                        _ => "by an operator".into(),
-                    },
-                    record_name: crate::identity::domain_check::challenge_name(&d.domain),
-                    record_value: match d.dns_token.as_deref() {
-                        Some(t) => crate::identity::domain_check::expected_value(t),
-                        None => "(press Verify to get it)".into(),
-                    },
-                    last_check: d.checked_at.map(|t| {
-                        format!(
-                            "{}: {}",
-                            time(t),
-                            d.check_result.clone().unwrap_or_default()
-                        )
-                    }),
-                    domain: d.domain,
-                    verified: d.verified,
-                    enforce: d.enforce,
-                })
-                .collect(),
+            domains: domain_rows(doms, mode),
             users: n_users,
             groups: n_groups,
             scim_last_used: scim_last.map(time),
@@ -251,8 +256,13 @@ pub async fn overview(
     ))
 }
 
+/// Where a change on the overview goes back to (a setup link's session: its setup page).
 fn org_path(admin: &Admin) -> String {
-    format!("/sso/admin/orgs/{}", admin.org.slug)
+    if admin.via_setup_link() {
+        format!("/sso/admin/orgs/{}/setup", admin.org.slug)
+    } else {
+        format!("/sso/admin/orgs/{}", admin.org.slug)
+    }
 }
 
 /// Back to the overview with the refusal in an error banner.
@@ -331,6 +341,14 @@ pub async fn change_domain(
     let (org, domain) = path.into_inner();
     let admin = access(&state, &req, &org).await?;
     check_post(&req, &admin, &form.csrf)?;
+    // A setup link adds and verifies domains; requiring SSO for one or removing one is the
+    // organization's admin's decision.
+    if admin.via_setup_link() && form.action != "check" {
+        return Ok(refused(
+            &admin,
+            "Through a setup link a domain can be added and verified only; ask the organization's admin to change it.",
+        ));
+    }
     // Looking the record up changes nothing an attacker could want; the rest needs the
     // password again.
     if form.action != "check" {

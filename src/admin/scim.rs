@@ -86,8 +86,13 @@ pub async fn issue(
     )
     .await?;
     let revoke_others = form.revoke_others.is_some();
-    let now = crate::clock::now();
     let back = format!("/sso/admin/orgs/{}/scim", admin.org.slug);
+    // A setup link adds a token; cutting off the tokens the IdP already provisions with is the
+    // organization's admin's decision.
+    if revoke_others && admin.via_setup_link() {
+        return Ok(admin.flasher.error(&back, SETUP_LINK_REVOKE));
+    }
+    let now = crate::clock::now();
     let base_url = state.settings.url_for("/scim/v2");
     let key = state.key.clone();
     let form_id = form.form_id.clone();
@@ -149,6 +154,9 @@ pub struct RevokeForm {
 }
 
 /// `POST /sso/admin/orgs/{org}/scim/tokens/{id}/revoke`
+/// Why a setup link's session may not revoke SCIM tokens.
+const SETUP_LINK_REVOKE: &str = "Through a setup link SCIM tokens can be added, not revoked: the IdP may be provisioning with them. Ask the organization's admin to revoke a token.";
+
 pub async fn revoke(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -166,6 +174,9 @@ pub async fn revoke(
     .await?;
     let now = crate::clock::now();
     let back = format!("/sso/admin/orgs/{}/scim", admin.org.slug);
+    if admin.via_setup_link() {
+        return Ok(admin.flasher.error(&back, SETUP_LINK_REVOKE));
+    }
     let flash = admin.flasher.clone();
     state
         .db

@@ -36,7 +36,9 @@ struct SummaryPage {
     connections: Vec<(String, String, String)>,
     scim_tokens: i64,
     scim_used: bool,
-    domains: Vec<(String, bool)>,
+    domains: Vec<super::org::DomainRow>,
+    /// A setup link for `domains`: the table with the TXT records and Verify.
+    domain_setup: bool,
     left: Vec<String>,
     links: Vec<LinkRow>,
     intents: &'static [&'static str],
@@ -126,7 +128,11 @@ pub async fn summary(
                 .collect(),
             scim_tokens: tokens,
             scim_used: used,
-            domains: doms.into_iter().map(|d| (d.domain, d.verified)).collect(),
+            domain_setup: admin
+                .nav()
+                .setup
+                .is_some_and(|i| i.split(',').any(|x| x == "domains")),
+            domains: super::org::domain_rows(doms, admin.org.enforcement()),
             left,
             links: links
                 .into_iter()
@@ -291,7 +297,84 @@ pub async fn revoke_link(
     }
 }
 
-/// `GET /sso/setup/{token}`: opens a setup link as a session for its org and intents (a new
+#[derive(Template)]
+#[template(path = "setup_open.html")]
+struct OpenPage {
+    org: String,
+    intents: String,
+    expires: String,
+    /// Who this browser is signed in as (that session ends when the link opens).
+    current: Option<String>,
+}
+
+/// `GET /sso/setup/{token}`: what the link is for, and a button that opens it. Opening takes
+/// a same-origin POST: a page elsewhere that sends a browser here cannot swap its session
+/// for the link's (login CSRF), and a mail scanner that follows the link opens nothing.
+pub async fn landing(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    current: Option<session::SignedIn>,
+) -> Result<HttpResponse, PageError> {
+    let token = path.into_inner();
+    let now = crate::clock::now();
+    let found = state
+        .db
+        .run(move |conn| -> Result<_, AppError> {
+            let Some(link) = setup_links::by_token(conn, &token, now)? else {
+                return Ok(None);
+            };
+            let org = orgs::get(conn, &link.org_id.clone().into())?;
+            Ok(Some((link, org)))
+        })
+        .await?;
+    let Some((link, org)) = found else {
+        return Err(AppError::NotFound.into());
+    };
+    let current = current.map(|s| match s.principal {
+        session::Principal::User { user, .. } => user.user_name,
+        session::Principal::Admin(a) => a.email,
+        session::Principal::Setup { org, .. } => format!("a setup link of {}", org.name),
+    });
+    let page = OpenPage {
+        org: org.name,
+        intents: link
+            .intents
+            .split(',')
+            .map(|i| match i {
+                "sso" => "SSO connections",
+                "scim" => "SCIM provisioning",
+                _ => "domains",
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        expires: time(link.expires_at),
+        current,
+    };
+    let mut res = render(StatusCode::OK, &page);
+    res.headers_mut().insert(
+        actix_web::http::header::REFERRER_POLICY,
+        actix_web::http::header::HeaderValue::from_static("no-referrer"),
+    );
+    Ok(res)
+}
+
+/// Whether a POST comes from one of our own pages: Fetch Metadata where the browser sends it,
+/// else the Origin header (a browser sends one of them on every cross-site POST).
+fn same_origin(req: &HttpRequest, state: &AppState) -> bool {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = header("sec-fetch-site") {
+        return site == "same-origin" || site == "none";
+    }
+    match header("origin") {
+        Some(origin) => {
+            let ours = state.settings.url_for("");
+            origin.trim_end_matches('/') == ours.trim_end_matches('/')
+        }
+        None => true,
+    }
+}
+
+/// `POST /sso/setup/{token}`: opens a setup link as a session for its org and intents (a new
 /// session id; the browser's previous session ends), then to the setup summary (the token
 /// leaves the address bar).
 pub async fn open(
@@ -299,6 +382,9 @@ pub async fn open(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, PageError> {
+    if !same_origin(&req, &state) {
+        return Err(AppError::Forbidden("cross-site request refused".into()).into());
+    }
     let token = path.into_inner();
     let now = crate::clock::now();
     // Looked up on a read connection: a link the CLI just created is seen there.

@@ -47,7 +47,7 @@ pub async fn request_context(
         "request",
         request_id = %request_id,
         method = %method,
-        path = %req.path(),
+        path = %loggable_path(req.path()),
         client = %client,
     );
     let result = REQUEST_ID
@@ -105,5 +105,14 @@ fn add_security_headers(headers: &mut actix_web::http::header::HeaderMap) {
         if !headers.contains_key(&name) {
             headers.insert(name, HeaderValue::from_static(value));
         }
+    }
+}
+
+/// The request path as logs may keep it: a setup link's path is its credential (anyone who
+/// reads it can open the link), so its token is left out.
+pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    match path.strip_prefix("/sso/setup/") {
+        Some(rest) if !rest.is_empty() => "/sso/setup/(token)".into(),
+        _ => path.into(),
     }
 }

@@ -1287,7 +1287,7 @@ async fn instance_admins_make_setup_links_in_the_ui() {
             .unwrap(),
     );
     assert!(url.contains("/sso/setup/"), "{shown}");
-    assert_eq!(browser().get(&url).send().await.unwrap().status(), 303);
+    assert_eq!(open_link(&browser(), &url).await.status(), 303);
     // An org admin cannot make one.
     s.app.add_org_admin("acme", "root@acme.test");
     let admin = signed_in_browser(&s.app, "root@acme.test").await;
@@ -1309,6 +1309,19 @@ async fn instance_admins_make_setup_links_in_the_ui() {
         banner(&page).unwrap().contains("Only an instance admin"),
         "{page}"
     );
+}
+
+/// Opens a setup link as a browser would: its page, then the button (a same-origin POST).
+async fn open_link(client: &reqwest::Client, url: &str) -> reqwest::Response {
+    let page = client.get(url).send().await.unwrap();
+    assert_eq!(page.status(), 200, "{url}");
+    assert!(page.text().await.unwrap().contains("Open the setup"));
+    client
+        .post(url)
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap()
 }
 
 /// Item 13: a setup link (made by the CLI while the server runs, after it has written)
@@ -1345,9 +1358,25 @@ async fn setup_links_open_one_orgs_setup_for_their_intents() {
         .unwrap();
     assert_eq!(found.code(), Some(1), "the token is stored hashed");
 
+    // Following the link opens nothing by itself, and a page elsewhere cannot open it in a
+    // visitor's browser (which would swap the visitor's session for the link's).
+    let victim = signed_in_browser(&s.app, "root@acme.test").await;
+    let landing = victim.get(&url).send().await.unwrap();
+    assert!(set_cookie(&landing, "gatehouse_session").is_none());
+    let landing = landing.text().await.unwrap();
+    assert!(landing.contains("signs it out"), "{landing}");
+    for (name, value) in [
+        ("sec-fetch-site", "cross-site"),
+        ("origin", "https://evil.example"),
+    ] {
+        let res = victim.post(&url).header(name, value).send().await.unwrap();
+        assert_eq!(res.status(), 403, "{name}");
+    }
+    assert_eq!(get(&victim, &s.app, "/sso/admin/orgs/acme").await.0, 200);
+
     // A stranger's browser opens it: the org's setup page, the token gone from the address.
     let it = browser();
-    let res = it.get(&url).send().await.unwrap();
+    let res = open_link(&it, &url).await;
     assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
     assert_eq!(res.headers()["location"], "/sso/admin/orgs/acme/setup");
     let (status, page) = get(&it, &s.app, "/sso/admin/orgs/acme/setup").await;
@@ -1432,6 +1461,108 @@ async fn setup_links_open_one_orgs_setup_for_their_intents() {
         .await
         .unwrap();
     assert_eq!(created.status(), 201);
+
+    // It sets up new connections only: a live one (users sign in with it) keeps its IdP, its
+    // state and its mapping; a draft is activated only after a passed test.
+    let (_, new_page) = get(&it, &s.app, "/sso/admin/orgs/acme/connections/new").await;
+    let guided = connections(&s.app, "acme")
+        .into_iter()
+        .find(|c| c["name"] == "Acme Okta")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let res = post(
+        &it,
+        &s.app,
+        &format!("/sso/admin/orgs/acme/connections/{guided}"),
+        &[("csrf", &csrf), ("action", "activate"), ("untested", "yes")],
+    )
+    .await;
+    assert!(banner(&followed(&it, &s.app, &res).await)
+        .unwrap()
+        .contains("run Test sign-in first"));
+    assert!(!new_page.contains("and revoke all other tokens"));
+    s.app
+        .cli_ok(&["connection", "activate", "acme", &s.connection]);
+    let live = format!("/sso/admin/orgs/acme/connections/{}", s.connection);
+    let before = connections(&s.app, "acme");
+    let (_, page) = get(&it, &s.app, &live).await;
+    assert!(page.contains("id=\"live-locked\""), "{page}");
+    assert!(!page.contains("Save IdP settings") && !page.contains(">Disable<"));
+    let evil = idp_metadata(
+        "https://evil.example",
+        &crate::saml::key_pair("evil").cert_pem,
+        "https://evil.example/sso",
+    );
+    let res = post(
+        &it,
+        &s.app,
+        &format!("{live}/idp"),
+        &[("csrf", &csrf), ("metadata_xml", &evil), ("kind", "")],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    assert!(banner(&followed(&it, &s.app, &res).await)
+        .unwrap()
+        .contains("This connection is live"));
+    for action in ["disable", "mapping"] {
+        let res = post(
+            &it,
+            &s.app,
+            &live,
+            &[("csrf", &csrf), ("action", action), ("email", "mail")],
+        )
+        .await;
+        assert!(
+            banner(&followed(&it, &s.app, &res).await)
+                .unwrap()
+                .contains("This connection is live"),
+            "{action}"
+        );
+    }
+    assert_eq!(connections(&s.app, "acme"), before, "nothing changed");
+    // It adds SCIM tokens but cannot revoke the IdP's.
+    let tokens: Value = serde_json::from_str(
+        s.app
+            .cli_ok(&["scim-token", "list", "acme", "--json"])
+            .trim(),
+    )
+    .unwrap();
+    let token_id = tokens[0]["id"].as_str().unwrap().to_string();
+    let res = post(
+        &it,
+        &s.app,
+        &format!("/sso/admin/orgs/acme/scim/tokens/{token_id}/revoke"),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert!(banner(&followed(&it, &s.app, &res).await)
+        .unwrap()
+        .contains("not revoked"));
+    let (_, page) = get(&it, &s.app, "/sso/admin/orgs/acme/scim").await;
+    let res = post(
+        &it,
+        &s.app,
+        "/sso/admin/orgs/acme/scim/tokens",
+        &[
+            ("csrf", &csrf),
+            ("form_id", &form_field(&page, "form_id")),
+            ("revoke_others", "1"),
+        ],
+    )
+    .await;
+    assert!(banner(&followed(&it, &s.app, &res).await)
+        .unwrap()
+        .contains("not revoked"));
+    assert_eq!(
+        s.app
+            .cli_ok(&["scim-token", "list", "acme", "--json"])
+            .matches("\"revoked\":true")
+            .count(),
+        0
+    );
+
     let actors: Vec<String> = events(&s.app, "acme")
         .iter()
         .filter(|e| e["actor"] != "cli")
@@ -1451,7 +1582,7 @@ async fn setup_links_open_one_orgs_setup_for_their_intents() {
         .trim()
         .to_string();
     let other = browser();
-    assert_eq!(other.get(&scim_only).send().await.unwrap().status(), 303);
+    assert_eq!(open_link(&other, &scim_only).await.status(), 303);
     assert_eq!(
         get(&other, &s.app, "/sso/admin/orgs/acme/connections/new")
             .await
@@ -1498,5 +1629,106 @@ async fn setup_links_open_one_orgs_setup_for_their_intents() {
     assert_eq!(
         browser().get(&scim_only).send().await.unwrap().status(),
         404
+    );
+}
+
+/// Item 13's journey in Chromium: see `tests/peers/browser_setup_link.mjs`. The IdP (pysaml2)
+/// plays Okta's console: it offers its metadata only after gatehouse's values are entered.
+/// Screenshots are kept in `target/test-artifacts/setup-link/` (not committed).
+#[tokio::test]
+async fn an_it_admin_sets_up_okta_through_a_setup_link_in_a_browser() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let app = spawn_app().await;
+    app.cli_ok(&["org", "create", "acme", "--domain", "acme.test"]);
+    let idp = crate::saml::key_pair("setup link idp");
+    let config = app.data_dir.path().join("idp.json");
+    std::fs::write(
+        &config,
+        json!({
+            "console": true,
+            "idp_entity_id": "https://idp.acme.test", "idp_key_pem": idp.key_pem,
+            "idp_cert_pem": idp.cert_pem, "name_id": "00u-erin",
+            "name_id_format": "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
+            "attributes": {"email": ["erin@acme.test"], "groups": ["Engineering"]},
+            "metadata_xml": idp_metadata("https://idp.acme.test", &idp.cert_pem, "{SSO_URL}"),
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let (mut server, port) = crate::saml::start_idp_server(&config);
+    let link = app
+        .cli_ok(&["setup-link", "create", "acme", "--intent", "sso,scim"])
+        .trim()
+        .to_string();
+    let shots = root.join("target/test-artifacts/setup-link");
+    let _ = std::fs::remove_dir_all(&shots);
+    let out = run_browser_script(
+        "browser_setup_link.mjs",
+        vec![link, format!("http://127.0.0.1:{port}")],
+        vec![("SCREENSHOT_DIR".into(), shots.display().to_string())],
+    )
+    .await;
+    let _ = server.kill();
+    let _ = server.wait();
+
+    assert_eq!(out["for"], "SSO connections, SCIM provisioning");
+    assert_eq!(out["landed"], "/sso/admin/orgs/acme/setup");
+    let nav = out["nav"].as_str().unwrap();
+    assert!(!nav.contains("Roles") && !nav.contains("Audit"), "{nav}");
+    assert_eq!(out["guide_title"], "Set up Acme Okta in Okta");
+    assert_eq!(
+        out["metadata_before"], 409,
+        "Okta asks for our values first"
+    );
+    assert_eq!(out["copy_visible"], true, "copy buttons for the values");
+    assert!(out["test_outcome"]
+        .as_str()
+        .unwrap()
+        .starts_with("Latest test passed"));
+    assert!(
+        out["test_would"]
+            .as_str()
+            .unwrap()
+            .contains("erin@acme.test"),
+        "{out}"
+    );
+    assert_eq!(out["draft_after"], false, "{out}");
+    assert_eq!(out["reload_hides"], true);
+    assert_eq!(out["roles_status"], 404);
+    assert!(
+        out["connections"]
+            .as_str()
+            .unwrap()
+            .contains("Acme Okta: active"),
+        "{out}"
+    );
+    // One connection, live, made through the link; nobody signed in by the test.
+    let listed = connections(&app, "acme");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["draft"], false);
+    assert!(!app
+        .cli_ok(&["user", "list", "acme"])
+        .contains("erin@acme.test"));
+    // Provisioning with the token the IT admin took works.
+    let created = reqwest::Client::new()
+        .post(format!("{}/Users", out["scim_base_url"].as_str().unwrap()))
+        .bearer_auth(out["scim_token"].as_str().unwrap())
+        .header("content-type", "application/scim+json")
+        .body(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "sam@acme.test"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let actors: Vec<Value> = events(&app, "acme")
+        .into_iter()
+        .filter(|e| e["action"] == "admin.connection.activate" || e["action"] == "connection.add")
+        .map(|e| e["actor"].clone())
+        .collect();
+    assert!(!actors.is_empty());
+    assert!(
+        actors
+            .iter()
+            .all(|a| a.as_str().unwrap().starts_with("setup-link:")),
+        "{actors:?}"
     );
 }
