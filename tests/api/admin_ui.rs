@@ -1732,3 +1732,108 @@ async fn an_it_admin_sets_up_okta_through_a_setup_link_in_a_browser() {
         "{actors:?}"
     );
 }
+
+/// A `domains` setup link adds a domain and verifies it by DNS from its setup page; requiring
+/// SSO for a domain or removing one stays with the organization's admin.
+#[tokio::test]
+async fn a_domains_link_adds_and_verifies_only() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dns = Dns::start(scratch.path());
+    let app =
+        spawn_app_with(&[("GATEHOUSE_DNS_RESOLVER", &format!("127.0.0.1:{}", dns.port))]).await;
+    app.cli_ok(&["org", "create", "acme", "--domain", "acme.test"]);
+    let url = app
+        .cli_ok(&["setup-link", "create", "acme", "--intent", "domains"])
+        .trim()
+        .to_string();
+    let it = browser();
+    assert_eq!(open_link(&it, &url).await.status(), 303);
+    let (_, page) = get(&it, &app, "/sso/admin/orgs/acme/setup").await;
+    let csrf = form_field(&page, "csrf");
+    assert!(page.contains("Add a domain"), "{page}");
+    assert!(
+        !page.contains("Require SSO") && !page.contains(">Remove<"),
+        "{page}"
+    );
+    let res = post(
+        &it,
+        &app,
+        "/sso/admin/orgs/acme/domains",
+        &[("csrf", &csrf), ("domain", "acme-corp.test")],
+    )
+    .await;
+    assert_eq!(
+        res.headers()["location"],
+        "/sso/admin/orgs/acme/setup",
+        "back to its setup page"
+    );
+    let page = followed(&it, &app, &res).await;
+    assert!(banner(&page).unwrap().contains("publish the TXT record"));
+    let value = page
+        .split("gatehouse-verification=")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .to_string();
+    dns.publish(json!({"_gatehouse-challenge.acme-corp.test.": [format!("gatehouse-verification={value}")]}));
+    let res = post(
+        &it,
+        &app,
+        "/sso/admin/orgs/acme/domains/acme-corp.test",
+        &[("csrf", &csrf), ("action", "check")],
+    )
+    .await;
+    let page = followed(&it, &app, &res).await;
+    assert!(banner(&page).unwrap().contains("is verified"), "{page}");
+    for action in ["enforce", "remove", "verify"] {
+        let res = post(
+            &it,
+            &app,
+            "/sso/admin/orgs/acme/domains/acme.test",
+            &[("csrf", &csrf), ("action", action)],
+        )
+        .await;
+        let page = followed(&it, &app, &res).await;
+        assert!(
+            banner(&page).unwrap().contains("added and verified only"),
+            "{action}: {page}"
+        );
+    }
+    let listed = app.cli_ok(&["domain", "list", "acme"]);
+    assert!(listed.contains("acme.test\tverified=true"), "{listed}");
+    assert!(listed.contains("acme-corp.test\tverified=true"), "{listed}");
+    assert!(!listed.contains("enforce=true"), "{listed}");
+}
+
+/// A setup link's path is its credential: the server's request log leaves the token out.
+#[test]
+fn setup_link_tokens_stay_out_of_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database_url(Backend::Sqlite, dir.path()).unwrap();
+    let env = test_env(dir.path(), &url);
+    run_cli(&env, &["org", "create", "acme"]).ok();
+    let link = run_cli(&env, &["setup-link", "create", "acme", "--intent", "sso"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let token = link.rsplit('/').next().unwrap().to_string();
+    let server = ServeProcess::start(&env);
+    let client = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let path = format!("/sso/setup/{token}");
+    assert_eq!(client.get(server.url(&path)).send().unwrap().status(), 200);
+    let res = client
+        .post(server.url(&path))
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let logs = server.kill();
+    assert!(logs.contains("/sso/setup/(token)"), "{logs}");
+    assert!(!logs.contains(&token), "{logs}");
+}
