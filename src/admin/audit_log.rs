@@ -68,7 +68,22 @@ fn query(conn: &mut DbConn, chain: &str, f: &Filter, limit: i64) -> QueryResult<
         q = q.filter(audit_events::outcome.eq(f.outcome.trim().to_string()));
     }
     if !f.actor.trim().is_empty() {
-        q = q.filter(audit_events::actor.like(format!("%{}%", f.actor.trim())));
+        // By reference (`user:…`, `scim-token:…`) or by a user's name.
+        let who = f.actor.trim();
+        let named: Vec<String> = crate::db::schema::users::table
+            .filter(crate::db::schema::users::org_id.eq(chain))
+            .filter(crate::db::schema::users::user_name.like(format!("%{who}%")))
+            .select(crate::db::schema::users::id)
+            .limit(200)
+            .load::<String>(conn)?
+            .into_iter()
+            .map(|id| format!("user:{id}"))
+            .collect();
+        q = q.filter(
+            audit_events::actor
+                .like(format!("%{who}%"))
+                .or(audit_events::actor.eq_any(named)),
+        );
     }
     if !f.connection.trim().is_empty() {
         q = q.filter(
@@ -112,7 +127,8 @@ struct Row {
     at: String,
     action: String,
     outcome: String,
-    actor: String,
+    actor: super::actors::Named,
+    target: Option<super::actors::Named>,
     cause: String,
 }
 
@@ -124,6 +140,16 @@ struct ListPage {
     rows: Vec<Row>,
     next: Option<String>,
     export_query: String,
+}
+
+/// What an event acted on (see `actors::target`).
+fn event_target(e: &StoredEvent) -> Option<String> {
+    let payload: Value = e
+        .payload
+        .as_deref()
+        .and_then(|p| serde_json::from_str(p).ok())
+        .unwrap_or(Value::Null);
+    super::actors::target(&e.action, &payload)
 }
 
 fn filter_query(f: &Filter) -> String {
@@ -148,15 +174,25 @@ pub async fn list(
     let admin = access(&state, &req, &path).await?;
     let f = q.into_inner();
     let (chain, f2) = (admin.org.id.to_string(), f.clone());
-    let events = state
+    let (org_id, slug) = (admin.org.id.clone(), admin.org.slug.clone());
+    let (events, names) = state
         .db
-        .run(move |conn| query(conn, &chain, &f2, PAGE).map_err(AppError::from))
+        .run(move |conn| -> Result<_, AppError> {
+            let events = query(conn, &chain, &f2, PAGE)?;
+            let targets: Vec<Option<String>> = events.iter().map(event_target).collect();
+            let refs = events
+                .iter()
+                .map(|e| e.actor.as_str())
+                .chain(targets.iter().flatten().map(String::as_str));
+            let names = super::actors::names(conn, &org_id, &slug, refs)?;
+            Ok((events.into_iter().zip(targets).collect::<Vec<_>>(), names))
+        })
         .await?;
     let next = (events.len() as i64 == PAGE)
         .then(|| {
             events
                 .last()
-                .map(|e| format!("{}&before={}", filter_query(&f), e.seq))
+                .map(|(e, _)| format!("{}&before={}", filter_query(&f), e.seq))
         })
         .flatten();
     Ok(render(
@@ -167,14 +203,15 @@ pub async fn list(
             f,
             rows: events
                 .into_iter()
-                .map(|e| Row {
+                .map(|(e, target)| Row {
                     cause: cause(e.payload.as_deref()),
+                    actor: super::actors::show(&names, &e.actor),
+                    target: target.map(|t| super::actors::show(&names, &t)),
                     id: e.id,
                     seq: e.seq,
                     at: time(e.occurred_at),
                     action: e.action,
                     outcome: e.outcome,
-                    actor: e.actor,
                 })
                 .collect(),
             next,
@@ -187,6 +224,8 @@ pub async fn list(
 struct EventPage {
     nav: Nav,
     e: StoredEvent,
+    actor: super::actors::Named,
+    target: Option<super::actors::Named>,
     at: String,
     cause: String,
     payload: String,
@@ -201,16 +240,29 @@ pub async fn show(
     let (org, id) = path.into_inner();
     let admin = access(&state, &req, &org).await?;
     let chain = admin.org.id.to_string();
-    let e = state
+    let (org_id, slug) = (admin.org.id.clone(), admin.org.slug.clone());
+    let (e, actor, target) = state
         .db
-        .run(move |conn| {
-            audit_events::table
+        .run(move |conn| -> Result<_, AppError> {
+            let Some(e) = audit_events::table
                 .find(&id)
                 .filter(audit_events::chain.eq(&chain))
                 .select(StoredEvent::as_select())
                 .first(conn)
-                .optional()
-                .map_err(AppError::from)
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            let target = event_target(&e);
+            let names = super::actors::names(
+                conn,
+                &org_id,
+                &slug,
+                std::iter::once(e.actor.as_str()).chain(target.as_deref()),
+            )?;
+            let actor = super::actors::show(&names, &e.actor);
+            let target = target.map(|t| super::actors::show(&names, &t));
+            Ok(Some((e, actor, target)))
         })
         .await?
         .ok_or(AppError::NotFound)?;
@@ -228,6 +280,8 @@ pub async fn show(
             at: time(e.occurred_at),
             cause: cause(e.payload.as_deref()),
             payload,
+            actor,
+            target,
             e,
         },
     ))

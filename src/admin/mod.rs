@@ -4,6 +4,7 @@
 //! session's CSRF token and must come from our own origin (Fetch Metadata); every change is
 //! audited with before/after, secrets masked.
 
+pub mod actors;
 pub mod audit_log;
 pub mod connections;
 pub mod flash;

@@ -1837,3 +1837,88 @@ fn setup_link_tokens_stay_out_of_the_log() {
     assert!(logs.contains("/sso/setup/(token)"), "{logs}");
     assert!(!logs.contains(&token), "{logs}");
 }
+
+/// Item 11: the audit log names its actors and targets (a user by name, linked to their page;
+/// a SCIM token; the IdP via a connection) instead of raw ids, and finds a user's events by
+/// their name.
+#[tokio::test]
+async fn the_audit_log_names_actors_and_targets() {
+    let app = spawn_app().await;
+    app.cli_ok(&["org", "create", "alpha", "--domain", "alpha.test"]);
+    add_user(&app, "alpha", "root@alpha.test", &["--org-admin"]);
+    let admin = signed_in_browser(&app, "root@alpha.test").await;
+    let csrf = admin_csrf(&admin, &app, "alpha").await;
+    let res = post(
+        &admin,
+        &app,
+        "/sso/admin/orgs/alpha/roles",
+        &[("csrf", &csrf), ("name", "developer"), ("rank", "5")],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    let scim = app.scim("alpha");
+    let ann = scim.create_user("ann@alpha.test").await;
+    let (s, _) = scim
+        .patch(
+            &format!("/Users/{ann}"),
+            patch_op(json!([{"op": "replace", "path": "active", "value": false}])),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let root_id = app.cli_ok(&["user", "list", "alpha", "--json"]);
+    let users: Value = serde_json::from_str(root_id.trim()).unwrap();
+    let root = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["user_name"] == "root@alpha.test")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let (_, page) = get(&admin, &app, "/sso/admin/orgs/alpha/audit").await;
+    assert!(page.contains("<th>Target</th>"), "{page}");
+    let row = |action: &str| -> String {
+        page.split("<tr class=")
+            .find(|r| r.contains(&format!("<td>{action}</td>")))
+            .unwrap_or_else(|| panic!("no {action} row: {page}"))
+            .to_string()
+    };
+    let added = row("admin.role.add");
+    assert!(
+        added.contains(&format!(
+            "<a href=\"/sso/admin/orgs/alpha/users/{root}\">root@alpha.test</a>"
+        )),
+        "{added}"
+    );
+    assert!(added.contains("developer"), "{added}");
+    let patched = row("scim.request");
+    assert!(patched.contains("SCIM token "), "{patched}");
+    assert!(
+        patched.contains(&format!(
+            "<a href=\"/sso/admin/orgs/alpha/users/{ann}\">ann@alpha.test</a>"
+        )),
+        "{patched}"
+    );
+    // A user's events by name.
+    let (_, page) = get(
+        &admin,
+        &app,
+        "/sso/admin/orgs/alpha/audit?actor=root%40alpha",
+    )
+    .await;
+    assert!(page.contains("admin.role.add"), "{page}");
+    assert!(!page.contains("<td>scim.request</td>"), "{page}");
+    // The event's page too.
+    let id = row("admin.role.add")
+        .split("/audit/")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let (_, event) = get(&admin, &app, &format!("/sso/admin/orgs/alpha/audit/{id}")).await;
+    assert!(event.contains(">root@alpha.test</a>"), "{event}");
+}
