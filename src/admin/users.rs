@@ -23,6 +23,8 @@ const PAGE: i64 = 50;
 struct UserRow {
     id: String,
     user_name: String,
+    /// As the IdP sent it (display name, else given and family name).
+    name: String,
     active: bool,
     source: String,
     role: String,
@@ -74,6 +76,11 @@ fn row(
             .map(time)
             .unwrap_or_else(|| "never".into()),
         id: u.id.to_string(),
+        name: details(&u)
+            .into_iter()
+            .find(|(k, _)| *k == "Name")
+            .map(|(_, v)| v)
+            .unwrap_or_default(),
         user_name: u.user_name,
         active: u.active,
         source: u.source,
@@ -82,6 +89,42 @@ fn row(
         break_glass: u.is_break_glass,
         org_admin: u.is_org_admin,
     })
+}
+
+diesel::define_sql_function!(fn lower(x: diesel::sql_types::Nullable<diesel::sql_types::Text>) -> diesel::sql_types::Nullable<diesel::sql_types::Text>);
+
+/// What the IdP told us about a user beyond the account (SCIM's core and enterprise
+/// attributes): shown on the user's page.
+fn details(u: &User) -> Vec<(&'static str, String)> {
+    let scim: serde_json::Value = u
+        .scim_json
+        .as_deref()
+        .and_then(|j| serde_json::from_str(j).ok())
+        .unwrap_or_default();
+    let ent = &scim["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"];
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
+    let name = u.display_name.clone().or_else(|| {
+        let parts: Vec<&str> = [u.given_name.as_deref(), u.family_name.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect();
+        (!parts.is_empty()).then(|| parts.join(" "))
+    });
+    [
+        ("Name", name),
+        ("External ID", u.external_id.clone()),
+        ("Title", text(&scim["title"])),
+        ("Department", text(&ent["department"])),
+        ("Organization", text(&ent["organization"])),
+        ("Employee number", text(&ent["employeeNumber"])),
+        (
+            "Manager",
+            text(&ent["manager"]["displayName"]).or_else(|| text(&ent["manager"]["value"])),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.filter(|v| !v.trim().is_empty()).map(|v| (k, v)))
+    .collect()
 }
 
 /// `GET /sso/admin/orgs/{org}/users?q=&page=`
@@ -105,11 +148,15 @@ pub async fn list(
                     .into_boxed();
                 if !s2.is_empty() {
                     let pattern = format!("%{}%", s2.replace(['%', '_'], ""));
+                    // Names as SCIM sent them, in any case.
                     query = query.filter(
                         users::user_name_folded
                             .like(pattern.clone())
                             .or(users::email_folded.like(pattern.clone()))
-                            .or(users::display_name.like(pattern)),
+                            .or(lower(users::display_name).like(pattern.clone()))
+                            .or(lower(users::given_name).like(pattern.clone()))
+                            .or(lower(users::family_name).like(pattern.clone()))
+                            .or(lower(users::external_id).like(pattern)),
                     );
                 }
                 query
@@ -171,6 +218,7 @@ struct UserPage {
     nav: Nav,
     u: UserRow,
     email: String,
+    details: Vec<(&'static str, String)>,
     created: String,
     sessions: Vec<SessionRow>,
     events: Vec<EventRow>,
@@ -186,11 +234,12 @@ pub async fn show(
     let admin = access(&state, &req, &org).await?;
     let o = admin.org.clone();
     let now = crate::clock::now();
-    let (u, email, created, live, events) = state
+    let (u, email, created, live, events, details) = state
         .db
         .run(move |conn| -> Result<_, IdentityError> {
             let u = users_mod::get(conn, &o.id, &UserId::from(id.clone()))?;
             let (email, created) = (u.email.clone().unwrap_or_default(), u.created_at);
+            let details = details(&u);
             let live: Vec<(String, i64, i64)> = sessions::table
                 .filter(sessions::user_id.eq(u.id.as_str()))
                 .filter(sessions::revoked_at.is_null())
@@ -210,7 +259,7 @@ pub async fn show(
                 .select(StoredEvent::as_select())
                 .load(conn)?;
             let r = row(conn, u, o.default_role.as_deref(), &o.group_source)?;
-            Ok((r, email, created, live, events))
+            Ok((r, email, created, live, events, details))
         })
         .await
         .map_err(|e| match e {
@@ -223,6 +272,7 @@ pub async fn show(
             nav: admin.nav(),
             u,
             email,
+            details,
             created: time(created),
             sessions: live
                 .into_iter()

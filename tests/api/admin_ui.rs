@@ -1922,3 +1922,52 @@ async fn the_audit_log_names_actors_and_targets() {
     let (_, event) = get(&admin, &app, &format!("/sso/admin/orgs/alpha/audit/{id}")).await;
     assert!(event.contains(">root@alpha.test</a>"), "{event}");
 }
+
+/// Item 11: a user's page shows what the IdP sent (name, external ID, department, title), and
+/// the user list finds a user by the names SCIM gave, in any case, or by external ID.
+#[tokio::test]
+async fn user_pages_show_what_the_idp_sent() {
+    let app = spawn_app().await;
+    app.cli_ok(&["org", "create", "alpha", "--domain", "alpha.test"]);
+    add_user(&app, "alpha", "root@alpha.test", &["--org-admin"]);
+    let admin = signed_in_browser(&app, "root@alpha.test").await;
+    let scim = app.scim("alpha");
+    let (status, created) = scim
+        .post(
+            "/Users",
+            json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User",
+                            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],
+                "userName": "ann@alpha.test",
+                "externalId": "00u-ann-7",
+                "name": {"givenName": "Ann", "familyName": "Lindqvist"},
+                "title": "Controller",
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {
+                    "department": "Finance", "employeeNumber": "4711"
+                }
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap();
+    let (_, page) = get(&admin, &app, &format!("/sso/admin/orgs/alpha/users/{id}")).await;
+    for (k, v) in [
+        ("Name", "Ann Lindqvist"),
+        ("External ID", "00u-ann-7"),
+        ("Title", "Controller"),
+        ("Department", "Finance"),
+        ("Employee number", "4711"),
+    ] {
+        assert!(
+            page.contains(&format!("<dt>{k}</dt><dd class=\"detail\">{v}</dd>")),
+            "{k}: {page}"
+        );
+    }
+    for q in ["lindqvist", "ANN", "00u-ann-7"] {
+        let (_, list) = get(&admin, &app, &format!("/sso/admin/orgs/alpha/users?q={q}")).await;
+        assert!(list.contains("ann@alpha.test"), "{q}: {list}");
+        assert!(list.contains("<td>Ann Lindqvist</td>"), "{q}");
+    }
+    let (_, list) = get(&admin, &app, "/sso/admin/orgs/alpha/users?q=nobody").await;
+    assert!(!list.contains("ann@alpha.test"));
+}
