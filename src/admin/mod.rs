@@ -68,7 +68,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             )
             .route("/orgs/{org}/roles", web::get().to(org::roles))
             .route("/orgs/{org}/roles", web::post().to(org::add_role))
+            .route("/orgs/{org}/roles/{name}", web::post().to(org::change_role))
             .route("/orgs/{org}/mappings", web::post().to(org::add_mapping))
+            .route(
+                "/orgs/{org}/mappings/remove",
+                web::post().to(org::remove_mapping),
+            )
             .route(
                 "/orgs/{org}/group-source",
                 web::post().to(org::set_group_source),

@@ -968,6 +968,112 @@ pub async fn add_mapping(
     }
 }
 
+#[derive(Deserialize)]
+pub struct RoleChange {
+    csrf: String,
+    /// `rank` (with `rank`) or `remove`.
+    action: String,
+    rank: Option<i32>,
+}
+
+/// `POST /sso/admin/orgs/{org}/roles/{name}`: a new rank, or removal (with its mappings).
+pub async fn change_role(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    form: web::Form<RoleChange>,
+) -> AdminResult {
+    let (org, name) = path.into_inner();
+    let admin = access(&state, &req, &org).await?;
+    check_post(&req, &admin, &form.csrf)?;
+    let now = crate::clock::now();
+    let flash = admin.flasher.clone();
+    let back = format!("{}/roles", org_path(&admin));
+    let form = form.into_inner();
+    let result = state
+        .db
+        .write(move |conn| -> Result<String, IdentityError> {
+            let org = crate::identity::orgs::get(conn, &admin.org.id)?;
+            match (form.action.as_str(), form.rank) {
+                ("rank", Some(rank)) => {
+                    let before = roles::set_rank(conn, &org.id, &name, rank)?;
+                    admin.record(
+                        conn,
+                        "admin.role.update",
+                        json!({"name": before.name, "before": {"rank": before.rank}, "after": {"rank": rank}}),
+                        now,
+                    )?;
+                    Ok(format!("Role {} now has rank {rank}", before.name))
+                }
+                ("remove", _) => {
+                    let (role, mappings) =
+                        roles::remove(conn, &org.id, org.default_role.as_deref(), &name)?;
+                    admin.record(
+                        conn,
+                        "admin.role.remove",
+                        json!({"name": role.name, "before": {"name": role.name, "rank": role.rank}, "mappings_removed": mappings}),
+                        now,
+                    )?;
+                    Ok(format!(
+                        "Removed role {} and {mappings} group mapping(s) to it",
+                        role.name
+                    ))
+                }
+                _ => Err(IdentityError::Invalid("Nothing changed: give a rank.".into())),
+            }
+        })
+        .await;
+    match result {
+        Ok(m) => Ok(flash.notice(&back, &m)),
+        Err(
+            IdentityError::Conflict(m) | IdentityError::Invalid(m) | IdentityError::NotFound(m),
+        ) => Ok(flash.error(&back, &format!("Not changed: {m}."))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct UnmapForm {
+    csrf: String,
+    group: String,
+}
+
+/// `POST /sso/admin/orgs/{org}/mappings/remove`
+pub async fn remove_mapping(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    form: web::Form<UnmapForm>,
+) -> AdminResult {
+    let admin = access(&state, &req, &path).await?;
+    check_post(&req, &admin, &form.csrf)?;
+    let now = crate::clock::now();
+    let flash = admin.flasher.clone();
+    let back = format!("{}/roles", org_path(&admin));
+    let form = form.into_inner();
+    let result = state
+        .db
+        .write(move |conn| -> Result<_, IdentityError> {
+            let m = roles::unmap(conn, &admin.org.id, &form.group)?;
+            admin.record(
+                conn,
+                "admin.role.unmap",
+                json!({"before": {"group": m.group, "role": m.role}}),
+                now,
+            )?;
+            Ok(m)
+        })
+        .await;
+    match result {
+        Ok(m) => Ok(flash.notice(
+            &back,
+            &format!("Group {} no longer maps to {}", m.group, m.role),
+        )),
+        Err(IdentityError::NotFound(m)) => Ok(flash.error(&back, &format!("Not changed: {m}."))),
+        Err(e) => Err(e.into()),
+    }
+}
+
 impl From<AdminError> for crate::http::errors::PageError {
     fn from(e: AdminError) -> Self {
         match e {

@@ -132,6 +132,57 @@ pub fn map(
     })
 }
 
+/// Changes a role's rank; returns the role before the change.
+pub fn set_rank(conn: &mut DbConn, org: &OrgId, name: &str, rank: i32) -> Result<Role> {
+    let role = find(conn, org, name)?
+        .ok_or_else(|| IdentityError::NotFound(format!("no role `{name}`")))?;
+    diesel::update(roles::table.find(role.id.as_str()))
+        .set(roles::rank.eq(rank))
+        .execute(conn)?;
+    Ok(role)
+}
+
+/// Removes a role and the group mappings to it; returns the role and how many mappings went.
+/// The org's default role cannot go (choose another default first).
+pub fn remove(
+    conn: &mut DbConn,
+    org: &OrgId,
+    default_role: Option<&str>,
+    name: &str,
+) -> Result<(Role, usize)> {
+    let role = find(conn, org, name)?
+        .ok_or_else(|| IdentityError::NotFound(format!("no role `{name}`")))?;
+    if default_role.is_some_and(|d| fold(d) == role.name_folded) {
+        return Err(IdentityError::Conflict(format!(
+            "`{}` is the organization's default role: choose another default first",
+            role.name
+        )));
+    }
+    let mappings = diesel::delete(
+        role_mappings::table
+            .filter(role_mappings::org_id.eq(org.as_str()))
+            .filter(role_mappings::role_id.eq(role.id.as_str())),
+    )
+    .execute(conn)?;
+    diesel::delete(roles::table.find(role.id.as_str())).execute(conn)?;
+    Ok((role, mappings))
+}
+
+/// Removes a group's mapping; returns what it mapped to.
+pub fn unmap(conn: &mut DbConn, org: &OrgId, group: &str) -> Result<MappingView> {
+    let found = mappings(conn, org)?
+        .into_iter()
+        .find(|m| fold(&m.group) == fold(group.trim()))
+        .ok_or_else(|| IdentityError::NotFound(format!("group `{group}` is not mapped")))?;
+    diesel::delete(
+        role_mappings::table
+            .filter(role_mappings::org_id.eq(org.as_str()))
+            .filter(role_mappings::group_key_folded.eq(fold(group.trim()))),
+    )
+    .execute(conn)?;
+    Ok(found)
+}
+
 pub fn mappings(conn: &mut DbConn, org: &OrgId) -> Result<Vec<MappingView>> {
     let rows: Vec<(String, String, i32)> = role_mappings::table
         .inner_join(roles::table)

@@ -1971,3 +1971,92 @@ async fn user_pages_show_what_the_idp_sent() {
     let (_, list) = get(&admin, &app, "/sso/admin/orgs/alpha/users?q=nobody").await;
     assert!(!list.contains("ann@alpha.test"));
 }
+
+/// Item 11: roles change rank and can be removed (with their mappings; never the org's
+/// default role); a group's mapping can be removed; each change is audited with before/after.
+#[tokio::test]
+async fn roles_and_mappings_can_be_changed_and_removed() {
+    let app = spawn_app().await;
+    app.cli_ok(&["org", "create", "alpha", "--domain", "alpha.test"]);
+    add_user(&app, "alpha", "root@alpha.test", &["--org-admin"]);
+    app.cli_ok(&["role", "add", "alpha", "site reader", "--rank", "5"]);
+    app.cli_ok(&["role", "add", "alpha", "admin", "--rank", "50"]);
+    app.cli_ok(&["role", "map", "alpha", "Readers", "site reader"]);
+    app.cli_ok(&["role", "map", "alpha", "Ops", "admin"]);
+    let admin = signed_in_browser(&app, "root@alpha.test").await;
+    let csrf = admin_csrf(&admin, &app, "alpha").await;
+    let (_, page) = get(&admin, &app, "/sso/admin/orgs/alpha/roles").await;
+    assert!(
+        page.contains("/sso/admin/orgs/alpha/roles/site%20reader"),
+        "{page}"
+    );
+    let change = |path: &'static str, form: Vec<(&'static str, String)>| {
+        let (admin, app, csrf) = (&admin, &app, csrf.clone());
+        async move {
+            let mut f = vec![("csrf", csrf)];
+            f.extend(form);
+            let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let res = post(admin, app, path, &f).await;
+            assert_eq!(res.status(), 303, "{path}");
+            banner(&followed(admin, app, &res).await).unwrap()
+        }
+    };
+    let said = change(
+        "/sso/admin/orgs/alpha/roles/site%20reader",
+        vec![("action", "rank".into()), ("rank", "70".into())],
+    )
+    .await;
+    assert_eq!(said, "Role site reader now has rank 70");
+    let (_, preview) = get(
+        &admin,
+        &app,
+        "/sso/admin/orgs/alpha/roles?groups=Readers,Ops",
+    )
+    .await;
+    assert!(
+        preview.contains("gets role <strong>site reader</strong>"),
+        "{preview}"
+    );
+    // The mapping of Ops goes; then the role admin.
+    let said = change(
+        "/sso/admin/orgs/alpha/mappings/remove",
+        vec![("group", "ops".into())],
+    )
+    .await;
+    assert_eq!(said, "Group Ops no longer maps to admin");
+    let said = change(
+        "/sso/admin/orgs/alpha/roles/site%20reader",
+        vec![("action", "remove".into())],
+    )
+    .await;
+    assert_eq!(
+        said,
+        "Removed role site reader and 1 group mapping(s) to it"
+    );
+    let (_, page) = get(&admin, &app, "/sso/admin/orgs/alpha/roles").await;
+    assert!(
+        !page.contains("Readers") && !page.contains("site reader"),
+        "{page}"
+    );
+    // Unknown ones, and the default role.
+    let said = change(
+        "/sso/admin/orgs/alpha/mappings/remove",
+        vec![("group", "Nobody".into())],
+    )
+    .await;
+    assert!(said.contains("not mapped"), "{said}");
+    app.sql("UPDATE organizations SET default_role = 'admin'");
+    let said = change(
+        "/sso/admin/orgs/alpha/roles/admin",
+        vec![("action", "remove".into())],
+    )
+    .await;
+    assert!(said.contains("default role"), "{said}");
+    let actions: Vec<String> = events(&app, "alpha")
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_string())
+        .collect();
+    for a in ["admin.role.update", "admin.role.unmap", "admin.role.remove"] {
+        assert!(actions.iter().any(|x| x == a), "{a}: {actions:?}");
+    }
+}
