@@ -371,3 +371,72 @@ mod tests {
         assert_eq!(csv_cell("plain"), "\"plain\"");
     }
 }
+
+#[derive(Template)]
+#[template(path = "admin/instance_audit.html")]
+struct InstancePage {
+    who: String,
+    csrf: String,
+    f: Filter,
+    rows: Vec<Row>,
+    next: Option<String>,
+}
+
+/// `GET /sso/admin/audit`: the instance's own events (instance admins signing in, orgs
+/// created, settings), for instance admins only.
+pub async fn instance(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    q: web::Query<Filter>,
+) -> AdminResult {
+    let signed = super::signed_in(&req).await?;
+    let crate::login::session::Principal::Admin(a) = &signed.principal else {
+        return Err(AppError::NotFound.into());
+    };
+    let f = q.into_inner();
+    let f2 = f.clone();
+    let (events, names) = state
+        .db
+        .run(move |conn| -> Result<_, AppError> {
+            let events = query(conn, crate::audit::INSTANCE_CHAIN, &f2, PAGE)?;
+            let targets: Vec<Option<String>> = events.iter().map(event_target).collect();
+            let refs = events
+                .iter()
+                .map(|e| e.actor.as_str())
+                .chain(targets.iter().flatten().map(String::as_str));
+            // No org: only instance admins are named.
+            let names =
+                super::actors::names(conn, &crate::db::ids::OrgId::from(String::new()), "", refs)?;
+            Ok((events.into_iter().zip(targets).collect::<Vec<_>>(), names))
+        })
+        .await?;
+    let next = (events.len() as i64 == PAGE)
+        .then(|| {
+            events
+                .last()
+                .map(|(e, _)| format!("{}&before={}", filter_query(&f), e.seq))
+        })
+        .flatten();
+    Ok(render(
+        StatusCode::OK,
+        &InstancePage {
+            who: a.email.clone(),
+            csrf: signed.csrf_token.clone(),
+            f,
+            rows: events
+                .into_iter()
+                .map(|(e, target)| Row {
+                    cause: cause(e.payload.as_deref()),
+                    actor: super::actors::show(&names, &e.actor),
+                    target: target.map(|t| super::actors::show(&names, &t)),
+                    id: e.id,
+                    seq: e.seq,
+                    at: time(e.occurred_at),
+                    action: e.action,
+                    outcome: e.outcome,
+                })
+                .collect(),
+            next,
+        },
+    ))
+}

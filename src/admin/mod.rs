@@ -39,6 +39,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             })
             .route("", web::get().to(org::home))
             .route("/static/admin.js", web::get().to(script))
+            .route("/audit", web::get().to(audit_log::instance))
             .route("/orgs/{org}", web::get().to(org::overview))
             .route("/orgs/{org}/setup", web::get().to(setup::summary))
             .route(

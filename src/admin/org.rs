@@ -22,6 +22,7 @@ use crate::startup::AppState;
 #[template(path = "admin/orgs.html")]
 struct OrgsPage {
     who: String,
+    csrf: String,
     orgs: Vec<(String, String)>,
 }
 
@@ -68,6 +69,7 @@ pub async fn home(state: web::Data<AppState>, req: HttpRequest) -> AdminResult {
                 StatusCode::OK,
                 &OrgsPage {
                     who: a.email.clone(),
+                    csrf: signed.csrf_token.clone(),
                     orgs: all.into_iter().map(|o| (o.slug, o.name)).collect(),
                 },
             ))

@@ -16,7 +16,7 @@ use crate::db::{lock_named, write_tx, DbConn};
 
 /// Stored payloads are capped (a hostile request must not fill the disk).
 pub const MAX_PAYLOAD_BYTES: usize = 16 * 1024;
-const INSTANCE_CHAIN: &str = "instance";
+pub const INSTANCE_CHAIN: &str = "instance";
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

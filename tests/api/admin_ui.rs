@@ -2060,3 +2060,34 @@ async fn roles_and_mappings_can_be_changed_and_removed() {
         assert!(actions.iter().any(|x| x == a), "{a}: {actions:?}");
     }
 }
+
+/// Item 11: instance-level events (an instance admin's sign-in, refused ones too) are in the
+/// UI, for instance admins only.
+#[tokio::test]
+async fn instance_events_have_a_page_for_instance_admins() {
+    let app = spawn_app().await;
+    app.cli_ok(&["org", "create", "alpha", "--domain", "alpha.test"]);
+    add_user(&app, "alpha", "root@alpha.test", &["--org-admin"]);
+    let ops = instance_admin(&app, 0).await;
+    let (_, home) = get(&ops, &app, "/sso/admin").await;
+    assert!(home.contains("href=\"/sso/admin/audit\""), "{home}");
+    assert!(home.contains("Sign out"), "{home}");
+    let (status, page) = get(&ops, &app, "/sso/admin/audit").await;
+    assert_eq!(status, 200);
+    let row = page
+        .split("<tr class=")
+        .find(|r| r.contains("<td>login.admin</td>"))
+        .unwrap_or_else(|| panic!("{page}"));
+    assert!(row.contains("ops@operator.test (instance admin)"), "{row}");
+    let (_, filtered) = get(&ops, &app, "/sso/admin/audit?action=org.").await;
+    assert!(!filtered.contains("<td>login.admin</td>"), "{filtered}");
+    // Nobody else sees it.
+    let org_admin = signed_in_browser(&app, "root@alpha.test").await;
+    assert_eq!(get(&org_admin, &app, "/sso/admin/audit").await.0, 404);
+    let res = browser()
+        .get(app.url("/sso/admin/audit"))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(res.status(), 200);
+}
