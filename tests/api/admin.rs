@@ -555,6 +555,14 @@ async fn a_new_admin_sets_up_sso_in_a_browser() {
             .contains("xml"),
         "{out}"
     );
+    assert!(out["audit_actor_links"].as_u64().unwrap() > 0, "{out}");
+    assert_eq!(
+        out["unmapped"],
+        "Group Engineering no longer maps to developer"
+    );
+    assert!(out["instance_events"].as_u64().unwrap() > 1, "{out}");
+    let roles = app.cli_ok(&["role", "list", "acme", "--json"]);
+    assert!(roles.contains("developer"), "the role stays: {roles}");
 }
 
 #[tokio::test]

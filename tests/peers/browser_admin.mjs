@@ -101,6 +101,23 @@ try {
   await submit(page, 'table tr.outcome-failure a');
   out.cause = await text(page, '#cause');
   await shot(page, 'audit-event');
+  // The log names who did what to whom.
+  await page.goto(`${base}/sso/admin/orgs/${org}/audit`);
+  out.audit_actor_links = await page.locator('td.actor a').count();
+  await shot(page, 'audit-log-named');
+  // A mapping is removed from the Roles page; reload and back do not remove anything else.
+  await page.goto(`${base}/sso/admin/orgs/${org}/roles`);
+  await submit(page, '#mappings button:has-text("Remove")');
+  out.unmapped = await text(page, '#page-notice');
+  await page.reload();
+  await page.goBack();
+  await shot(page, 'mapping-removed');
+  // The user the SCIM token made, and the instance's own events.
+  await page.goto(`${base}/sso/admin/orgs/${org}/users`);
+  await shot(page, 'users');
+  await page.goto(`${base}/sso/admin/audit`);
+  out.instance_events = await page.locator('#instance-events tr').count();
+  await shot(page, 'instance-audit');
   console.log(JSON.stringify(out));
 } catch (e) {
   // Where it stopped, for the test's failure message.
