@@ -20,12 +20,58 @@ pub struct Named {
     pub href: Option<String>,
 }
 
-/// What an event acted on, as a reference (`user:<id>`, `connection:<id>`, `group:<id>`,
-/// `scim-token:<id>`, `setup-link:<id>`) or plain text (a domain, a role), if it says.
-pub fn target(action: &str, payload: &Value) -> Option<String> {
+/// What an event acted on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    /// An object by id (`user:<id>`, `connection:<id>`, `group:<id>`, `scim-token:<id>`,
+    /// `setup-link:<id>`): shown by name.
+    Ref(String),
+    /// Words from the payload (a domain, a role, a user name a client sent): shown as they
+    /// are, never looked up (a SCIM client could name a user `user:<someone's id>`).
+    Text(String),
+}
+
+impl Target {
+    fn as_ref_str(&self) -> Option<&str> {
+        match self {
+            Target::Ref(r) => Some(r),
+            Target::Text(_) => None,
+        }
+    }
+}
+
+/// The references among `targets`, for [`names`].
+pub fn refs(targets: &[Option<Target>]) -> impl Iterator<Item = &str> {
+    targets.iter().flatten().filter_map(Target::as_ref_str)
+}
+
+/// `t` as shown.
+pub fn show_target(names: &HashMap<String, Named>, t: &Target) -> Named {
+    match t {
+        Target::Ref(r) => show(names, r),
+        Target::Text(text) => Named {
+            text: text.clone(),
+            href: None,
+        },
+    }
+}
+
+/// What an event acted on, from its kind and payload, if it says.
+pub fn target(action: &str, payload: &Value) -> Option<Target> {
+    target_text(action, payload).map(|(is_ref, t)| {
+        if is_ref {
+            Target::Ref(t)
+        } else {
+            Target::Text(t)
+        }
+    })
+}
+
+/// (whether it is a reference, the text).
+fn target_text(action: &str, payload: &Value) -> Option<(bool, String)> {
     let s = |k: &str| payload.get(k).and_then(Value::as_str).map(str::to_string);
     if let Some(u) = s("user_id") {
-        return Some(format!("user:{u}"));
+        return Some((true, format!("user:{u}")));
     }
     if action == "scim.request" {
         // `/scim/v2/Users/<id>` (the query string left out).
@@ -37,36 +83,38 @@ pub fn target(action: &str, payload: &Value) -> Option<String> {
             .position(|p| *p == "Users" || *p == "Groups")
             .unwrap_or(parts.len());
         return match (parts.get(at).copied(), parts.get(at + 1).copied()) {
-            (Some("Users"), Some(id)) if !id.is_empty() => Some(format!("user:{id}")),
-            (Some("Groups"), Some(id)) if !id.is_empty() => Some(format!("group:{id}")),
+            (Some("Users"), Some(id)) if !id.is_empty() => Some((true, format!("user:{id}"))),
+            (Some("Groups"), Some(id)) if !id.is_empty() => Some((true, format!("group:{id}"))),
             _ => payload
                 .get("body")
                 .and_then(|b| b.get("userName").or_else(|| b.get("displayName")))
                 .and_then(Value::as_str)
-                .map(str::to_string),
+                .map(|t| (false, t.to_string())),
         };
     }
     if let Some(c) = s("connection") {
-        return Some(format!("connection:{c}"));
+        return Some((true, format!("connection:{c}")));
     }
     let id = s("id");
     let kind = |k: &str| action.contains(k);
     if kind("connection") {
-        return id.map(|i| format!("connection:{i}"));
+        return id.map(|i| (true, format!("connection:{i}")));
     }
     if kind("scim_token") {
-        return id.map(|i| format!("scim-token:{i}"));
+        return id.map(|i| (true, format!("scim-token:{i}")));
     }
     if kind("setup_link") {
-        return id.map(|i| format!("setup-link:{i}"));
+        return id.map(|i| (true, format!("setup-link:{i}")));
     }
     if kind("domain") {
-        return s("domain").or_else(|| {
-            payload
-                .pointer("/after/domain")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        });
+        return s("domain")
+            .or_else(|| {
+                payload
+                    .pointer("/after/domain")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .map(|d| (false, d));
     }
     if kind("role") || kind("mapping") {
         let after = |k: &str| {
@@ -79,9 +127,10 @@ pub fn target(action: &str, payload: &Value) -> Option<String> {
         return s("role")
             .or_else(|| s("name"))
             .or_else(|| after("group").map(|g| format!("group {g}")))
-            .or_else(|| after("name"));
+            .or_else(|| after("name"))
+            .map(|t| (false, t));
     }
-    s("user_name").or_else(|| s("email"))
+    s("user_name").or_else(|| s("email")).map(|t| (false, t))
 }
 
 /// Names for the references `refs` (actors and targets) of one org's events.
@@ -215,28 +264,27 @@ mod tests {
     #[test]
     fn targets_come_from_the_kind_and_payload() {
         assert_eq!(
-            target("scim.request", &json!({"path": "/scim/v2/Users/u1?x=1"})).as_deref(),
-            Some("user:u1")
+            target("scim.request", &json!({"path": "/scim/v2/Users/u1?x=1"})),
+            Some(Target::Ref("user:u1".into()))
         );
         assert_eq!(
             target(
                 "scim.request",
-                &json!({"path": "/Users", "body": {"userName": "ann@acme.test"}})
-            )
-            .as_deref(),
-            Some("ann@acme.test")
+                &json!({"path": "/Users", "body": {"userName": "user:someone-elses-id"}})
+            ),
+            Some(Target::Text("user:someone-elses-id".into())),
+            "what a client names is words, never a reference"
         );
         assert_eq!(
-            target("admin.connection.update", &json!({"id": "c1"})).as_deref(),
-            Some("connection:c1")
+            target("admin.connection.update", &json!({"id": "c1"})),
+            Some(Target::Ref("connection:c1".into()))
         );
         assert_eq!(
             target(
                 "admin.domain.add",
                 &json!({"after": {"domain": "acme.test"}})
-            )
-            .as_deref(),
-            Some("acme.test")
+            ),
+            Some(Target::Text("acme.test".into()))
         );
         assert_eq!(target("login.password", &json!({})), None);
     }

@@ -143,7 +143,7 @@ struct ListPage {
 }
 
 /// What an event acted on (see `actors::target`).
-fn event_target(e: &StoredEvent) -> Option<String> {
+fn event_target(e: &StoredEvent) -> Option<super::actors::Target> {
     let payload: Value = e
         .payload
         .as_deref()
@@ -179,11 +179,11 @@ pub async fn list(
         .db
         .run(move |conn| -> Result<_, AppError> {
             let events = query(conn, &chain, &f2, PAGE)?;
-            let targets: Vec<Option<String>> = events.iter().map(event_target).collect();
+            let targets: Vec<_> = events.iter().map(event_target).collect();
             let refs = events
                 .iter()
                 .map(|e| e.actor.as_str())
-                .chain(targets.iter().flatten().map(String::as_str));
+                .chain(super::actors::refs(&targets));
             let names = super::actors::names(conn, &org_id, &slug, refs)?;
             Ok((events.into_iter().zip(targets).collect::<Vec<_>>(), names))
         })
@@ -206,7 +206,7 @@ pub async fn list(
                 .map(|(e, target)| Row {
                     cause: cause(e.payload.as_deref()),
                     actor: super::actors::show(&names, &e.actor),
-                    target: target.map(|t| super::actors::show(&names, &t)),
+                    target: target.map(|t| super::actors::show_target(&names, &t)),
                     id: e.id,
                     seq: e.seq,
                     at: time(e.occurred_at),
@@ -258,10 +258,11 @@ pub async fn show(
                 conn,
                 &org_id,
                 &slug,
-                std::iter::once(e.actor.as_str()).chain(target.as_deref()),
+                std::iter::once(e.actor.as_str())
+                    .chain(super::actors::refs(std::slice::from_ref(&target))),
             )?;
             let actor = super::actors::show(&names, &e.actor);
-            let target = target.map(|t| super::actors::show(&names, &t));
+            let target = target.map(|t| super::actors::show_target(&names, &t));
             Ok(Some((e, actor, target)))
         })
         .await?
@@ -399,11 +400,11 @@ pub async fn instance(
         .db
         .run(move |conn| -> Result<_, AppError> {
             let events = query(conn, crate::audit::INSTANCE_CHAIN, &f2, PAGE)?;
-            let targets: Vec<Option<String>> = events.iter().map(event_target).collect();
+            let targets: Vec<_> = events.iter().map(event_target).collect();
             let refs = events
                 .iter()
                 .map(|e| e.actor.as_str())
-                .chain(targets.iter().flatten().map(String::as_str));
+                .chain(super::actors::refs(&targets));
             // No org: only instance admins are named.
             let names =
                 super::actors::names(conn, &crate::db::ids::OrgId::from(String::new()), "", refs)?;
@@ -428,7 +429,7 @@ pub async fn instance(
                 .map(|(e, target)| Row {
                     cause: cause(e.payload.as_deref()),
                     actor: super::actors::show(&names, &e.actor),
-                    target: target.map(|t| super::actors::show(&names, &t)),
+                    target: target.map(|t| super::actors::show_target(&names, &t)),
                     id: e.id,
                     seq: e.seq,
                     at: time(e.occurred_at),

@@ -351,9 +351,11 @@ pub async fn landing(
         current,
     };
     let mut res = render(StatusCode::OK, &page);
+    // The token must not leave in a Referer, but the button's POST needs its Origin (under
+    // `no-referrer` browsers without Fetch Metadata send `Origin: null`).
     res.headers_mut().insert(
         actix_web::http::header::REFERRER_POLICY,
-        actix_web::http::header::HeaderValue::from_static("no-referrer"),
+        actix_web::http::header::HeaderValue::from_static("strict-origin"),
     );
     Ok(res)
 }
@@ -366,10 +368,7 @@ fn same_origin(req: &HttpRequest, state: &AppState) -> bool {
         return site == "same-origin" || site == "none";
     }
     match header("origin") {
-        Some(origin) => {
-            let ours = state.settings.url_for("");
-            origin.trim_end_matches('/') == ours.trim_end_matches('/')
-        }
+        Some(origin) => origin == state.settings.public_url.origin().ascii_serialization(),
         None => true,
     }
 }

@@ -111,8 +111,25 @@ fn add_security_headers(headers: &mut actix_web::http::header::HeaderMap) {
 /// The request path as logs may keep it: a setup link's path is its credential (anyone who
 /// reads it can open the link), so its token is left out.
 pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
-    match path.strip_prefix("/sso/setup/") {
+    // Matched as the router sees it (percent-escapes decoded): `/sso/%73etup/…` is the same.
+    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    match decoded.strip_prefix("/sso/setup/") {
         Some(rest) if !rest.is_empty() => "/sso/setup/(token)".into(),
         _ => path.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable_path;
+
+    #[test]
+    fn setup_link_tokens_are_left_out_of_logged_paths() {
+        assert_eq!(loggable_path("/sso/setup/abc"), "/sso/setup/(token)");
+        assert_eq!(loggable_path("/sso/%73etup/abc"), "/sso/setup/(token)");
+        assert_eq!(
+            loggable_path("/sso/admin/orgs/acme"),
+            "/sso/admin/orgs/acme"
+        );
     }
 }

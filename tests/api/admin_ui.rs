@@ -1490,6 +1490,12 @@ async fn setup_links_open_one_orgs_setup_for_their_intents() {
     let (_, page) = get(&it, &s.app, &live).await;
     assert!(page.contains("id=\"live-locked\""), "{page}");
     assert!(!page.contains("Save IdP settings") && !page.contains(">Disable<"));
+    assert!(!page.contains("id=\"test-sign-in\""), "{page}");
+    assert_eq!(
+        s.test_status(&it).await,
+        403,
+        "a setup link tests drafts only"
+    );
     let evil = idp_metadata(
         "https://evil.example",
         &crate::saml::key_pair("evil").cert_pem,
@@ -1582,22 +1588,26 @@ async fn setup_links_open_one_orgs_setup_for_their_intents() {
         .trim()
         .to_string();
     let other = browser();
-    assert_eq!(open_link(&other, &scim_only).await.status(), 303);
+    // A browser without Fetch Metadata: its Origin says where the button was.
+    assert_eq!(other.get(&scim_only).send().await.unwrap().status(), 200);
+    let origin = url::Url::parse(&s.app.url("/"))
+        .unwrap()
+        .origin()
+        .ascii_serialization();
+    let res = other
+        .post(&scim_only)
+        .header("origin", origin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
     assert_eq!(
         get(&other, &s.app, "/sso/admin/orgs/acme/connections/new")
             .await
             .0,
         404
     );
-    let test = other
-        .get(
-            s.app
-                .url(&format!("/sso/saml/{}/login?test=1", s.connection)),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(test.status(), 403);
+    assert_eq!(s.test_status(&other).await, 403);
 
     // Revoking ends the link and the session it opened.
     let links: Value = serde_json::from_str(

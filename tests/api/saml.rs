@@ -191,6 +191,20 @@ pub(crate) async fn setup_with(
 }
 
 impl Setup {
+    /// The status a Test sign-in of this connection started by `client` gets.
+    pub(crate) async fn test_status(&self, client: &reqwest::Client) -> u16 {
+        client
+            .get(
+                self.app
+                    .url(&format!("/sso/saml/{}/login?test=1", self.connection)),
+            )
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
     /// A SAMLResponse from the independent IdP; `spec` overrides the defaults.
     pub(crate) fn response(&self, spec: Value) -> Value {
         let mut req = json!({
@@ -1423,15 +1437,7 @@ async fn test_sign_ins_need_a_signed_in_admin_of_the_org() {
         .cli_ok(&["org", "create", "other", "--domain", "other.test"]);
     s.app.add_org_admin("other", "root@other.test");
     let outsider = signed_in_browser(&s.app, "root@other.test").await;
-    let res = outsider
-        .get(
-            s.app
-                .url(&format!("/sso/saml/{}/login?test=1", s.connection)),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 403);
+    assert_eq!(s.test_status(&outsider).await, 403);
     // This org's admin: the test runs and records a success.
     s.app.add_org_admin("acme", "root@acme.test");
     let admin = signed_in_browser(&s.app, "root@acme.test").await;
