@@ -603,6 +603,8 @@ pub async fn callback(
     }
 
     let (conn_id, org_id) = (c.id.clone(), c.org_id.clone());
+    // The settings the response was checked against (a test counts only for them).
+    let validated_config = c.config.clone();
     let hd = string_claim(&claims, "hd");
     let needs_hd = cfg.requires_hosted_domain();
     let return_to = pending.return_to;
@@ -630,7 +632,7 @@ pub async fn callback(
                     }
                 }
                 if let Some(test_session) = &test {
-                    return Ok(handoff::test_sign_in(conn, &org.id, &conn_id, "oidc", &asserted, json!({"claims": audit_claims}), test_session.as_deref(), now)?.map(|()| String::new()));
+                    return Ok(handoff::test_sign_in(conn, &org.id, &conn_id, &validated_config, "oidc", &asserted, json!({"claims": audit_claims}), test_session.as_deref(), now)?.map(|()| String::new()));
                 }
                 handoff::verified_sign_in(
                     conn,

@@ -562,6 +562,8 @@ async fn verify_and_finish(
         "saml-idp-initiated"
     };
     let (conn_id, org_id) = (c.id.clone(), c.org_id.clone());
+    // The settings the response was checked against (a test counts only for them).
+    let validated_config = c.config.clone();
     let skew = cfg.clock_skew_secs;
     let xml_audit: String = xml.chars().take(audit::MAX_PAYLOAD_BYTES / 2).collect();
     let result = state
@@ -598,7 +600,7 @@ async fn verify_and_finish(
                 }
                 let org = orgs::get(conn, &org_id)?;
                 if let Some(test_session) = &test {
-                    return Ok(handoff::test_sign_in(conn, &org.id, &conn_id, "saml", &asserted, json!({"attributes": verified.attributes, "response_xml": xml_audit}), test_session.as_deref(), now)?.map(|()| String::new()));
+                    return Ok(handoff::test_sign_in(conn, &org.id, &conn_id, &validated_config, "saml", &asserted, json!({"attributes": verified.attributes, "response_xml": xml_audit}), test_session.as_deref(), now)?.map(|()| String::new()));
                 }
                 handoff::verified_sign_in(
                     conn,

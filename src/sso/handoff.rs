@@ -109,12 +109,21 @@ pub fn test_sign_in(
     conn: &mut DbConn,
     org: &OrgId,
     connection_id: &str,
+    validated_config: &str,
     protocol: &str,
     asserted: &crate::sso::resolve::Asserted,
     evidence: serde_json::Value,
     test_session: Option<&str>,
     now: i64,
 ) -> Result<Result<(), String>, IdentityError> {
+    // New IdP settings saved while this test was under way (an IdP can hold a sign-in for a
+    // while): its pass would vouch for settings it never used.
+    let current = crate::sso::connections::get_in_org(conn, org, connection_id)?;
+    if current.is_none_or(|c| c.config != validated_config) {
+        let cause = "the connection's settings changed while this test was under way: run Test sign-in again";
+        test_failed(conn, org, connection_id, protocol, cause, evidence, now)?;
+        return Ok(Ok(()));
+    }
     let bound = match test_session {
         Some(hash) => session::hash_administers(conn, hash, org, now)?,
         None => false,
