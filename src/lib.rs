@@ -18,6 +18,7 @@ pub mod identity;
 pub mod login;
 pub mod oidc;
 pub mod outbound;
+pub mod provider;
 pub mod saml;
 pub mod scim;
 pub mod sso;

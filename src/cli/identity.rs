@@ -219,21 +219,24 @@ pub enum AuditCommand {
 }
 
 /// Everything an operator command needs.
-struct Ctx {
-    db: Db,
+pub(super) struct Ctx {
+    pub(super) db: Db,
     key: SecretKey,
-    json: bool,
-    now: i64,
+    pub(super) json: bool,
+    pub(super) now: i64,
 }
 
 impl Ctx {
     /// Runs `f` in one write transaction.
-    fn tx<T>(&self, f: impl FnOnce(&mut DbConn) -> Result<T, IdentityError>) -> anyhow::Result<T> {
+    pub(super) fn tx<T>(
+        &self,
+        f: impl FnOnce(&mut DbConn) -> Result<T, IdentityError>,
+    ) -> anyhow::Result<T> {
         let mut conn = self.db.conn()?;
         Ok(write_tx(&mut conn, f)?)
     }
 
-    fn read<T>(
+    pub(super) fn read<T>(
         &self,
         f: impl FnOnce(&mut DbConn) -> Result<T, IdentityError>,
     ) -> anyhow::Result<T> {
@@ -241,12 +244,12 @@ impl Ctx {
         Ok(f(&mut conn)?)
     }
 
-    fn org(&self, key: &str) -> anyhow::Result<Organization> {
+    pub(super) fn org(&self, key: &str) -> anyhow::Result<Organization> {
         self.read(|c| orgs::find(c, key))
     }
 
     /// Prints `value` as JSON, or `human` as text.
-    fn out(&self, value: Value, human: impl FnOnce() -> String) {
+    pub(super) fn out(&self, value: Value, human: impl FnOnce() -> String) {
         if self.json {
             println!("{value}");
         } else {
@@ -258,7 +261,7 @@ impl Ctx {
     }
 }
 
-fn record(
+pub(super) fn record(
     conn: &mut DbConn,
     org: Option<&OrgId>,
     action: &str,
@@ -325,6 +328,7 @@ pub fn run(settings: &Settings, command: Command, json: bool) -> anyhow::Result<
         Command::SetupLink(c) => setup_link_cmd(&ctx, settings, c),
         Command::Keys(c) => keys_cmd(&ctx, c),
         Command::Audit(c) => audit_cmd(&ctx, c),
+        Command::App(c) => super::apps::run(&ctx, c),
         Command::Serve | Command::Migrate | Command::Config(_) | Command::Connection(_) => {
             bail!("not an operator command")
         }

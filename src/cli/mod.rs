@@ -1,6 +1,7 @@
 //! The operator CLI. Every command works directly on the database; failures print one line
 //! (`error: …`) on stderr and exit with a non-zero status. `--json` prints data as JSON.
 
+mod apps;
 mod connections;
 mod identity;
 
@@ -79,6 +80,9 @@ pub enum Command {
     /// SSO connections (SAML).
     #[command(subcommand)]
     Connection(connections::ConnectionCommand),
+    /// Apps that sign users in with OpenID Connect (gatehouse is their OpenID Provider).
+    #[command(subcommand)]
+    App(apps::AppCommand),
 }
 
 #[derive(Subcommand, Debug)]

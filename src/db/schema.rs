@@ -342,6 +342,27 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    oidc_apps (id) {
+        id -> Text,
+        slug -> Text,
+        name -> Text,
+        client_id -> Text,
+        public -> Bool,
+        secret_hash -> Nullable<Text>,
+        previous_secret_hash -> Nullable<Text>,
+        previous_secret_until -> Nullable<BigInt>,
+        redirect_uris -> Text,
+        post_logout_redirect_uris -> Text,
+        backchannel_logout_uri -> Nullable<Text>,
+        orgs -> Nullable<Text>,
+        id_token_alg -> Text,
+        enabled -> Bool,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     organizations,
     domains,
@@ -366,4 +387,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     connection_tests,
     admin_form_submissions,
     setup_links,
+    oidc_apps,
 );

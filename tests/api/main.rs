@@ -11,6 +11,7 @@ mod helpers;
 mod identity;
 mod oidc;
 mod platform;
+mod provider;
 mod saml;
 mod scim;
 mod scim_bulk;
