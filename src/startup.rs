@@ -188,6 +188,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .configure(crate::oidc::routes::routes)
         .configure(crate::admin::routes)
         .configure(crate::gateway::routes)
+        .configure(crate::provider::routes)
         .configure(crate::sso::routes);
 }
 

@@ -112,6 +112,13 @@ pub fn jwt(
 
 /// A public key as a JWK (EC P-256).
 pub fn jwk(k: &SigningKey) -> anyhow::Result<Value> {
+    if k.algorithm == "RS256" {
+        let rsa = openssl::rsa::Rsa::public_key_from_pem(k.public_pem.as_bytes())?;
+        return Ok(json!({
+            "kty": "RSA", "use": "sig", "alg": "RS256", "kid": k.id.to_string(),
+            "n": b64(&rsa.n().to_vec()), "e": b64(&rsa.e().to_vec()),
+        }));
+    }
     let ec = EcKey::public_key_from_pem(k.public_pem.as_bytes())?;
     let mut ctx = BigNumContext::new()?;
     let (mut x, mut y) = (BigNum::new()?, BigNum::new()?);

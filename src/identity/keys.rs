@@ -30,22 +30,33 @@ const SP_CERT_DAYS: u32 = 3650;
 pub enum Purpose {
     SamlSp,
     Jwt,
+    /// The OpenID Provider's ID tokens for apps that ask for RS256 (the OIDC default).
+    OidcRs256,
+    /// The OpenID Provider's ID tokens for apps that ask for ES256.
+    OidcEs256,
 }
 
 impl Purpose {
-    pub const ALL: [Purpose; 2] = [Purpose::SamlSp, Purpose::Jwt];
+    pub const ALL: [Purpose; 4] = [
+        Purpose::SamlSp,
+        Purpose::Jwt,
+        Purpose::OidcRs256,
+        Purpose::OidcEs256,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Purpose::SamlSp => "saml_sp",
             Purpose::Jwt => "jwt",
+            Purpose::OidcRs256 => "oidc_rs256",
+            Purpose::OidcEs256 => "oidc_es256",
         }
     }
 
     fn algorithm(self) -> &'static str {
         match self {
-            Purpose::SamlSp => "RS256",
-            Purpose::Jwt => "ES256",
+            Purpose::SamlSp | Purpose::OidcRs256 => "RS256",
+            Purpose::Jwt | Purpose::OidcEs256 => "ES256",
         }
     }
 }
@@ -114,7 +125,8 @@ fn generate(
                 Some(now + i64::from(SP_CERT_DAYS) * 86_400),
             )
         }
-        Purpose::Jwt => {
+        Purpose::OidcRs256 => (PKey::from_rsa(Rsa::generate(2048)?)?, None, None),
+        Purpose::Jwt | Purpose::OidcEs256 => {
             let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
             (PKey::from_ec_key(EcKey::generate(&group)?)?, None, None)
         }

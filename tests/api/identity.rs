@@ -228,15 +228,16 @@ async fn cli_round_trip(backend: Backend) {
     assert!(admins.contains("ops@example.test"));
     assert!(!admins.contains("secret="));
 
-    // Keys: generated at start, rotation keeps the previous published.
+    // Keys: generated at start (the SAML SP's, the identity JWT's, the OpenID Provider's RS256
+    // and ES256), rotation keeps the previous published.
     let keys = json(&app.cli_ok(&["keys", "list", "--json"]));
-    assert_eq!(keys.as_array().unwrap().len(), 2);
+    assert_eq!(keys.as_array().unwrap().len(), 4);
     app.cli_ok(&["keys", "rotate"]);
     let keys = json(&app.cli_ok(&["keys", "list", "--json"]));
     let keys = keys.as_array().unwrap();
-    assert_eq!(keys.len(), 4);
+    assert_eq!(keys.len(), 8);
     let retired: Vec<_> = keys.iter().filter(|k| !k["retired_at"].is_null()).collect();
-    assert_eq!(retired.len(), 2);
+    assert_eq!(retired.len(), 4);
     assert!(retired
         .iter()
         .all(|k| k["publish_until"].as_i64().unwrap() > k["retired_at"].as_i64().unwrap()));

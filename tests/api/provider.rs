@@ -190,3 +190,82 @@ async fn operators_register_apps_with_exact_redirect_uris_and_hashed_secrets() {
     }
     assert!(!audit.contains(&secret) && !audit.contains(&new_secret));
 }
+
+/// The keys that will sign ID tokens: RS256 (what OIDC requires) and ES256, each with its
+/// `kid`, readable by an independent JOSE library (PyPI PyJWT); `keys rotate` adds new ones
+/// and keeps publishing the old ones for the overlap. The proxy's identity-JWT keys stay
+/// apart.
+#[tokio::test]
+async fn the_providers_signing_keys_are_published_and_rotated_with_overlap() {
+    let app = spawn_app().await;
+    let jwks = |path: &'static str| {
+        let app = &app;
+        async move {
+            let res = app.get(path).await;
+            assert_eq!(res.status(), 200);
+            res.json::<Value>().await.unwrap()["keys"]
+                .as_array()
+                .unwrap()
+                .clone()
+        }
+    };
+    let before = jwks("/sso/oauth/jwks").await;
+    assert_eq!(before.len(), 2, "{before:?}");
+    let rsa = before.iter().find(|k| k["kty"] == "RSA").unwrap();
+    assert_eq!(rsa["alg"], "RS256");
+    assert!(rsa["n"].as_str().unwrap().len() >= 340, "2048-bit modulus");
+    assert_eq!(rsa["e"], "AQAB");
+    let ec = before.iter().find(|k| k["kty"] == "EC").unwrap();
+    assert_eq!(
+        (ec["alg"].as_str(), ec["crv"].as_str()),
+        (Some("ES256"), Some("P-256"))
+    );
+    assert_ne!(rsa["kid"], ec["kid"]);
+    assert!(
+        before
+            .iter()
+            .all(|k| k.get("d").is_none() && k.get("p").is_none()),
+        "public only"
+    );
+    let parsed = Command::new(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/.venv/bin/python"),
+    )
+    .args([
+        "-c",
+        "import json,sys,jwt; s=jwt.PyJWKSet.from_dict(json.load(sys.stdin)); \
+         print(' '.join(sorted(k.algorithm_name for k in s.keys)))",
+    ])
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped())
+    .spawn()
+    .and_then(|mut child| {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(serde_json::json!({ "keys": before }).to_string().as_bytes())?;
+        child.wait_with_output()
+    })
+    .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&parsed.stdout).trim(),
+        "ES256 RS256"
+    );
+    // The proxy's identity JWT keys are not the provider's.
+    let identity = jwks("/sso/.well-known/jwks.json").await;
+    assert!(identity
+        .iter()
+        .all(|k| !before.iter().any(|b| b["kid"] == k["kid"])));
+
+    app.cli_ok(&["keys", "rotate"]);
+    let after = jwks("/sso/oauth/jwks").await;
+    assert_eq!(
+        after.len(),
+        4,
+        "new keys, and the old ones during the overlap"
+    );
+    for old in &before {
+        assert!(after.iter().any(|k| k["kid"] == old["kid"]), "{old}");
+    }
+}
