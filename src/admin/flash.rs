@@ -25,6 +25,17 @@ pub struct Flash {
     at: i64,
 }
 
+impl Flash {
+    /// An error shown on the page being rendered now (a refused form shown again).
+    pub fn error_now(text: String) -> Flash {
+        Flash {
+            error: true,
+            text,
+            at: crate::clock::now(),
+        }
+    }
+}
+
 fn context(session_hash: &str) -> String {
     format!("admin-flash:{session_hash}")
 }

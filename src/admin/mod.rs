@@ -5,6 +5,7 @@
 //! audited with before/after, secrets masked.
 
 pub mod actors;
+pub mod apps;
 pub mod audit_log;
 pub mod connections;
 pub mod flash;
@@ -40,6 +41,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("", web::get().to(org::home))
             .route("/static/admin.js", web::get().to(script))
             .route("/audit", web::get().to(audit_log::instance))
+            .route("/apps", web::get().to(apps::list))
+            .route("/apps", web::post().to(apps::create))
+            .route("/apps/{slug}", web::get().to(apps::show))
+            .route("/apps/{slug}", web::post().to(apps::change))
+            .route("/once/{id}", web::get().to(apps::once))
             .route("/orgs/{org}", web::get().to(org::overview))
             .route("/orgs/{org}/setup", web::get().to(setup::summary))
             .route(
@@ -269,21 +275,7 @@ impl Admin {
         password: Option<&str>,
     ) -> Result<(), AdminError> {
         match self.password_hash() {
-            Some(hash) => {
-                let given = password.unwrap_or("").to_string();
-                let ok = !given.is_empty()
-                    && state
-                        .passwords
-                        .verify_any(vec![hash], secrecy::SecretString::from(given))
-                        .await?
-                        .is_some();
-                if !ok {
-                    return Err(AppError::Forbidden(
-                        "This change needs your password again: go back, enter it in the form, and resubmit.".into(),
-                    )
-                    .into());
-                }
-            }
+            Some(hash) => password_again(state, hash, password).await?,
             // A setup link's session: the link is the credential (CSRF is still checked).
             None if matches!(self.signed.principal, Principal::Setup { .. }) => {}
             None => {
@@ -443,6 +435,29 @@ fn emergency_allows(req: &HttpRequest, admin: &Admin) -> Result<(), AdminError> 
         "Emergency access (a break-glass account) can change SSO enforcement and fix connections only. Sign in as an admin for anything else.".into(),
     )
     .into())
+}
+
+/// A sensitive change: the admin's password, given again, must match `hash`.
+pub async fn password_again(
+    state: &AppState,
+    hash: String,
+    password: Option<&str>,
+) -> Result<(), AdminError> {
+    let given = password.unwrap_or("").to_string();
+    let ok = !given.is_empty()
+        && state
+            .passwords
+            .verify_any(vec![hash], secrecy::SecretString::from(given))
+            .await?
+            .is_some();
+    if !ok {
+        return Err(AppError::Forbidden(
+            "This change needs your password again: go back, enter it in the form, and resubmit."
+                .into(),
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// A state-changing request: the session's CSRF token in the form, and a same-origin request

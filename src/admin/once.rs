@@ -49,6 +49,22 @@ pub fn store(
     action: &str,
     now: i64,
 ) -> Result<String, IdentityError> {
+    let base = format!("/sso/admin/orgs/{org_slug}");
+    store_at(conn, key, &base, session_hash, shown, form_id, action, now)
+}
+
+/// [`store`] for a page under `base` (`/sso/admin` for instance-level secrets).
+#[allow(clippy::too_many_arguments)]
+pub fn store_at(
+    conn: &mut DbConn,
+    key: &SecretKey,
+    base: &str,
+    session_hash: &str,
+    shown: &Shown,
+    form_id: &str,
+    action: &str,
+    now: i64,
+) -> Result<String, IdentityError> {
     let id = crate::crypto::random_token(24);
     let text = serde_json::to_vec(shown).map_err(anyhow::Error::from)?;
     diesel::insert_into(admin_once_results::table)
@@ -59,13 +75,13 @@ pub fn store(
             admin_once_results::expires_at.eq(now + TTL_SECS),
         ))
         .execute(conn)?;
-    let page = format!("/sso/admin/orgs/{org_slug}/once/{id}");
+    let page = format!("{base}/once/{id}");
     super::submit::remember(conn, form_id, action, session_hash, &page, now)?;
     Ok(page)
 }
 
 /// Takes (reads and deletes) the result if it is this session's and still fresh.
-fn take(
+pub(super) fn take(
     conn: &mut DbConn,
     key: &SecretKey,
     id: &str,
@@ -124,7 +140,7 @@ pub async fn show(
         warning: "This secret was shown once and is not available any more (a reload or the back button cannot show it again, and nothing new was created). If you did not store it, create a new one: the one created before stays valid until you revoke or reset it.".into(),
         back: format!("/sso/admin/orgs/{}", admin.org.slug),
     });
-    let mut res = render(
+    let res = render(
         StatusCode::OK,
         &SecretOnce {
             nav,
@@ -139,9 +155,14 @@ pub async fn show(
             back: shown.back,
         },
     );
+    Ok(no_store(res))
+}
+
+/// A page with a secret on it: never cached.
+pub fn no_store(mut res: actix_web::HttpResponse) -> actix_web::HttpResponse {
     res.headers_mut().insert(
         actix_web::http::header::CACHE_CONTROL,
         actix_web::http::header::HeaderValue::from_static("no-store"),
     );
-    Ok(res)
+    res
 }

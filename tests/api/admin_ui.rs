@@ -1277,15 +1277,7 @@ async fn instance_admins_make_setup_links_in_the_ui() {
     )
     .await;
     let shown = followed(&ops, &s.app, &res).await;
-    let url = unescape(
-        shown
-            .split("id=\"secret-1\">")
-            .nth(1)
-            .unwrap()
-            .split('<')
-            .next()
-            .unwrap(),
-    );
+    let url = shown_secret(&shown, 1);
     assert!(url.contains("/sso/setup/"), "{shown}");
     assert_eq!(open_link(&browser(), &url).await.status(), 303);
     // An org admin cannot make one.
@@ -1443,15 +1435,7 @@ async fn setup_links_open_one_orgs_setup_for_their_intents() {
     .await;
     assert_eq!(res.status(), 303);
     let shown = followed(&it, &s.app, &res).await;
-    let scim_token = unescape(
-        shown
-            .split("id=\"secret-2\">")
-            .nth(1)
-            .expect("the token is shown")
-            .split('<')
-            .next()
-            .unwrap(),
-    );
+    let scim_token = shown_secret(&shown, 2);
     let created = reqwest::Client::new()
         .post(s.app.url("/scim/v2/Users"))
         .bearer_auth(&scim_token)

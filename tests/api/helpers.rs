@@ -323,6 +323,19 @@ pub fn links(html: &str, class: &str) -> Vec<String> {
         .collect()
 }
 
+/// The `n`th value of a shown-once page (`id="secret-n"`), unescaped.
+pub fn shown_secret(page: &str, n: usize) -> String {
+    let marker = format!("id=\"secret-{n}\">");
+    unescape(
+        page.split(marker.as_str())
+            .nth(1)
+            .unwrap_or_else(|| panic!("no secret-{n} on: {page}"))
+            .split('<')
+            .next()
+            .unwrap_or(""),
+    )
+}
+
 pub fn unescape(s: &str) -> String {
     s.replace("&#x2b;", "+")
         .replace("&#x2f;", "/")

@@ -19,6 +19,13 @@ fn add_crm(app: &TestApp, extra: &[&str]) -> CliOutput {
     app.cli(&args)
 }
 
+/// The app with this client id, as stored.
+fn stored_app(conn: &mut gatehouse::db::DbConn, client_id: &str) -> gatehouse::provider::apps::App {
+    gatehouse::provider::apps::by_client_id(conn, client_id)
+        .unwrap()
+        .unwrap()
+}
+
 fn json_of(out: CliOutput) -> Value {
     serde_json::from_str(out.ok().stdout.trim()).unwrap()
 }
@@ -105,11 +112,7 @@ async fn operators_register_apps_with_exact_redirect_uris_and_hashed_secrets() {
     // The secret is kept as a hash only, and it (and only it) matches.
     let db = app.db();
     let mut conn = db.conn().unwrap();
-    let stored = |conn: &mut gatehouse::db::DbConn| {
-        gatehouse::provider::apps::by_client_id(conn, &client_id)
-            .unwrap()
-            .unwrap()
-    };
+    let stored = |conn: &mut gatehouse::db::DbConn| stored_app(conn, &client_id);
     let now = gatehouse::clock::now();
     let current = stored(&mut conn);
     assert!(current.secret_matches(&secret, now));
@@ -268,4 +271,226 @@ async fn the_providers_signing_keys_are_published_and_rotated_with_overlap() {
     for old in &before {
         assert!(after.iter().any(|k| k["kid"] == old["kid"]), "{old}");
     }
+}
+
+/// The apps in the admin UI, for instance admins only: registering one shows its secret once
+/// (a reload or a second submit makes no second app or secret), a refused form keeps what was
+/// entered, URIs are changed with the same rules as the CLI, a rotation shows the new secret
+/// once and keeps the old one for the overlap, and disabling and removing need the password.
+#[tokio::test]
+async fn instance_admins_manage_apps_in_the_ui() {
+    use crate::admin::{get, instance_admin, post};
+    let app = spawn_app().await;
+    app.cli_ok(&["org", "create", "acme", "--domain", "acme.test"]);
+    app.add_org_admin("acme", "root@acme.test");
+    let org_admin = signed_in_browser(&app, "root@acme.test").await;
+    assert_eq!(get(&org_admin, &app, "/sso/admin/apps").await.0, 404);
+    let ops = instance_admin(&app, 0).await;
+    let (status, page) = get(&ops, &app, "/sso/admin/apps").await;
+    assert_eq!(status, 200);
+    let (csrf, form_id) = (form_field(&page, "csrf"), form_field(&page, "form_id"));
+    let register = |redirect: &'static str, password: &'static str| {
+        let (ops, app, csrf, form_id) = (&ops, &app, csrf.clone(), form_id.clone());
+        async move {
+            post(
+                ops,
+                app,
+                "/sso/admin/apps",
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("form_id", form_id.as_str()),
+                    ("slug", "crm"),
+                    ("name", "Acme CRM"),
+                    ("redirect_uris", redirect),
+                    ("orgs", "acme"),
+                    ("id_token_alg", "RS256"),
+                    ("confirm_password", password),
+                ],
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        register("https://crm.example.com/cb", "wrong")
+            .await
+            .status(),
+        403
+    );
+    // Refused: the form again with what was entered.
+    let refused = register("http://crm.example.com/cb", PASSWORD).await;
+    assert_eq!(refused.status(), 422);
+    let refused = refused.text().await.unwrap();
+    assert!(
+        refused.contains("plain http only to localhost"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("http://crm.example.com/cb</textarea>"),
+        "{refused}"
+    );
+    assert!(refused.contains("value=\"Acme CRM\""), "{refused}");
+    // Registered: the secret on a page shown once; a second submit goes there too.
+    let first = register(
+        "https://crm.example.com/cb\nhttp://localhost:3000/cb",
+        PASSWORD,
+    )
+    .await;
+    let second = register(
+        "https://crm.example.com/cb\nhttp://localhost:3000/cb",
+        PASSWORD,
+    )
+    .await;
+    assert_eq!(first.status(), 303);
+    assert_eq!(first.headers()["location"], second.headers()["location"]);
+    let shown_at = first.headers()["location"].to_str().unwrap().to_string();
+    let (_, shown) = get(&ops, &app, &shown_at).await;
+    let secret = shown_secret(&shown, 2);
+    let listed: Value =
+        serde_json::from_str(app.cli_ok(&["app", "list", "--json"]).trim()).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "one app");
+    let client_id = listed[0]["client_id"].as_str().unwrap().to_string();
+    assert!(shown.contains(&client_id));
+    let (_, again) = get(&ops, &app, &shown_at).await;
+    assert!(again.contains("Already shown") && !again.contains(&secret));
+    let db = app.db();
+    let mut conn = db.conn().unwrap();
+    let stored = |conn: &mut gatehouse::db::DbConn| stored_app(conn, &client_id);
+    let now = gatehouse::clock::now();
+    assert!(stored(&mut conn).secret_matches(&secret, now));
+
+    // The app's page: new URIs (checked), a new secret (once), disable, remove.
+    let (_, page) = get(&ops, &app, "/sso/admin/apps/crm").await;
+    assert!(page.contains(&client_id) && !page.contains(&secret));
+    let change = |form: Vec<(&'static str, String)>| {
+        let (ops, app, csrf) = (&ops, &app, csrf.clone());
+        async move {
+            let mut f = vec![("csrf", csrf)];
+            f.extend(form);
+            let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            post(ops, app, "/sso/admin/apps/crm", &f).await
+        }
+    };
+    let res = change(vec![
+        ("action", "update".into()),
+        ("redirect_uris", "https://crm.example.com/new#x".into()),
+        ("orgs", "acme".into()),
+    ])
+    .await;
+    let (_, page) = get(&ops, &app, res.headers()["location"].to_str().unwrap()).await;
+    assert!(page.contains("no #fragment"), "{page}");
+    let res = change(vec![
+        ("action", "update".into()),
+        ("redirect_uris", "https://crm.example.com/new".into()),
+        ("orgs", "all".into()),
+    ])
+    .await;
+    let (_, page) = get(&ops, &app, res.headers()["location"].to_str().unwrap()).await;
+    assert!(
+        page.contains("App saved") && page.contains("https://crm.example.com/new</textarea>"),
+        "{page}"
+    );
+    let res = change(vec![
+        ("action", "rotate".into()),
+        ("form_id", "f1".into()),
+        ("overlap_hours", "1".into()),
+        ("confirm_password", PASSWORD.into()),
+    ])
+    .await;
+    assert_eq!(res.status(), 303);
+    let (_, shown) = get(&ops, &app, res.headers()["location"].to_str().unwrap()).await;
+    let new_secret = shown_secret(&shown, 2);
+    assert_ne!(new_secret, secret);
+    let current = stored(&mut conn);
+    assert!(current.secret_matches(&new_secret, now) && current.secret_matches(&secret, now));
+    assert!(!current.secret_matches(&secret, now + 2 * 3600));
+    assert_eq!(
+        change(vec![("action", "disable".into())]).await.status(),
+        403,
+        "needs the password"
+    );
+    change(vec![
+        ("action", "disable".into()),
+        ("confirm_password", PASSWORD.into()),
+    ])
+    .await;
+    assert!(!stored(&mut conn).enabled);
+    let res = change(vec![
+        ("action", "remove".into()),
+        ("confirm_password", PASSWORD.into()),
+    ])
+    .await;
+    assert_eq!(res.headers()["location"], "/sso/admin/apps");
+    assert!(
+        gatehouse::provider::apps::by_client_id(&mut conn, &client_id)
+            .unwrap()
+            .is_none()
+    );
+    // Cross-site, and for another admin's session: refused.
+    let res = ops
+        .post(app.url("/sso/admin/apps"))
+        .header("sec-fetch-site", "cross-site")
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("slug", "x"),
+            ("redirect_uris", "https://x.example/cb"),
+            ("confirm_password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let audit = app.cli_ok(&["audit", "list", "instance", "--json", "--limit", "100"]);
+    for a in [
+        "admin.app.add",
+        "admin.app.update",
+        "admin.app.rotate_secret",
+        "admin.app.remove",
+    ] {
+        assert!(audit.contains(a), "{a}");
+    }
+    assert!(!audit.contains(&secret) && !audit.contains(&new_secret));
+}
+
+/// The apps pages in Chromium: see `tests/peers/browser_apps.mjs`. Screenshots are kept in
+/// `target/test-artifacts/apps/` (not committed).
+#[tokio::test]
+async fn an_instance_admin_registers_an_app_in_a_browser() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let app = spawn_app().await;
+    let uri = add_instance_admin(&app, "ops@operator.test");
+    let shots = root.join("target/test-artifacts/apps");
+    let _ = std::fs::remove_dir_all(&shots);
+    let out = run_browser_script(
+        "browser_apps.mjs",
+        vec![
+            app.address.clone(),
+            "ops@operator.test".into(),
+            PASSWORD.into(),
+            totp_code(&uri, 0),
+        ],
+        vec![("SCREENSHOT_DIR".into(), shots.display().to_string())],
+    )
+    .await;
+    assert!(
+        out["refused"]
+            .as_str()
+            .unwrap()
+            .contains("plain http only to localhost"),
+        "{out}"
+    );
+    assert_eq!(out["kept"], "http://crm.example.com/callback");
+    assert!(out["client_id"].as_str().unwrap().starts_with("app_"));
+    assert!(out["secret_shown"].as_u64().unwrap() >= 43);
+    assert_eq!(out["reload"], "Already shown");
+    assert_eq!(out["rows"], 1, "back and reload made no second app");
+    assert!(
+        out["rotated_warning"]
+            .as_str()
+            .unwrap()
+            .contains("previous secret keeps working"),
+        "{out}"
+    );
+    let listed: Value =
+        serde_json::from_str(app.cli_ok(&["app", "list", "--json"]).trim()).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
 }

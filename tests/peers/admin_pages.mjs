@@ -26,3 +26,33 @@ export async function submit(page, selector) {
 }
 
 export const text = async (page, selector) => (await page.textContent(selector)).trim();
+
+/** Signs in to the admin pages: e-mail, password, TOTP code. */
+export async function signIn(page, base, email, password, code) {
+  await page.goto(`${base}/sso/admin`);
+  await page.fill('#email', email);
+  await submit(page, 'button[type=submit]');
+  await page.fill('#password', password);
+  await submit(page, 'button[type=submit]');
+  await page.fill('#code', code);
+  await submit(page, 'button[type=submit]');
+}
+
+/** Runs a journey in a fresh browser and prints what it returns as JSON; where it stopped
+ * (screenshot and page text) when it fails. */
+export async function journey(steps) {
+  const browser = await launch();
+  let page;
+  try {
+    page = await (await browser.newContext()).newPage();
+    console.log(JSON.stringify(await steps(page)));
+  } catch (e) {
+    if (page) {
+      await shot(page, 'failure').catch(() => {});
+      console.error(`stopped at ${page.url()}:\n${(await page.textContent('body').catch(() => '')).slice(0, 2000)}`);
+    }
+    throw e;
+  } finally {
+    await browser.close();
+  }
+}

@@ -5,23 +5,14 @@
 // event of a failed SAML sign-in and read its cause. Screenshots go to SCREENSHOT_DIR.
 // Usage: node browser_admin.mjs BASE ADMIN_EMAIL PASSWORD TOTP_CODE ORG METADATA_FILE
 import fs from 'node:fs';
-import { launch, shot, submit, text } from './admin_pages.mjs';
+import { journey, shot, signIn, submit, text } from './admin_pages.mjs';
 
 const [base, email, password, code, org, metadataFile] = process.argv.slice(2);
 
-const browser = await launch();
-const out = {};
-let page;
-try {
-  page = await (await browser.newContext()).newPage();
+await journey(async (page) => {
+  const out = {};
   // Sign in: e-mail, password, TOTP code; back to the admin UI.
-  await page.goto(`${base}/sso/admin`);
-  await page.fill('#email', email);
-  await submit(page, 'button[type=submit]');
-  await page.fill('#password', password);
-  await submit(page, 'button[type=submit]');
-  await page.fill('#code', code);
-  await submit(page, 'button[type=submit]');
+  await signIn(page, base, email, password, code);
   await shot(page, 'organizations');
   await submit(page, `a[href="/sso/admin/orgs/${org}"]`);
   await shot(page, 'overview');
@@ -118,14 +109,5 @@ try {
   await page.goto(`${base}/sso/admin/audit`);
   out.instance_events = await page.locator('#instance-events tr').count();
   await shot(page, 'instance-audit');
-  console.log(JSON.stringify(out));
-} catch (e) {
-  // Where it stopped, for the test's failure message.
-  if (page) {
-    await shot(page, 'failure').catch(() => {});
-    console.error(`stopped at ${page.url()}:\n${(await page.textContent('body').catch(() => '')).slice(0, 2000)}`);
-  }
-  throw e;
-} finally {
-  await browser.close();
-}
+  return out;
+});

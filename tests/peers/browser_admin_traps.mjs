@@ -6,23 +6,14 @@
 // break-glass account while SSO is required. Screenshots go to SCREENSHOT_DIR.
 // Usage: node browser_admin_traps.mjs BASE ADMIN_EMAIL PASSWORD TOTP_CODE ORG WRONG_METADATA GOOD_METADATA
 import fs from 'node:fs';
-import { launch, shot, submit, text } from './admin_pages.mjs';
+import { journey, shot, signIn, submit, text } from './admin_pages.mjs';
 
 const [base, email, password, code, org, wrongFile, goodFile] = process.argv.slice(2);
 const maybe = async (page, selector) => ((await page.$(selector)) ? text(page, selector) : null);
 
-const browser = await launch();
-const out = {};
-let page;
-try {
-  page = await (await browser.newContext()).newPage();
-  await page.goto(`${base}/sso/admin`);
-  await page.fill('#email', email);
-  await submit(page, 'button[type=submit]');
-  await page.fill('#password', password);
-  await submit(page, 'button[type=submit]');
-  await page.fill('#code', code);
-  await submit(page, 'button[type=submit]');
+await journey(async (page) => {
+  const out = {};
+  await signIn(page, base, email, password, code);
   const orgPage = `${base}/sso/admin/orgs/${org}`;
 
   // A link with words for the banner: nothing of it is shown.
@@ -118,13 +109,5 @@ try {
   await page.goto(orgPage);
   out.overflow_390 = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
   await shot(page, 'overview-390px');
-  console.log(JSON.stringify(out));
-} catch (e) {
-  if (page) {
-    await shot(page, 'failure').catch(() => {});
-    console.error(`stopped at ${page.url()}:\n${(await page.textContent('body').catch(() => '')).slice(0, 2000)}`);
-  }
-  throw e;
-} finally {
-  await browser.close();
-}
+  return out;
+});

@@ -5,14 +5,11 @@
 // Test sign-in, activates, takes a SCIM token, and ends on the setup summary. Reloads and a
 // second click on the way do nothing twice. Screenshots go to SCREENSHOT_DIR.
 // Usage: node browser_setup_link.mjs LINK_URL IDP_BASE
-import { launch, shot, submit, text } from './admin_pages.mjs';
+import { journey, shot, submit, text } from './admin_pages.mjs';
 
 const [link, idp] = process.argv.slice(2);
-const browser = await launch();
-const out = {};
-let page;
-try {
-  page = await (await browser.newContext()).newPage();
+await journey(async (page) => {
+  const out = {};
   // The link's page says what it is for; its button opens it.
   await page.goto(link);
   out.for = await text(page, '#setup-for');
@@ -88,13 +85,5 @@ try {
   const roles = await page.goto(new URL('/sso/admin/orgs/acme/roles', link).href);
   out.roles_status = roles.status();
   await shot(page, 'outside-intents');
-  console.log(JSON.stringify(out));
-} catch (e) {
-  if (page) {
-    await shot(page, 'failure').catch(() => {});
-    console.error(`stopped at ${page.url()}:\n${(await page.textContent('body').catch(() => '')).slice(0, 2000)}`);
-  }
-  throw e;
-} finally {
-  await browser.close();
-}
+  return out;
+});
