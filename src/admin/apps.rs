@@ -163,8 +163,14 @@ fn lines(text: &str) -> Vec<String> {
 /// `all` or org slugs → `None` (every org) or their ids.
 fn org_ids(conn: &mut crate::db::DbConn, given: &str) -> Result<Option<Vec<OrgId>>, IdentityError> {
     let given = given.trim();
-    if given.is_empty() || given == "all" {
+    if given == "all" {
         return Ok(None);
+    }
+    if given.is_empty() {
+        // Never read an emptied field as "every org".
+        return Err(IdentityError::Invalid(
+            "name the organizations (slugs separated by commas), or write all".into(),
+        ));
     }
     let mut out = Vec::new();
     for slug in given.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -398,14 +404,17 @@ pub async fn change(
 ) -> AdminResult {
     let op = operator(&state, &req).await?;
     let slug = path.into_inner();
+    if !apps::valid_slug(&slug) {
+        return Err(AppError::NotFound.into());
+    }
     let form = form.into_inner();
-    // Enabling, changing URIs: the CSRF token; a new secret, disabling, removing: the password.
-    let sensitive = matches!(form.action.as_str(), "rotate" | "disable" | "remove");
+    // Every change asks for the password again: new URIs or orgs decide where codes and
+    // tokens go and whose users they are; enabling brings back an app someone stopped.
     op.check(
         &state,
         &req,
         &form.csrf,
-        sensitive.then(|| form.confirm_password.as_deref().unwrap_or("")),
+        Some(form.confirm_password.as_deref().unwrap_or("")),
     )
     .await?;
     let back = format!("/sso/admin/apps/{slug}");

@@ -125,6 +125,15 @@ pub struct Created {
 /// fragment, no user info.
 pub fn check_uri(what: &str, uri: &str) -> Result<String> {
     let bad = |why: &str| IdentityError::Invalid(format!("{what} `{uri}`: {why}"));
+    // What the parser would quietly drop or reinterpret (tabs, line breaks, `\` as `/`)
+    // would make the stored text say something other than what is matched.
+    if uri
+        .trim()
+        .chars()
+        .any(|c| c.is_control() || c == '\\' || c.is_whitespace())
+    {
+        return Err(bad("no spaces, control characters or backslashes"));
+    }
     let parsed = url::Url::parse(uri.trim()).map_err(|_| bad("not an absolute URL"))?;
     if parsed.fragment().is_some() {
         return Err(bad("a redirect URI has no #fragment"));
@@ -144,7 +153,8 @@ pub fn check_uri(what: &str, uri: &str) -> Result<String> {
         "http" => return Err(bad("plain http only to localhost or a loopback address")),
         _ => return Err(bad("https only")),
     }
-    Ok(uri.trim().to_string())
+    // Stored as parsed (host in ASCII, default port dropped): what is shown is what matches.
+    Ok(parsed.to_string())
 }
 
 fn check_uris(what: &str, uris: &[String], at_least_one: bool) -> Result<String> {
@@ -168,13 +178,17 @@ fn check_uris(what: &str, uris: &[String], at_least_one: bool) -> Result<String>
     Ok(serde_json::to_string(&out).unwrap_or_else(|_| "[]".into()))
 }
 
-fn check_slug(slug: &str) -> Result<()> {
-    let ok = (1..=63).contains(&slug.len())
+/// 1-63 lower-case letters, digits and dashes, not starting with a dash.
+pub fn valid_slug(slug: &str) -> bool {
+    (1..=63).contains(&slug.len())
         && slug
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !slug.starts_with('-');
-    if ok {
+        && !slug.starts_with('-')
+}
+
+fn check_slug(slug: &str) -> Result<()> {
+    if valid_slug(slug) {
         Ok(())
     } else {
         Err(IdentityError::Invalid(format!(
@@ -374,6 +388,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn redirect_uris_are_stored_as_they_are_matched() {
+        assert_eq!(
+            check_uri("redirect URI", "https://Bücher.example:443/cb").unwrap(),
+            "https://xn--bcher-kva.example/cb"
+        );
+    }
+
+    #[test]
     fn redirect_uris_are_https_or_loopback_without_fragments() {
         for ok in [
             "https://app.example.com/callback",
@@ -387,6 +409,8 @@ mod tests {
             "http://app.example.com/cb",
             "https://app.example.com/cb#x",
             "https://user:pw@app.example.com/cb",
+            "https://evil.example\\@good.example/cb",
+            "https://app.example.com/c\tb",
             "javascript:alert(1)",
             "/relative",
             "http://localhost.evil.example/cb",

@@ -370,8 +370,42 @@ async fn instance_admins_manage_apps_in_the_ui() {
             post(ops, app, "/sso/admin/apps/crm", &f).await
         }
     };
+    // New URIs or orgs decide where codes go and whose users they are: the password again.
+    for (action, uris, orgs) in [
+        ("update", "https://attacker.example/cb", "acme"),
+        ("enable", "", ""),
+    ] {
+        let res = change(vec![
+            ("action", action.into()),
+            ("redirect_uris", uris.into()),
+            ("orgs", orgs.into()),
+        ])
+        .await;
+        assert_eq!(res.status(), 403, "{action}");
+    }
     let res = change(vec![
         ("action", "update".into()),
+        ("confirm_password", PASSWORD.into()),
+        ("redirect_uris", "https://crm.example.com/cb".into()),
+        ("orgs", "".into()),
+    ])
+    .await;
+    let (_, page) = get(&ops, &app, res.headers()["location"].to_str().unwrap()).await;
+    assert!(
+        page.contains("or write all"),
+        "an emptied orgs field is not every org: {page}"
+    );
+    assert_eq!(
+        get(&ops, &app, "/sso/admin/apps/crm")
+            .await
+            .1
+            .matches("attacker.example")
+            .count(),
+        0
+    );
+    let res = change(vec![
+        ("action", "update".into()),
+        ("confirm_password", PASSWORD.into()),
         ("redirect_uris", "https://crm.example.com/new#x".into()),
         ("orgs", "acme".into()),
     ])
@@ -380,6 +414,7 @@ async fn instance_admins_manage_apps_in_the_ui() {
     assert!(page.contains("no #fragment"), "{page}");
     let res = change(vec![
         ("action", "update".into()),
+        ("confirm_password", PASSWORD.into()),
         ("redirect_uris", "https://crm.example.com/new".into()),
         ("orgs", "all".into()),
     ])
