@@ -42,6 +42,22 @@ async fn operator(state: &AppState, req: &HttpRequest) -> Result<Operator, Admin
 }
 
 impl Operator {
+    /// The shown-once result of the form `form_id` (instance-level: under `/sso/admin`).
+    fn once_form(
+        &self,
+        state: &AppState,
+        req: &HttpRequest,
+        form_id: &str,
+    ) -> super::once::OnceForm {
+        super::once::OnceForm::new(
+            state,
+            req,
+            "/sso/admin".into(),
+            &self.signed.id_hash,
+            form_id,
+        )
+    }
+
     /// A same-origin POST with this session's CSRF token and, for a sensitive change, the
     /// admin's password again.
     async fn check(
@@ -249,18 +265,14 @@ pub async fn create(
         Some(form.confirm_password.as_deref().unwrap_or("")),
     )
     .await?;
-    let (key, now, action) = (
-        state.key.clone(),
-        crate::clock::now(),
-        req.path().to_string(),
-    );
+    let now = crate::clock::now();
     let f = form.clone();
-    let session = op.signed.id_hash.clone();
+    let once = op.once_form(&state, &req, &form.form_id);
     let op_record = OperatorRef::of(&op);
     let result = state
         .db
         .write(move |conn| -> Result<String, IdentityError> {
-            if let Some(earlier) = super::submit::earlier(conn, &f.form_id, &action, &session)? {
+            if let Some(earlier) = once.earlier(conn)? {
                 return Ok(earlier);
             }
             let spec = spec(conn, &f)?;
@@ -281,7 +293,7 @@ pub async fn create(
                 },
                 back: format!("/sso/admin/apps/{}", app.slug),
             };
-            super::once::store_at(conn, &key, "/sso/admin", &session, &shown, &f.form_id, &action, now)
+            once.store(conn, &shown, now)
         })
         .await;
     match result {
@@ -418,12 +430,8 @@ pub async fn change(
     )
     .await?;
     let back = format!("/sso/admin/apps/{slug}");
-    let (key, now, action) = (
-        state.key.clone(),
-        crate::clock::now(),
-        req.path().to_string(),
-    );
-    let session = op.signed.id_hash.clone();
+    let now = crate::clock::now();
+    let once = op.once_form(&state, &req, &form.form_id);
     let rec = OperatorRef::of(&op);
     let (f, s2) = (form.clone(), slug.clone());
     enum Done {
@@ -453,7 +461,7 @@ pub async fn change(
                     Ok(Done::Notice(if enabled { "App enabled".into() } else { "App disabled: its users cannot sign in to it".into() }))
                 }
                 "rotate" => {
-                    if let Some(earlier) = super::submit::earlier(conn, &f.form_id, &action, &session)? {
+                    if let Some(earlier) = once.earlier(conn)? {
                         return Ok(Done::Page(earlier));
                     }
                     let hours = f.overlap_hours.unwrap_or(apps::DEFAULT_OVERLAP_SECS / 3600);
@@ -468,7 +476,7 @@ pub async fn change(
                         },
                         back: format!("/sso/admin/apps/{}", app.slug),
                     };
-                    Ok(Done::Page(super::once::store_at(conn, &key, "/sso/admin", &session, &shown, &f.form_id, &action, now)?))
+                    Ok(Done::Page(once.store(conn, &shown, now)?))
                 }
                 "remove" => {
                     let app = apps::remove(conn, &s2)?;

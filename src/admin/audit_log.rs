@@ -164,17 +164,16 @@ fn filter_query(f: &Filter) -> String {
         .finish()
 }
 
-/// `GET /sso/admin/orgs/{org}/audit`
-pub async fn list(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    path: web::Path<String>,
-    q: web::Query<Filter>,
-) -> AdminResult {
-    let admin = access(&state, &req, &path).await?;
-    let f = q.into_inner();
-    let (chain, f2) = (admin.org.id.to_string(), f.clone());
-    let (org_id, slug) = (admin.org.id.clone(), admin.org.slug.clone());
+/// One page of a chain's events as rows (actors and targets by name, see `actors`), and the
+/// query of the next page if there may be one. `org`: whose objects are named (`None`: the
+/// instance chain, where only instance admins are).
+async fn named_rows(
+    state: &AppState,
+    chain: String,
+    org: Option<(crate::db::ids::OrgId, String)>,
+    f: &Filter,
+) -> Result<(Vec<Row>, Option<String>), AppError> {
+    let f2 = f.clone();
     let (events, names) = state
         .db
         .run(move |conn| -> Result<_, AppError> {
@@ -184,6 +183,8 @@ pub async fn list(
                 .iter()
                 .map(|e| e.actor.as_str())
                 .chain(super::actors::refs(&targets));
+            let (org_id, slug) =
+                org.unwrap_or_else(|| (crate::db::ids::OrgId::from(String::new()), String::new()));
             let names = super::actors::names(conn, &org_id, &slug, refs)?;
             Ok((events.into_iter().zip(targets).collect::<Vec<_>>(), names))
         })
@@ -192,28 +193,43 @@ pub async fn list(
         .then(|| {
             events
                 .last()
-                .map(|(e, _)| format!("{}&before={}", filter_query(&f), e.seq))
+                .map(|(e, _)| format!("{}&before={}", filter_query(f), e.seq))
         })
         .flatten();
+    let rows = events
+        .into_iter()
+        .map(|(e, target)| Row {
+            cause: cause(e.payload.as_deref()),
+            actor: super::actors::show(&names, &e.actor),
+            target: target.map(|t| super::actors::show_target(&names, &t)),
+            id: e.id,
+            seq: e.seq,
+            at: time(e.occurred_at),
+            action: e.action,
+            outcome: e.outcome,
+        })
+        .collect();
+    Ok((rows, next))
+}
+
+/// `GET /sso/admin/orgs/{org}/audit`
+pub async fn list(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    q: web::Query<Filter>,
+) -> AdminResult {
+    let admin = access(&state, &req, &path).await?;
+    let f = q.into_inner();
+    let org = Some((admin.org.id.clone(), admin.org.slug.clone()));
+    let (rows, next) = named_rows(&state, admin.org.id.to_string(), org, &f).await?;
     Ok(render(
         StatusCode::OK,
         &ListPage {
             nav: admin.nav(),
             export_query: filter_query(&f),
             f,
-            rows: events
-                .into_iter()
-                .map(|(e, target)| Row {
-                    cause: cause(e.payload.as_deref()),
-                    actor: super::actors::show(&names, &e.actor),
-                    target: target.map(|t| super::actors::show_target(&names, &t)),
-                    id: e.id,
-                    seq: e.seq,
-                    at: time(e.occurred_at),
-                    action: e.action,
-                    outcome: e.outcome,
-                })
-                .collect(),
+            rows,
             next,
         },
     ))
@@ -395,48 +411,15 @@ pub async fn instance(
         return Err(AppError::NotFound.into());
     };
     let f = q.into_inner();
-    let f2 = f.clone();
-    let (events, names) = state
-        .db
-        .run(move |conn| -> Result<_, AppError> {
-            let events = query(conn, crate::audit::INSTANCE_CHAIN, &f2, PAGE)?;
-            let targets: Vec<_> = events.iter().map(event_target).collect();
-            let refs = events
-                .iter()
-                .map(|e| e.actor.as_str())
-                .chain(super::actors::refs(&targets));
-            // No org: only instance admins are named.
-            let names =
-                super::actors::names(conn, &crate::db::ids::OrgId::from(String::new()), "", refs)?;
-            Ok((events.into_iter().zip(targets).collect::<Vec<_>>(), names))
-        })
-        .await?;
-    let next = (events.len() as i64 == PAGE)
-        .then(|| {
-            events
-                .last()
-                .map(|(e, _)| format!("{}&before={}", filter_query(&f), e.seq))
-        })
-        .flatten();
+    let (rows, next) =
+        named_rows(&state, crate::audit::INSTANCE_CHAIN.to_string(), None, &f).await?;
     Ok(render(
         StatusCode::OK,
         &InstancePage {
             who: a.email.clone(),
             csrf: signed.csrf_token.clone(),
             f,
-            rows: events
-                .into_iter()
-                .map(|(e, target)| Row {
-                    cause: cause(e.payload.as_deref()),
-                    actor: super::actors::show(&names, &e.actor),
-                    target: target.map(|t| super::actors::show_target(&names, &t)),
-                    id: e.id,
-                    seq: e.seq,
-                    at: time(e.occurred_at),
-                    action: e.action,
-                    outcome: e.outcome,
-                })
-                .collect(),
+            rows,
             next,
         },
     ))

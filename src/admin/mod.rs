@@ -253,6 +253,17 @@ impl Admin {
         }
     }
 
+    /// The shown-once result of the form `form_id` posted by this admin (see `once`).
+    pub fn once_form(&self, state: &AppState, req: &HttpRequest, form_id: &str) -> once::OnceForm {
+        once::OnceForm::new(
+            state,
+            req,
+            format!("/sso/admin/orgs/{}", self.org.slug),
+            &self.signed.id_hash,
+            form_id,
+        )
+    }
+
     /// Signed in through a setup link (no account: the link is the credential).
     pub fn via_setup_link(&self) -> bool {
         matches!(self.signed.principal, Principal::Setup { .. })

@@ -35,49 +35,63 @@ fn context(id: &str) -> String {
     format!("admin-once:{id}")
 }
 
-/// Stores `shown` for the session `session_hash` (inside the caller's transaction) and returns
-/// the path of the page that shows it once; the form that made it (`form_id` posted to
-/// `action`, see `submit`) leads there again if it is sent a second time.
-#[allow(clippy::too_many_arguments)]
-pub fn store(
-    conn: &mut DbConn,
-    key: &SecretKey,
-    org_slug: &str,
-    session_hash: &str,
-    shown: &Shown,
-    form_id: &str,
-    action: &str,
-    now: i64,
-) -> Result<String, IdentityError> {
-    let base = format!("/sso/admin/orgs/{org_slug}");
-    store_at(conn, key, &base, session_hash, shown, form_id, action, now)
+/// A form whose result is shown once: the page it leads to (under `base`), for this session;
+/// a second submit of it (`form_id` posted to `action`, see `submit`) leads there again.
+#[derive(Clone)]
+pub struct OnceForm {
+    key: SecretKey,
+    base: String,
+    session: String,
+    form_id: String,
+    action: String,
 }
 
-/// [`store`] for a page under `base` (`/sso/admin` for instance-level secrets).
-#[allow(clippy::too_many_arguments)]
-pub fn store_at(
-    conn: &mut DbConn,
-    key: &SecretKey,
-    base: &str,
-    session_hash: &str,
-    shown: &Shown,
-    form_id: &str,
-    action: &str,
-    now: i64,
-) -> Result<String, IdentityError> {
-    let id = crate::crypto::random_token(24);
-    let text = serde_json::to_vec(shown).map_err(anyhow::Error::from)?;
-    diesel::insert_into(admin_once_results::table)
-        .values((
-            admin_once_results::id.eq(&id),
-            admin_once_results::session_hash.eq(session_hash),
-            admin_once_results::sealed.eq(key.seal(&text, &context(&id))),
-            admin_once_results::expires_at.eq(now + TTL_SECS),
-        ))
-        .execute(conn)?;
-    let page = format!("{base}/once/{id}");
-    super::submit::remember(conn, form_id, action, session_hash, &page, now)?;
-    Ok(page)
+impl OnceForm {
+    /// For the form `form_id` posted to this request's path, by the session `session_hash`;
+    /// its page lives under `base` (`/sso/admin/orgs/<org>` or `/sso/admin`).
+    pub fn new(
+        state: &AppState,
+        req: &HttpRequest,
+        base: String,
+        session_hash: &str,
+        form_id: &str,
+    ) -> OnceForm {
+        OnceForm {
+            key: state.key.clone(),
+            base,
+            session: session_hash.to_string(),
+            form_id: form_id.to_string(),
+            action: req.path().to_string(),
+        }
+    }
+
+    /// Where an earlier submit of this form led, if it was submitted.
+    pub fn earlier(&self, conn: &mut DbConn) -> Result<Option<String>, IdentityError> {
+        super::submit::earlier(conn, &self.form_id, &self.action, &self.session)
+    }
+
+    /// Stores `shown` (inside the caller's transaction) and returns the path of the page that
+    /// shows it once.
+    pub fn store(
+        &self,
+        conn: &mut DbConn,
+        shown: &Shown,
+        now: i64,
+    ) -> Result<String, IdentityError> {
+        let id = crate::crypto::random_token(24);
+        let text = serde_json::to_vec(shown).map_err(anyhow::Error::from)?;
+        diesel::insert_into(admin_once_results::table)
+            .values((
+                admin_once_results::id.eq(&id),
+                admin_once_results::session_hash.eq(&self.session),
+                admin_once_results::sealed.eq(self.key.seal(&text, &context(&id))),
+                admin_once_results::expires_at.eq(now + TTL_SECS),
+            ))
+            .execute(conn)?;
+        let page = format!("{}/once/{id}", self.base);
+        super::submit::remember(conn, &self.form_id, &self.action, &self.session, &page, now)?;
+        Ok(page)
+    }
 }
 
 /// Takes (reads and deletes) the result if it is this session's and still fresh.

@@ -591,15 +591,13 @@ pub async fn add_breakglass(
     let key = state.key.clone();
     let back = org_path(&admin);
     let back2 = back.clone();
-    let form_id = form.form_id.clone();
-    let action = req.path().to_string();
+    let once = admin.once_form(&state, &req, &form.form_id);
     // The credentials are shown by the GET this redirects to (a reload cannot reset them),
     // and a second submit of the same form goes there too instead of resetting them again.
     let result = state
         .db
         .write(move |conn| -> Result<_, IdentityError> {
-            let session = admin.signed.id_hash.clone();
-            if let Some(earlier) = super::submit::earlier(conn, &form_id, &action, &session)? {
+            if let Some(earlier) = once.earlier(conn)? {
                 return Ok(earlier);
             }
             let u = breakglass::set(conn, &key, &admin.org.id, &email, &hash, &seed, now)?;
@@ -618,16 +616,7 @@ pub async fn add_breakglass(
                 warning: "Shown once. Store both in your emergency vault now: they sign in at /sso/breakglass when SSO is unavailable.".into(),
                 back: back2,
             };
-            super::once::store(
-                conn,
-                &key,
-                &admin.org.slug,
-                &session,
-                &shown,
-                &form_id,
-                &action,
-                now,
-            )
+            once.store(conn, &shown, now)
         })
         .await;
     match result {

@@ -94,16 +94,13 @@ pub async fn issue(
     }
     let now = crate::clock::now();
     let base_url = state.settings.url_for("/scim/v2");
-    let key = state.key.clone();
-    let form_id = form.form_id.clone();
-    let action = req.path().to_string();
+    let once = admin.once_form(&state, &req, &form.form_id);
     // The token is shown by the GET this redirects to (a reload cannot mint another), and a
     // second submit of the same form goes there too instead of minting a second token.
     let page = state
         .db
         .write(move |conn| -> Result<_, IdentityError> {
-            let session = admin.signed.id_hash.clone();
-            if let Some(earlier) = super::submit::earlier(conn, &form_id, &action, &session)? {
+            if let Some(earlier) = once.earlier(conn)? {
                 return Ok(earlier);
             }
             let t = scim_tokens::issue(conn, &admin.org.id, revoke_others, now)?;
@@ -129,16 +126,7 @@ pub async fn issue(
                 warning,
                 back,
             };
-            super::once::store(
-                conn,
-                &key,
-                &admin.org.slug,
-                &session,
-                &shown,
-                &form_id,
-                &action,
-                now,
-            )
+            once.store(conn, &shown, now)
         })
         .await
         .map_err(AppError::from)?;

@@ -202,15 +202,14 @@ pub async fn create_link(
     };
     let days = form.days.unwrap_or(7);
     let now = crate::clock::now();
-    let (key, flash) = (state.key.clone(), admin.flasher.clone());
-    let (form_id, action) = (form.form_id.clone(), req.path().to_string());
+    let flash = admin.flasher.clone();
+    let once = admin.once_form(&state, &req, &form.form_id);
     let base = state.settings.url_for("/sso/setup/");
     let back2 = back.clone();
     let result = state
         .db
         .write(move |conn| -> Result<_, IdentityError> {
-            let session = admin.signed.id_hash.clone();
-            if let Some(earlier) = super::submit::earlier(conn, &form_id, &action, &session)? {
+            if let Some(earlier) = once.earlier(conn)? {
                 return Ok(earlier);
             }
             let (link, token) =
@@ -231,16 +230,7 @@ pub async fn create_link(
                 ),
                 back: back2,
             };
-            super::once::store(
-                conn,
-                &key,
-                &admin.org.slug,
-                &session,
-                &shown,
-                &form_id,
-                &action,
-                now,
-            )
+            once.store(conn, &shown, now)
         })
         .await;
     match result {
