@@ -113,6 +113,7 @@ impl Application {
             backoff: Default::default(),
             scim_refusals: Default::default(),
         });
+        crate::provider::logout::spawn(state.clone());
         let db_data = web::Data::new(db);
         let app_metrics = metrics.clone();
         let metrics_state = state.clone();

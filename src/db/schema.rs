@@ -363,6 +363,86 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    oidc_auth_requests (id_hash) {
+        id_hash -> Text,
+        app_id -> Text,
+        redirect_uri -> Text,
+        scope -> Text,
+        state -> Nullable<Text>,
+        nonce -> Nullable<Text>,
+        code_challenge -> Nullable<Text>,
+        response_mode -> Text,
+        fresh_after -> Nullable<BigInt>,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        consumed_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    oidc_grants (id) {
+        id -> Text,
+        app_id -> Text,
+        org_id -> Text,
+        user_id -> Text,
+        session_hash -> Text,
+        sid -> Text,
+        scope -> Text,
+        nonce -> Nullable<Text>,
+        auth_time -> BigInt,
+        auth_method -> Text,
+        created_at -> BigInt,
+        revoked_at -> Nullable<BigInt>,
+        revoked_reason -> Nullable<Text>,
+        ended_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    oidc_codes (code_hash) {
+        code_hash -> Text,
+        grant_id -> Text,
+        redirect_uri -> Text,
+        code_challenge -> Nullable<Text>,
+        expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    oidc_refresh_tokens (token_hash) {
+        token_hash -> Text,
+        grant_id -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    oidc_logouts (id) {
+        id -> Text,
+        app_id -> Text,
+        session_hash -> Text,
+        sid -> Text,
+        org_id -> Text,
+        user_id -> Text,
+        cause -> Text,
+        created_at -> BigInt,
+        attempts -> Integer,
+        next_attempt_at -> BigInt,
+        sent_at -> Nullable<BigInt>,
+        gave_up_at -> Nullable<BigInt>,
+        last_error -> Nullable<Text>,
+    }
+}
+
+diesel::joinable!(oidc_grants -> oidc_apps (app_id));
+diesel::joinable!(oidc_codes -> oidc_grants (grant_id));
+diesel::joinable!(oidc_refresh_tokens -> oidc_grants (grant_id));
+diesel::joinable!(oidc_logouts -> oidc_apps (app_id));
+
 diesel::allow_tables_to_appear_in_same_query!(
     organizations,
     domains,
@@ -388,4 +468,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     admin_form_submissions,
     setup_links,
     oidc_apps,
+    oidc_auth_requests,
+    oidc_grants,
+    oidc_codes,
+    oidc_refresh_tokens,
+    oidc_logouts,
 );

@@ -50,7 +50,7 @@ fn private_key_cache() -> &'static Mutex<HashMap<String, PKey<Private>>> {
 }
 
 /// The unsealed private key of a signing key, cached in memory by key id.
-fn private_key(k: &SigningKey, secret: &SecretKey) -> anyhow::Result<PKey<Private>> {
+pub(crate) fn private_key(k: &SigningKey, secret: &SecretKey) -> anyhow::Result<PKey<Private>> {
     if let Ok(map) = private_key_cache().lock() {
         if let Some(p) = map.get(k.id.as_str()) {
             return Ok(p.clone());
@@ -63,12 +63,12 @@ fn private_key(k: &SigningKey, secret: &SecretKey) -> anyhow::Result<PKey<Privat
     Ok(p)
 }
 
-fn b64(bytes: &[u8]) -> String {
+pub(crate) fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// A fixed-width big-endian integer (JWS wants r and s as 32 bytes each for P-256).
-fn fixed(n: &openssl::bn::BigNumRef, width: usize) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn fixed(n: &openssl::bn::BigNumRef, width: usize) -> anyhow::Result<Vec<u8>> {
     Ok(n.to_vec_padded(width as i32)?)
 }
 

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::http::errors::AppError;
 use crate::identity::keys::{self, Purpose};
-use crate::identity::{roles, users, IdentityError};
+use crate::identity::{roles, IdentityError};
 use crate::login::session::{Principal, SignedIn};
 use crate::startup::AppState;
 use identity::Identity;
@@ -128,17 +128,8 @@ pub async fn identity_for(
     let (identity, key) = state
         .db
         .run(move |conn| -> Result<_, IdentityError> {
-            let (groups, group_keys) =
-                crate::sso::resolve::effective_groups(conn, &user, &org.group_source)?;
-            let role = roles::resolve_app_role(
-                conn,
-                &org.id,
-                user.app_role.as_deref(),
-                &group_keys,
-                org.default_role.as_deref(),
-            )?;
+            let (groups, role, email_verified) = crate::sso::resolve::app_view(conn, &user, &org)?;
             let key = keys::current(conn, Purpose::Jwt)?;
-            let email_verified = users::email_verified(conn, &user)?;
             Ok((
                 Identity {
                     user_id: user.id.to_string(),

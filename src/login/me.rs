@@ -45,6 +45,11 @@ struct LogoutPage<'a> {
 #[template(path = "login/signed_out.html")]
 struct SignedOutPage;
 
+/// The "you are signed out" page.
+pub fn signed_out_page() -> HttpResponse {
+    render(StatusCode::OK, &SignedOutPage)
+}
+
 async fn identity_of(state: &AppState, signed_in: &SignedIn) -> Result<Identity, AppError> {
     match &signed_in.principal {
         Principal::Admin(a) => Ok(Identity {

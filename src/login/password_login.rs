@@ -102,7 +102,15 @@ pub async fn page(
         (Some("password"), Some(email)) => {
             password_page(&state, &req, &email, &return_to, None, StatusCode::OK)
         }
-        _ => email_page(&state, &req, "", &return_to, None, StatusCode::OK),
+        // An app's `login_hint` (through `/sso/oauth2/authorize`) fills the field in.
+        (_, email) => email_page(
+            &state,
+            &req,
+            email.as_deref().unwrap_or(""),
+            &return_to,
+            None,
+            StatusCode::OK,
+        ),
     }
 }
 

@@ -253,6 +253,17 @@ pub fn peek(conn: &mut DbConn, id_hash: &str, now: i64) -> Result<Option<SignedI
     load_row(conn, id_hash, now, false)
 }
 
+/// The live session with this id hash; `touch` counts it as activity (an app refreshing its
+/// tokens for the user is activity; a userinfo call or a sweep is not).
+pub fn load_by_hash(
+    conn: &mut DbConn,
+    id_hash: &str,
+    now: i64,
+    touch: bool,
+) -> Result<Option<SignedIn>, IdentityError> {
+    load_row(conn, id_hash, now, touch)
+}
+
 /// [`load`] by the stored id hash.
 fn load_hash(conn: &mut DbConn, hash: &str, now: i64) -> Result<Option<SignedIn>, IdentityError> {
     load_row(conn, hash, now, true)

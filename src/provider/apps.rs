@@ -291,6 +291,15 @@ pub fn by_client_id(conn: &mut DbConn, client_id: &str) -> Result<Option<App>> {
         .optional()?)
 }
 
+/// The app with this id (a grant's), if it still exists.
+pub fn all_by_id(conn: &mut DbConn, id: &str) -> Result<Option<App>> {
+    Ok(oidc_apps::table
+        .find(id)
+        .select(App::as_select())
+        .first(conn)
+        .optional()?)
+}
+
 pub fn get(conn: &mut DbConn, slug: &str) -> Result<App> {
     find(conn, slug)?.ok_or_else(|| IdentityError::NotFound(format!("no app `{slug}`")))
 }

@@ -319,6 +319,25 @@ pub fn group_sources_used(source: &str, scim_groups_exist: bool) -> (bool, bool)
 /// The groups that count for a user under the org's rule (`source`, see [`GROUP_SOURCES`]):
 /// SCIM memberships, the groups of the latest sign-in, or both. Returned as (names for
 /// display, keys for role mapping).
+/// What an app is told of a user: effective groups (names), app role, and whether the e-mail
+/// is verified (inside the org's verified domains).
+pub fn app_view(
+    conn: &mut DbConn,
+    user: &User,
+    org: &crate::identity::orgs::Organization,
+) -> Result<(Vec<String>, Option<String>, bool), IdentityError> {
+    let (groups, group_keys) = effective_groups(conn, user, &org.group_source)?;
+    let role = crate::identity::roles::resolve_app_role(
+        conn,
+        &org.id,
+        user.app_role.as_deref(),
+        &group_keys,
+        org.default_role.as_deref(),
+    )?;
+    let email_verified = crate::identity::users::email_verified(conn, user)?;
+    Ok((groups, role, email_verified))
+}
+
 pub fn effective_groups(
     conn: &mut DbConn,
     user: &User,

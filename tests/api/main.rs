@@ -10,6 +10,7 @@ mod hardening;
 mod helpers;
 mod identity;
 mod oidc;
+mod op;
 mod platform;
 mod provider;
 mod saml;

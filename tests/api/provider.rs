@@ -212,7 +212,7 @@ async fn the_providers_signing_keys_are_published_and_rotated_with_overlap() {
                 .clone()
         }
     };
-    let before = jwks("/sso/oauth/jwks").await;
+    let before = jwks("/sso/oauth2/jwks").await;
     assert_eq!(before.len(), 2, "{before:?}");
     let rsa = before.iter().find(|k| k["kty"] == "RSA").unwrap();
     assert_eq!(rsa["alg"], "RS256");
@@ -262,7 +262,7 @@ async fn the_providers_signing_keys_are_published_and_rotated_with_overlap() {
         .all(|k| !before.iter().any(|b| b["kid"] == k["kid"])));
 
     app.cli_ok(&["keys", "rotate"]);
-    let after = jwks("/sso/oauth/jwks").await;
+    let after = jwks("/sso/oauth2/jwks").await;
     assert_eq!(
         after.len(),
         4,

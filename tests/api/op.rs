@@ -1,0 +1,804 @@
+//! gatehouse as an OpenID Provider (issue 19): the authorization code flow, tokens, userinfo,
+//! revocation, introspection, logout and back-channel logout, driven over HTTP as an app's
+//! OpenID Connect library and a browser would, with pysaml2 as the customer's IdP.
+//!
+//! What these tests hold gatehouse to (restated from the OpenID Connect and OAuth specs):
+//! an unknown client or unregistered redirect URI never gets a redirect; a code works once,
+//! for 60 s, for its client, redirect URI and PKCE verifier, and a second use revokes what the
+//! first gave; refresh tokens rotate and a reused one revokes the family; every token dies
+//! with the user's gatehouse session; a logout token reaches the app when the session ends.
+
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+
+use base64::Engine;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+use crate::saml::{self, request_id, Setup, IDP_SSO};
+
+pub(crate) const REDIRECT: &str = "https://crm.example.com/cb";
+pub(crate) const BYE: &str = "https://crm.example.com/bye";
+
+pub(crate) struct Op {
+    pub s: Setup,
+    pub client_id: String,
+    pub secret: String,
+}
+
+pub(crate) async fn op_setup(env_extra: &[(&str, String)], app_extra: &[&str]) -> Op {
+    let s = saml::setup_with(Backend::Sqlite, &[], env_extra)
+        .await
+        .unwrap();
+    let mut args = vec![
+        "app",
+        "add",
+        "crm",
+        "--name",
+        "Acme CRM",
+        "--redirect-uri",
+        REDIRECT,
+        "--post-logout-redirect-uri",
+        BYE,
+        "--json",
+    ];
+    args.extend_from_slice(app_extra);
+    let created: Value = serde_json::from_str(s.app.cli_ok(&args).trim()).unwrap();
+    Op {
+        client_id: created["client_id"].as_str().unwrap().to_string(),
+        secret: created["client_secret"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        s,
+    }
+}
+
+pub(crate) fn pkce() -> (String, String) {
+    let verifier = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let digest = sha2_256(verifier.as_bytes());
+    (
+        verifier,
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest),
+    )
+}
+
+fn sha2_256(b: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(b).to_vec()
+}
+
+pub(crate) fn query_of(url: &str) -> std::collections::HashMap<String, String> {
+    url::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+pub(crate) fn claims_of(jwt: &str) -> Value {
+    let payload = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+impl Op {
+    pub(crate) fn authorize_url(&self, extra: &[(&str, &str)]) -> String {
+        let mut url = url::Url::parse(&self.s.app.url("/sso/oauth2/authorize")).unwrap();
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("client_id", &self.client_id)
+                .append_pair("redirect_uri", REDIRECT)
+                .append_pair("response_type", "code")
+                .append_pair("scope", "openid email profile");
+            for (k, v) in extra {
+                q.append_pair(k, v);
+            }
+        }
+        url.to_string()
+    }
+
+    /// Follows the browser through gatehouse (and pysaml2 when gatehouse sends it to the IdP)
+    /// until gatehouse sends it away; returns that location (the app's redirect URI, with
+    /// the code or an error). `name_id`/`email` say who signs in at the IdP.
+    pub(crate) async fn browse(&self, start: &str, who: &str) -> String {
+        let client = &self.s.app.client;
+        let mut url = start.to_string();
+        for _ in 0..12 {
+            let res = client.get(&url).send().await.unwrap();
+            assert_eq!(res.status(), 303, "{url}: {}", res.text().await.unwrap());
+            let location = res.headers()["location"].to_str().unwrap().to_string();
+            if location.starts_with(IDP_SSO) {
+                let r = self.s.response(json!({
+                    "in_response_to": request_id(&location),
+                    "name_id": format!("00u-{who}"),
+                    "attributes": {"email": [format!("{who}@acme.test")], "firstName": ["Ann"], "lastName": ["Lee"], "groups": ["Engineering"]},
+                }));
+                let res = self
+                    .s
+                    .post_acs(r["saml_response"].as_str().unwrap(), None)
+                    .await;
+                assert_eq!(res.status(), 303);
+                url = self.s.app.url(res.headers()["location"].to_str().unwrap());
+            } else if location.starts_with('/') {
+                url = self.s.app.url(&location);
+            } else if location.starts_with(&self.s.app.address) {
+                url = location;
+            } else {
+                return location;
+            }
+        }
+        panic!("too many redirects from {start}");
+    }
+
+    pub(crate) async fn token(&self, form: &[(&str, &str)]) -> (u16, Value) {
+        let res = reqwest::Client::new()
+            .post(self.s.app.url("/sso/oauth2/token"))
+            .basic_auth(&self.client_id, Some(&self.secret))
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        assert_eq!(res.headers()["cache-control"], "no-store");
+        (status, res.json().await.unwrap())
+    }
+
+    pub(crate) async fn exchange(&self, code: &str, verifier: &str) -> (u16, Value) {
+        self.token(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", verifier),
+        ])
+        .await
+    }
+
+    pub(crate) async fn refresh(&self, token: &str) -> (u16, Value) {
+        self.token(&[("grant_type", "refresh_token"), ("refresh_token", token)])
+            .await
+    }
+
+    pub(crate) async fn userinfo(&self, access_token: &str) -> (u16, Value) {
+        let res = reqwest::Client::new()
+            .get(self.s.app.url("/sso/oauth2/userinfo"))
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A full sign-in as `who`: (code exchange answer).
+    pub(crate) async fn sign_in(&self, who: &str) -> Value {
+        let (verifier, challenge) = pkce();
+        let back = self
+            .browse(
+                &self.authorize_url(&[
+                    ("state", "st-1"),
+                    ("nonce", "n-1"),
+                    ("code_challenge", &challenge),
+                    ("code_challenge_method", "S256"),
+                    ("login_hint", &format!("{who}@acme.test")),
+                ]),
+                who,
+            )
+            .await;
+        let q = query_of(&back);
+        let (status, tokens) = self.exchange(&q["code"], &verifier).await;
+        assert_eq!(status, 200, "{tokens}");
+        tokens
+    }
+
+    pub(crate) fn issuer(&self) -> String {
+        self.s.app.url("/sso")
+    }
+
+    pub(crate) fn events(&self, action: &str) -> Vec<Value> {
+        let all: Value = serde_json::from_str(
+            self.s
+                .app
+                .cli_ok(&["audit", "list", "acme", "--limit", "200", "--json"])
+                .trim(),
+        )
+        .unwrap();
+        all.as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == action)
+            .cloned()
+            .collect()
+    }
+}
+
+/// Verifies `token` with PyJWT against the JWKS (RS256 or ES256 only).
+pub(crate) fn verified_by_pyjwt(op: &Op, token: &str) -> Result<Value, String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut child = Command::new(root.join("tests/.venv/bin/python"))
+        .arg(root.join("tests/peers/verify_jwt.py"))
+        .args([
+            op.s.app.url("/sso/oauth2/jwks"),
+            op.issuer(),
+            op.client_id.clone(),
+            "RS256,ES256".into(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), token.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    if out.status.success() {
+        Ok(serde_json::from_slice(&out.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).to_string())
+    }
+}
+
+/// The code flow end to end: discovery, authorize with a login hint straight to the IdP,
+/// code with state and iss, PKCE exchange, ID token claims (verified by PyJWT), userinfo,
+/// single sign-on for a second authorization, refresh rotation, and the audit trail.
+#[tokio::test]
+async fn an_app_signs_a_user_in_with_the_code_flow() {
+    let op = op_setup(&[], &[]).await;
+    let app = &op.s.app;
+    app.cli_ok(&["role", "add", "acme", "developer", "--rank", "5"]);
+    app.cli_ok(&["role", "map", "acme", "Engineering", "developer"]);
+
+    let d: Value = app
+        .get("/sso/.well-known/openid-configuration")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(d["issuer"], op.issuer());
+    assert_eq!(
+        d["authorization_endpoint"],
+        app.url("/sso/oauth2/authorize")
+    );
+    assert_eq!(d["code_challenge_methods_supported"], json!(["S256"]));
+    assert_eq!(d["response_types_supported"], json!(["code"]));
+    assert_eq!(d["backchannel_logout_session_supported"], true);
+    assert_eq!(d["jwks_uri"], app.url("/sso/oauth2/jwks"));
+
+    // login_hint: home-realm discovery goes straight to the org's IdP.
+    let (verifier, challenge) = pkce();
+    let start = op.authorize_url(&[
+        ("state", "xyz"),
+        ("nonce", "nonce-1"),
+        ("code_challenge", &challenge),
+        ("code_challenge_method", "S256"),
+        ("login_hint", "ann@acme.test"),
+    ]);
+    let first = app.client.get(&start).send().await.unwrap();
+    assert_eq!(first.status(), 303);
+    let to = first.headers()["location"].to_str().unwrap();
+    assert!(
+        to.starts_with(&format!("/sso/saml/{}/login?return_to=", op.s.connection)),
+        "{to}"
+    );
+    let back = op.browse(&start, "ann").await;
+    assert!(back.starts_with(REDIRECT), "{back}");
+    let q = query_of(&back);
+    assert_eq!(q["state"], "xyz");
+    assert_eq!(q["iss"], op.issuer());
+    assert!(q["code"].len() >= 43);
+
+    let (status, tokens) = op.exchange(&q["code"], &verifier).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(tokens["token_type"], "Bearer");
+    let id_token = tokens["id_token"].as_str().unwrap();
+    let claims = verified_by_pyjwt(&op, id_token).unwrap();
+    assert_eq!(claims["iss"], op.issuer());
+    assert_eq!(claims["aud"], op.client_id);
+    assert_eq!(claims["nonce"], "nonce-1");
+    assert_eq!(claims["email"], "ann@acme.test");
+    assert_eq!(claims["email_verified"], true);
+    assert_eq!(claims["org"], "acme");
+    assert_eq!(claims["role"], "developer");
+    assert_eq!(claims["groups"], json!(["Engineering"]));
+    assert_eq!(claims["amr"], json!(["ext"]));
+    assert_eq!(claims["name"], "Ann Lee");
+    for c in ["sub", "exp", "iat", "auth_time", "at_hash", "sid", "org_id"] {
+        assert!(!claims[c].is_null(), "{c} in {claims}");
+    }
+    assert!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap() <= 600);
+    let sub = claims["sub"].as_str().unwrap().to_string();
+    let users: Value =
+        serde_json::from_str(app.cli_ok(&["user", "list", "acme", "--json"]).trim()).unwrap();
+    assert_eq!(users[0]["id"], sub, "sub is the user's immutable id");
+    // The access token is an RFC 9068 JWT.
+    let access = tokens["access_token"].as_str().unwrap();
+    let header: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(access.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["typ"], "at+jwt");
+    assert_eq!(header["alg"], "RS256");
+    let at = claims_of(access);
+    assert_eq!(at["client_id"], op.client_id);
+    assert_eq!(at["sub"], sub);
+
+    let (status, info) = op.userinfo(access).await;
+    assert_eq!(status, 200, "{info}");
+    assert_eq!(info["sub"], sub);
+    assert_eq!(info["email"], "ann@acme.test");
+    assert_eq!(info["role"], "developer");
+
+    // A second authorization reuses the live session: no trip to the IdP.
+    let (verifier2, challenge2) = pkce();
+    let res = app
+        .client
+        .get(op.authorize_url(&[
+            ("code_challenge", &challenge2),
+            ("code_challenge_method", "S256"),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let back = res.headers()["location"].to_str().unwrap().to_string();
+    assert!(back.starts_with(REDIRECT), "{back}");
+    let (status, second) = op.exchange(&query_of(&back)["code"], &verifier2).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        claims_of(second["id_token"].as_str().unwrap())["sid"],
+        claims["sid"]
+    );
+
+    // Refresh: rotated; the new ID token keeps auth_time and drops the nonce.
+    let (status, refreshed) = op.refresh(tokens["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, 200, "{refreshed}");
+    assert_ne!(refreshed["refresh_token"], tokens["refresh_token"]);
+    let rc = verified_by_pyjwt(&op, refreshed["id_token"].as_str().unwrap()).unwrap();
+    assert_eq!(rc["auth_time"], claims["auth_time"]);
+    assert!(rc.get("nonce").is_none());
+    let (status, again) = op
+        .refresh(refreshed["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(status, 200, "{again}");
+
+    // Audited, with no code or token in any payload.
+    assert!(!op.events("oauth.authorize").is_empty());
+    assert_eq!(op.events("oauth.token").len(), 2);
+    assert_eq!(op.events("oauth.refresh").len(), 2);
+    let all = app.cli_ok(&["audit", "list", "acme", "--limit", "200", "--json"]);
+    for secret in [
+        q["code"].as_str(),
+        tokens["refresh_token"].as_str().unwrap(),
+        access,
+        op.secret.as_str(),
+    ] {
+        assert!(!all.contains(secret));
+    }
+}
+
+/// What the specs forbid, refused: unknown client and unregistered redirect URI (no
+/// redirect), code replay (first tokens revoked), PKCE mismatch, missing PKCE for a public
+/// client, wrong secret, expired code, refresh reuse (family revoked), prompt=none without a
+/// session, an org-restricted app, and tokens with alg none or HS256.
+#[tokio::test]
+async fn the_provider_refuses_what_the_specs_forbid() {
+    let op = op_setup(&[], &[]).await;
+    let app = &op.s.app;
+
+    // No redirect for an unknown client or an unregistered redirect URI.
+    for url in [
+        op.authorize_url(&[]).replace(&op.client_id, "nosuch"),
+        op.authorize_url(&[])
+            .replace("crm.example.com%2Fcb", "evil.example%2Fcb"),
+        op.authorize_url(&[]).replace("%2Fcb", "%2Fcb%2F.."),
+    ] {
+        let res = app.client.get(&url).send().await.unwrap();
+        assert_eq!(res.status(), 400, "{url}");
+        assert!(res.headers().get("location").is_none());
+    }
+    // Other errors go back to the app, with state.
+    for (extra, error) in [
+        (
+            vec![("response_type", "token")],
+            "unsupported_response_type",
+        ),
+        (vec![("scope", "email")], "invalid_scope"),
+        (
+            vec![
+                ("code_challenge", "abc"),
+                ("code_challenge_method", "plain"),
+            ],
+            "invalid_request",
+        ),
+        (vec![("request", "eyJ")], "request_not_supported"),
+        (vec![("prompt", "none")], "login_required"),
+    ] {
+        let mut params = vec![("state", "s1")];
+        params.extend(extra.iter().cloned());
+        let mut url = op.authorize_url(&params);
+        if params.iter().any(|(k, _)| *k == "response_type") {
+            url = url.replacen("response_type=code&", "", 1);
+        }
+        if params.iter().any(|(k, _)| *k == "scope") {
+            url = url.replacen("scope=openid+email+profile&", "", 1);
+        }
+        let res = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+            .get(&url)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 303, "{url}");
+        let q = query_of(res.headers()["location"].to_str().unwrap());
+        assert_eq!(q["error"], error, "{url}");
+        assert_eq!(q["state"], "s1");
+    }
+    // A parameter given twice.
+    let dup = format!("{}&client_id={}", op.authorize_url(&[]), op.client_id);
+    assert_eq!(app.client.get(&dup).send().await.unwrap().status(), 400);
+
+    // Code replay: refused, and the first exchange's tokens are revoked.
+    let (verifier, challenge) = pkce();
+    let back = op
+        .browse(
+            &op.authorize_url(&[
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+                ("login_hint", "ann@acme.test"),
+            ]),
+            "ann",
+        )
+        .await;
+    let code = query_of(&back)["code"].clone();
+    // Wrong verifier, wrong redirect URI, wrong secret: refused without using the code up.
+    let (status, e) = op.exchange(&code, &pkce().0).await;
+    assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")));
+    let (status, _) = op
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", "https://crm.example.com/other"),
+            ("code_verifier", &verifier),
+        ])
+        .await;
+    assert_eq!(status, 400);
+    let wrong = reqwest::Client::new()
+        .post(app.url("/sso/oauth2/token"))
+        .basic_auth(&op.client_id, Some("not-the-secret"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &verifier),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert!(wrong.headers().contains_key("www-authenticate"));
+    assert_eq!(
+        wrong.json::<Value>().await.unwrap()["error"],
+        "invalid_client"
+    );
+    let (status, tokens) = op.exchange(&code, &verifier).await;
+    assert_eq!(status, 200, "{tokens}");
+    let (status, e) = op.exchange(&code, &verifier).await;
+    assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")));
+    let (status, _) = op.refresh(tokens["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(
+        status, 400,
+        "the replay revoked the first exchange's refresh token"
+    );
+    let (status, _) = op.userinfo(tokens["access_token"].as_str().unwrap()).await;
+    assert_eq!(status, 401, "and its access token");
+
+    // Expired code.
+    let (verifier, challenge) = pkce();
+    let res = app
+        .client
+        .get(op.authorize_url(&[
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    let code = query_of(res.headers()["location"].to_str().unwrap())["code"].clone();
+    app.sql("UPDATE oidc_codes SET expires_at = expires_at - 61");
+    let (status, e) = op.exchange(&code, &verifier).await;
+    assert_eq!(
+        (status, e["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{e}"
+    );
+
+    // Refresh reuse revokes the whole family.
+    let t = op.sign_in("ann").await;
+    let (status, r1) = op.refresh(t["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, 200);
+    let (status, _) = op.refresh(t["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, 400);
+    let (status, _) = op.refresh(r1["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, 400, "the newest token of the family died too");
+    assert!(op
+        .events("oauth.refresh")
+        .iter()
+        .any(|e| e["payload"].as_str().unwrap().contains("already used")));
+
+    // Forged access tokens: alg none, HS256 keyed with the public JWKS, a bad signature.
+    let good = op.sign_in("ann").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let parts: Vec<&str> = good.split('.').collect();
+    let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let kid = claims_of(&format!("x.{}.y", parts[0]))["kid"].clone();
+    let none = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "at+jwt", "kid": kid})),
+        parts[1]
+    );
+    let hs = {
+        use hmac_sha256_for_test as h;
+        let input = format!(
+            "{}.{}",
+            b64(&json!({"alg": "HS256", "typ": "at+jwt", "kid": kid})),
+            parts[1]
+        );
+        let jwks = app.get("/sso/oauth2/jwks").await.text().await.unwrap();
+        format!("{input}.{}", h(jwks.as_bytes(), input.as_bytes()))
+    };
+    let mut tampered_claims = claims_of(&good);
+    tampered_claims["sub"] = json!("someone-else");
+    let tampered = format!("{}.{}.{}", parts[0], b64(&tampered_claims), parts[2]);
+    for bad in [none, hs, tampered] {
+        let (status, _) = op.userinfo(&bad).await;
+        assert_eq!(status, 401, "{bad}");
+    }
+
+    // A public client must use PKCE; a confidential one cannot skip its secret.
+    app.cli_ok(&["app", "add", "spa", "--public", "--redirect-uri", REDIRECT]);
+    let spa: Value =
+        serde_json::from_str(app.cli_ok(&["app", "show", "spa", "--json"]).trim()).unwrap();
+    let url = op
+        .authorize_url(&[("state", "p")])
+        .replace(&op.client_id, spa["client_id"].as_str().unwrap());
+    let res = app.client.get(&url).send().await.unwrap();
+    let q = query_of(res.headers()["location"].to_str().unwrap());
+    assert_eq!(q["error"], "invalid_request");
+    assert!(q["error_description"].contains("PKCE"));
+    let no_secret = reqwest::Client::new()
+        .post(app.url("/sso/oauth2/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", "x"),
+            ("client_id", &op.client_id),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_secret.status(), 401);
+
+    // An app open to another org only refuses acme's users (after sign-in, back to the app).
+    app.cli_ok(&["org", "create", "beta", "--domain", "beta.test"]);
+    app.cli_ok(&["app", "update", "crm", "--orgs", "beta"]);
+    let (_, challenge) = pkce();
+    let res = app
+        .client
+        .get(op.authorize_url(&[
+            ("state", "o"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    let q = query_of(res.headers()["location"].to_str().unwrap());
+    assert_eq!(q["error"], "access_denied");
+    assert_eq!(q["state"], "o");
+    // And its refresh tokens stop.
+    let (status, _) = op.refresh(r1["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, 400);
+}
+
+fn hmac_sha256_for_test(key: &[u8], msg: &[u8]) -> String {
+    use sha2::Digest;
+    // HMAC per RFC 2104, spelled out so the test needs no extra crate.
+    let mut k = if key.len() > 64 {
+        sha2::Sha256::digest(key).to_vec()
+    } else {
+        key.to_vec()
+    };
+    k.resize(64, 0);
+    let ipad: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
+    let opad: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
+    let inner = sha2::Sha256::digest([ipad.as_slice(), msg].concat());
+    let outer = sha2::Sha256::digest([opad.as_slice(), inner.as_slice()].concat());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(outer)
+}
+
+/// A back-channel receiver verifying logout tokens with PyJWT.
+pub(crate) struct Receiver {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<Value>,
+    pub port: u64,
+}
+
+impl Receiver {
+    pub(crate) fn start(op: &Op, fail_first: u32) -> Receiver {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut child = Command::new(root.join("tests/.venv/bin/python"))
+            .arg(root.join("tests/peers/backchannel_receiver.py"))
+            .args([
+                op.s.app.url("/sso/oauth2/jwks"),
+                op.issuer(),
+                op.client_id.clone(),
+                fail_first.to_string(),
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        out.read_line(&mut first).unwrap();
+        let port = serde_json::from_str::<Value>(&first).unwrap()["port"]
+            .as_u64()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in out.lines().map_while(Result::ok) {
+                if tx.send(serde_json::from_str(&line).unwrap()).is_err() {
+                    break;
+                }
+            }
+        });
+        Receiver {
+            child,
+            lines: rx,
+            port,
+        }
+    }
+
+    /// The next POST the receiver saw, waiting up to `secs` (without blocking the server,
+    /// which runs on the test's own runtime).
+    pub(crate) async fn next(&self, secs: u64) -> Option<Value> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        while std::time::Instant::now() < deadline {
+            if let Ok(v) = self.lines.try_recv() {
+                return Some(v);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        None
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+/// Back-channel logout: a SCIM deactivation, an admin's revoke and a sign-out each end the
+/// session, and the app receives a logout token (verified by PyJWT against the JWKS) while its
+/// refresh token stops at once; a failing receiver is retried, every attempt audited.
+#[tokio::test]
+async fn session_ends_reach_the_app_by_back_channel_logout() {
+    let mut op = op_setup(&[("GATEHOUSE_OUTBOUND_ALLOW_PRIVATE", "true".into())], &[]).await;
+    let receiver = Receiver::start(&op, 1);
+    op.s.app.cli_ok(&[
+        "app",
+        "update",
+        "crm",
+        "--backchannel-logout-uri",
+        &format!("http://127.0.0.1:{}/backchannel", receiver.port),
+    ]);
+    let _ = &mut op;
+
+    // 1. SCIM deactivation.
+    let t = op.sign_in("ann").await;
+    let sid = claims_of(t["id_token"].as_str().unwrap())["sid"].clone();
+    let sub = claims_of(t["id_token"].as_str().unwrap())["sub"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let scim = op.s.app.scim("acme");
+    let (status, _) = scim
+        .patch(
+            &format!("/Users/{sub}"),
+            patch_op(json!([{"op": "replace", "path": "active", "value": false}])),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, e) = op.refresh(t["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, 400, "the refresh token stops at once: {e}");
+    let (status, _) = op.userinfo(t["access_token"].as_str().unwrap()).await;
+    assert_eq!(status, 401);
+    // The receiver fails the first POST; gatehouse retries after its back-off.
+    let failed = receiver.next(10).await.expect("a first delivery");
+    assert_eq!(failed["error"], "told to fail");
+    op.s.app
+        .sql("UPDATE oidc_logouts SET next_attempt_at = 0 WHERE sent_at IS NULL");
+    let got = receiver.next(10).await.expect("a retried delivery");
+    assert_eq!(got["ok"], true, "{got}");
+    assert_eq!(got["claims"]["sid"], sid);
+    assert_eq!(got["claims"]["sub"], sub);
+    let attempts = op.events("oauth.backchannel_logout");
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert!(attempts.iter().any(|e| e["outcome"] == "failure"));
+    assert!(attempts
+        .iter()
+        .any(|e| e["payload"].as_str().unwrap().contains("deactivated")));
+
+    // 2. An admin's revoke of the user's sessions (CLI).
+    let (_, _) = scim
+        .patch(
+            &format!("/Users/{sub}"),
+            patch_op(json!([{"op": "replace", "path": "active", "value": true}])),
+        )
+        .await;
+    let t = op.sign_in("ann").await;
+    let sid = claims_of(t["id_token"].as_str().unwrap())["sid"].clone();
+    op.s.app
+        .cli_ok(&["user", "revoke-sessions", "acme", "ann@acme.test"]);
+    let (status, _) = op.refresh(t["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, 400);
+    let got = receiver
+        .next(10)
+        .await
+        .expect("a delivery after the revoke");
+    assert_eq!(got["ok"], true, "{got}");
+    assert_eq!(got["claims"]["sid"], sid);
+
+    // 3. RP-initiated logout with id_token_hint: back to the registered URI with state; the
+    //    app's back channel hears of it too.
+    let t = op.sign_in("ann").await;
+    let sid = claims_of(t["id_token"].as_str().unwrap())["sid"].clone();
+    let mut url = url::Url::parse(&op.s.app.url("/sso/oauth2/logout")).unwrap();
+    url.query_pairs_mut()
+        .append_pair("id_token_hint", t["id_token"].as_str().unwrap())
+        .append_pair("post_logout_redirect_uri", BYE)
+        .append_pair("state", "bye-1");
+    let res = op.s.app.client.get(url.as_str()).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], format!("{BYE}?state=bye-1"));
+    let (status, _) = op.refresh(t["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, 400);
+    let got = receiver
+        .next(10)
+        .await
+        .expect("a delivery after the sign-out");
+    assert_eq!(got["claims"]["sid"], sid);
+
+    // An unregistered post-logout URI is refused without a redirect; no hint → confirm first.
+    let t = op.sign_in("ann").await;
+    let mut url = url::Url::parse(&op.s.app.url("/sso/oauth2/logout")).unwrap();
+    url.query_pairs_mut()
+        .append_pair("id_token_hint", t["id_token"].as_str().unwrap())
+        .append_pair("post_logout_redirect_uri", "https://evil.example/");
+    let res = op.s.app.client.get(url.as_str()).send().await.unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(res.headers().get("location").is_none());
+    let res =
+        op.s.app
+            .client
+            .get(op.s.app.url("/sso/oauth2/logout"))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("Sign out?"));
+    let (status, _) = op.refresh(t["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, 200, "a link alone signs nobody out");
+}
