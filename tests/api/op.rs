@@ -802,3 +802,134 @@ async fn session_ends_reach_the_app_by_back_channel_logout() {
     let (status, _) = op.refresh(t["refresh_token"].as_str().unwrap()).await;
     assert_eq!(status, 200, "a link alone signs nobody out");
 }
+
+/// A relying-party program from another project, driven over its stdio line protocol.
+pub(crate) struct Peer {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Peer {
+    pub(crate) fn start(program: &std::path::Path, args: &[String]) -> Peer {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut child = Command::new(program)
+            .args(args)
+            .current_dir(root.join("tests/peers"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in out.lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Peer {
+            child,
+            stdin,
+            lines: rx,
+        }
+    }
+
+    /// The program's next JSON line (waiting without blocking the server's runtime).
+    pub(crate) async fn next(&mut self, secs: u64) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        while std::time::Instant::now() < deadline {
+            if let Ok(line) = self.lines.try_recv() {
+                return serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the relying party exited with {status} (its stderr is above)");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("the relying party said nothing for {secs} s");
+    }
+
+    pub(crate) fn send(&mut self, line: &str) {
+        std::io::Write::write_all(&mut self.stdin, format!("{line}\n").as_bytes()).unwrap();
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// npm openid-client v6, a certified relying-party library, as a public client (PKCE, no
+/// secret): discovery, code + PKCE + nonce + state, the ID token validated by the library,
+/// userinfo, refresh, and RP-initiated logout back to the registered URI.
+#[tokio::test]
+async fn openid_client_signs_in_refreshes_and_logs_out() {
+    let op = op_setup(&[], &["--public"]).await;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut rp = Peer::start(
+        std::path::Path::new("node"),
+        &[
+            root.join("tests/peers/rp_openid_client.mjs")
+                .display()
+                .to_string(),
+            op.issuer(),
+            op.client_id.clone(),
+            REDIRECT.into(),
+            BYE.into(),
+        ],
+    );
+    let start = rp.next(30).await;
+    let back = op.browse(start["authorize"].as_str().unwrap(), "ann").await;
+    rp.send(&back);
+    let out = rp.next(30).await;
+    assert_eq!(out["claims"]["email"], "ann@acme.test", "{out}");
+    assert_eq!(out["claims"]["org"], "acme");
+    assert_eq!(out["userinfo"]["sub"], out["claims"]["sub"]);
+    assert_eq!(out["refreshed_claims"]["sub"], out["claims"]["sub"]);
+    assert_eq!(out["rotated"], true);
+    let res =
+        op.s.app
+            .client
+            .get(out["end_session"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], format!("{BYE}?state=bye-state"));
+    assert_eq!(op.s.app.me_json().await.status(), 401, "signed out");
+}
+
+/// PyPI Authlib as a confidential client with client_secret_basic: code + PKCE, the ID token
+/// validated by Authlib (nonce, at_hash), userinfo, refresh, introspection and revocation.
+#[tokio::test]
+async fn authlib_signs_in_as_a_confidential_client() {
+    let op = op_setup(&[], &[]).await;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut rp = Peer::start(
+        &root.join("tests/.venv/bin/python"),
+        &[
+            root.join("tests/peers/rp_authlib.py").display().to_string(),
+            op.issuer(),
+            op.client_id.clone(),
+            op.secret.clone(),
+            REDIRECT.into(),
+        ],
+    );
+    let start = rp.next(30).await;
+    let back = op.browse(start["authorize"].as_str().unwrap(), "ann").await;
+    rp.send(&back);
+    let out = rp.next(30).await;
+    assert_eq!(out["claims"]["email"], "ann@acme.test", "{out}");
+    assert_eq!(out["userinfo"]["org"], "acme");
+    assert_eq!(out["rotated"], true);
+    assert_eq!(out["introspected"]["active"], true);
+    assert_eq!(out["introspected"]["client_id"], op.client_id);
+    assert_eq!(out["revoked"], 200);
+    assert_eq!(out["after_revoke"], "invalid_grant");
+    assert_eq!(op.events("oauth.revoke").len(), 1);
+}
