@@ -534,3 +534,54 @@ pub fn owner(grant: &Grant) -> (OrgId, UserId) {
         UserId::from(grant.user_id.clone()),
     )
 }
+
+/// Deletes up to `batch` rows of each kind nothing can use any more (`old`: an hour ago, so
+/// "expired" and "already used" answers stay exact for late callers): waiting requests and
+/// codes past their expiry, grants ended or revoked (with their codes and refresh tokens: a
+/// used refresh token is kept while its grant lives, so its reuse is still caught), and
+/// back-channel deliveries done or given up. Returns how many rows went.
+pub fn purge(conn: &mut DbConn, old: i64, batch: i64) -> diesel::QueryResult<usize> {
+    use crate::db::schema::oidc_logouts;
+    let ids: Vec<String> = oidc_auth_requests::table
+        .filter(oidc_auth_requests::expires_at.lt(old))
+        .select(oidc_auth_requests::id_hash)
+        .limit(batch)
+        .load(conn)?;
+    let mut n =
+        diesel::delete(oidc_auth_requests::table.filter(oidc_auth_requests::id_hash.eq_any(&ids)))
+            .execute(conn)?;
+    let ids: Vec<String> = oidc_codes::table
+        .filter(oidc_codes::expires_at.lt(old))
+        .select(oidc_codes::code_hash)
+        .limit(batch)
+        .load(conn)?;
+    n += diesel::delete(oidc_codes::table.filter(oidc_codes::code_hash.eq_any(&ids)))
+        .execute(conn)?;
+    let ids: Vec<String> = oidc_grants::table
+        .filter(
+            oidc_grants::ended_at
+                .lt(old)
+                .or(oidc_grants::revoked_at.lt(old)),
+        )
+        .select(oidc_grants::id)
+        .limit(batch)
+        .load(conn)?;
+    n += diesel::delete(
+        oidc_refresh_tokens::table.filter(oidc_refresh_tokens::grant_id.eq_any(&ids)),
+    )
+    .execute(conn)?;
+    n += diesel::delete(oidc_codes::table.filter(oidc_codes::grant_id.eq_any(&ids)))
+        .execute(conn)?;
+    n += diesel::delete(oidc_grants::table.filter(oidc_grants::id.eq_any(&ids))).execute(conn)?;
+    let ids: Vec<String> = oidc_logouts::table
+        .filter(
+            oidc_logouts::sent_at
+                .lt(old)
+                .or(oidc_logouts::gave_up_at.lt(old)),
+        )
+        .select(oidc_logouts::id)
+        .limit(batch)
+        .load(conn)?;
+    n += diesel::delete(oidc_logouts::table.filter(oidc_logouts::id.eq_any(&ids))).execute(conn)?;
+    Ok(n)
+}

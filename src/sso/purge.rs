@@ -23,16 +23,19 @@ pub struct Purged {
     pub replay: usize,
     pub handoffs: usize,
     pub sessions: usize,
+    /// The OpenID Provider's requests, codes, refresh tokens, ended grants and deliveries.
+    pub provider: usize,
 }
 
 impl Purged {
-    fn counts(&self) -> [usize; 5] {
+    fn counts(&self) -> [usize; 6] {
         [
             self.saml_requests,
             self.oidc_requests,
             self.replay,
             self.handoffs,
             self.sessions,
+            self.provider,
         ]
     }
 
@@ -48,6 +51,7 @@ impl std::ops::AddAssign for Purged {
         self.replay += p.replay;
         self.handoffs += p.handoffs;
         self.sessions += p.sessions;
+        self.provider += p.provider;
     }
 }
 
@@ -105,12 +109,14 @@ pub fn batch(conn: &mut DbConn, now: i64) -> QueryResult<Purged> {
     crate::admin::once::purge(conn, now)?;
     // Form ids of admin pages (a few per admin change).
     crate::admin::submit::purge(conn, now)?;
+    let provider = crate::provider::grants::purge(conn, old, BATCH)?;
     Ok(Purged {
         saml_requests: saml,
         oidc_requests: oidc,
         replay,
         handoffs,
         sessions,
+        provider,
     })
 }
 
@@ -141,6 +147,7 @@ pub fn spawn(db: crate::db::Db) {
                     replay = p.replay,
                     handoffs = p.handoffs,
                     sessions = p.sessions,
+                    provider = p.provider,
                     "purged expired sign-in rows"
                 ),
                 Ok(_) => {}

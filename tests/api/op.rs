@@ -933,3 +933,54 @@ async fn authlib_signs_in_as_a_confidential_client() {
     assert_eq!(out["after_revoke"], "invalid_grant");
     assert_eq!(op.events("oauth.revoke").len(), 1);
 }
+
+/// What anonymous authorization requests and finished sign-ins leave behind is purged once
+/// nothing can use it: waiting requests, codes, ended grants with their refresh tokens.
+#[tokio::test]
+async fn what_the_provider_keeps_is_purged() {
+    let op = op_setup(&[], &[]).await;
+    let anonymous = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for _ in 0..30 {
+        let res = anonymous.get(op.authorize_url(&[])).send().await.unwrap();
+        assert_eq!(res.status(), 303);
+    }
+    let t = op.sign_in("ann").await;
+    op.s.app
+        .cli_ok(&["user", "revoke-sessions", "acme", "ann@acme.test"]);
+    let db = op.s.app.db();
+    let count = |table: &str| -> i64 {
+        use diesel::prelude::*;
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let mut c = db.conn().unwrap();
+        diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {table}"))
+            .get_result::<N>(&mut *c)
+            .unwrap()
+            .n
+    };
+    assert_eq!(count("oidc_auth_requests"), 31);
+    let now = gatehouse::clock::now();
+    // The sweep (here, or the server's own, whichever runs first) ends the revoked session's
+    // grant.
+    gatehouse::provider::logout::sweep(&mut db.conn().unwrap(), now).unwrap();
+    let p = gatehouse::sso::purge::all(&db, now).await.unwrap();
+    assert_eq!(p.provider, 0, "nothing goes before it expires: {p:?}");
+    let p = gatehouse::sso::purge::all(&db, now + 7200).await.unwrap();
+    assert!(p.provider >= 33, "{p:?}");
+    for table in [
+        "oidc_auth_requests",
+        "oidc_codes",
+        "oidc_grants",
+        "oidc_refresh_tokens",
+    ] {
+        assert_eq!(count(table), 0, "{table}");
+    }
+    let (status, _) = op.refresh(t["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, 400);
+}
