@@ -127,6 +127,54 @@ struct AppPage {
     orgs: String,
     id_token_alg: String,
     previous_secret_until: Option<String>,
+    sign_ins: Vec<SignInRow>,
+    /// What the app's OpenID Connect library is given.
+    issuer: String,
+}
+
+/// One of an app's recent sign-ins.
+struct SignInRow {
+    when: String,
+    user: String,
+    href: Option<String>,
+    org: String,
+    method: &'static str,
+    state: String,
+}
+
+fn sign_in_row(
+    (g, user, org): (
+        crate::provider::grants::Grant,
+        Option<String>,
+        Option<String>,
+    ),
+) -> SignInRow {
+    let state = match (g.revoked_at, g.ended_at) {
+        (Some(t), _) => format!(
+            "revoked {}: {}",
+            super::time(t),
+            g.revoked_reason.unwrap_or_default()
+        ),
+        (None, Some(t)) => format!("signed out {}", super::time(t)),
+        (None, None) => "signed in".into(),
+    };
+    SignInRow {
+        when: super::time(g.created_at),
+        href: match (&user, &org) {
+            (Some(_), Some(o)) => Some(format!("/sso/admin/orgs/{o}/users/{}", g.user_id)),
+            _ => None,
+        },
+        user: user.unwrap_or_else(|| "(deleted user)".into()),
+        org: org.unwrap_or_default(),
+        method: match g.auth_method.as_str() {
+            "password" => "password",
+            "breakglass" => "break-glass",
+            "saml" => "SAML",
+            "oidc" => "OIDC",
+            _ => "SSO",
+        },
+        state,
+    }
 }
 
 #[derive(Template)]
@@ -366,12 +414,13 @@ pub async fn show(
 ) -> AdminResult {
     let op = operator(&state, &req).await?;
     let slug = path.into_inner();
-    let (app, slugs) = state
+    let (app, slugs, recent) = state
         .db
         .run(move |conn| -> Result<_, IdentityError> {
             let app = apps::get(conn, &slug)?;
             let slugs = org_slugs(conn, &app)?;
-            Ok((app, slugs))
+            let recent = crate::provider::grants::recent(conn, &app.id, 20)?;
+            Ok((app, slugs, recent))
         })
         .await
         .map_err(|e| match e {
@@ -403,6 +452,8 @@ pub async fn show(
             public: app.public,
             enabled: app.enabled,
             id_token_alg: app.id_token_alg,
+            sign_ins: recent.into_iter().map(sign_in_row).collect(),
+            issuer: crate::provider::issuer(&state.settings),
         },
     ))
 }

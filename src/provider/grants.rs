@@ -515,15 +515,24 @@ pub fn amr(auth_method: &str) -> Vec<&'static str> {
     }
 }
 
-/// Grants of `app`, newest first (its recent sign-ins).
-pub fn recent(conn: &mut DbConn, app_id: &str, limit: i64) -> Result<Vec<(Grant, Option<String>)>> {
-    use crate::db::schema::users as u;
+/// Grants of `app`, newest first (its recent sign-ins), with the user's name and org slug.
+pub fn recent(
+    conn: &mut DbConn,
+    app_id: &str,
+    limit: i64,
+) -> Result<Vec<(Grant, Option<String>, Option<String>)>> {
+    use crate::db::schema::{organizations as o, users as u};
     Ok(oidc_grants::table
         .left_join(u::table.on(u::id.eq(oidc_grants::user_id)))
+        .left_join(o::table.on(o::id.eq(oidc_grants::org_id)))
         .filter(oidc_grants::app_id.eq(app_id))
         .order(oidc_grants::created_at.desc())
         .limit(limit)
-        .select((Grant::as_select(), u::user_name.nullable()))
+        .select((
+            Grant::as_select(),
+            u::user_name.nullable(),
+            o::slug.nullable(),
+        ))
         .load(conn)?)
 }
 

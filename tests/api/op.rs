@@ -801,6 +801,18 @@ async fn session_ends_reach_the_app_by_back_channel_logout() {
     assert!(res.text().await.unwrap().contains("Sign out?"));
     let (status, _) = op.refresh(t["refresh_token"].as_str().unwrap()).await;
     assert_eq!(status, 200, "a link alone signs nobody out");
+
+    // The app's page lists its recent sign-ins and what became of them.
+    let ops = crate::admin::instance_admin(&op.s.app, 0).await;
+    let (status, page) = crate::admin::get(&ops, &op.s.app, "/sso/admin/apps/crm").await;
+    assert_eq!(status, 200);
+    assert!(page.contains(&op.issuer()), "{page}");
+    let table = &page[page.find("id=\"sign-ins\"").expect("a sign-ins table")..];
+    assert_eq!(table.matches("ann@acme.test").count(), 4, "{table}");
+    assert!(
+        table.contains("signed out") && table.contains("signed in"),
+        "{table}"
+    );
 }
 
 /// A relying-party program from another project, driven over its stdio line protocol.
