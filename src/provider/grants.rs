@@ -515,12 +515,11 @@ pub fn amr(auth_method: &str) -> Vec<&'static str> {
     }
 }
 
+/// A grant with its user's name and org slug (`None` once deleted).
+pub type RecentSignIn = (Grant, Option<String>, Option<String>);
+
 /// Grants of `app`, newest first (its recent sign-ins), with the user's name and org slug.
-pub fn recent(
-    conn: &mut DbConn,
-    app_id: &str,
-    limit: i64,
-) -> Result<Vec<(Grant, Option<String>, Option<String>)>> {
+pub fn recent(conn: &mut DbConn, app_id: &str, limit: i64) -> Result<Vec<RecentSignIn>> {
     use crate::db::schema::{organizations as o, users as u};
     Ok(oidc_grants::table
         .left_join(u::table.on(u::id.eq(oidc_grants::user_id)))
