@@ -24,6 +24,8 @@ pub struct AppState {
     pub backoff: crate::login::backoff::Backoff,
     /// Unauthenticated SCIM requests, audited once per source per minute.
     pub scim_refusals: crate::scim::auth::Refusals,
+    /// Token-endpoint requests whose client did not authenticate, audited the same way.
+    pub oauth_refusals: crate::scim::auth::Refusals,
 }
 
 pub struct Application {
@@ -112,6 +114,7 @@ impl Application {
             passwords,
             backoff: Default::default(),
             scim_refusals: Default::default(),
+            oauth_refusals: Default::default(),
         });
         crate::provider::logout::spawn(state.clone());
         let db_data = web::Data::new(db);

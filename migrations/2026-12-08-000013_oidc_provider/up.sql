@@ -15,6 +15,9 @@ CREATE TABLE oidc_auth_requests (
     response_mode TEXT NOT NULL,
     -- The sign-in must be newer than this (prompt=login, max_age), NULL: any live session.
     fresh_after BIGINT,
+    -- prompt=login (or max_age=0): the session the browser had when it asked, which cannot
+    -- be the one that answers (times are in seconds; sessions are new at every sign-in).
+    stale_session_hash TEXT,
     created_at BIGINT NOT NULL,
     expires_at BIGINT NOT NULL,
     consumed_at BIGINT

@@ -374,6 +374,7 @@ diesel::table! {
         code_challenge -> Nullable<Text>,
         response_mode -> Text,
         fresh_after -> Nullable<BigInt>,
+        stale_session_hash -> Nullable<Text>,
         created_at -> BigInt,
         expires_at -> BigInt,
         consumed_at -> Nullable<BigInt>,

@@ -234,15 +234,16 @@ fn check(
         return fail("invalid_request", "prompt=none cannot be combined");
     }
     let mut fresh_after = None;
-    if prompts.contains(&"login") || prompts.contains(&"select_account") {
-        fresh_after = Some(now);
-    }
+    let mut new_sign_in = prompts.contains(&"login") || prompts.contains(&"select_account");
     if let Some(m) = get("max_age") {
         let Ok(max_age) = m.parse::<u32>() else {
             return fail("invalid_request", "max_age must be a number of seconds");
         };
-        let after = now - i64::from(max_age);
-        fresh_after = Some(fresh_after.map_or(after, |f: i64| f.max(after)));
+        fresh_after = Some(now - i64::from(max_age));
+        new_sign_in |= max_age == 0;
+    }
+    if new_sign_in {
+        fresh_after = Some(now);
     }
     let nonce = get("nonce").map(str::to_string);
     if nonce.as_ref().is_some_and(|n| n.len() > MAX_STATE)
@@ -260,6 +261,8 @@ fn check(
         code_challenge: challenge.map(str::to_string),
         response_mode: "query".into(),
         fresh_after,
+        // Filled in by the caller, who knows the browser's session.
+        stale_session_hash: new_sign_in.then(String::new),
         created_at: now,
         expires_at: now + REQUEST_LIFETIME_SECS,
         consumed_at: None,
@@ -274,11 +277,16 @@ fn check(
     }))
 }
 
-/// A user's session that is new enough for the request.
-fn usable(signed: Option<&SignedIn>, fresh_after: Option<i64>) -> bool {
+/// A user's session that is new enough for the request: signed in after `fresh_after`, and
+/// for prompt=login not the session the browser already had when the app asked.
+fn usable(signed: Option<&SignedIn>, request: &AuthRequest) -> bool {
     signed.is_some_and(|s| {
         matches!(s.principal, Principal::User { .. })
-            && fresh_after.is_none_or(|f| s.created_at >= f)
+            && request.fresh_after.is_none_or(|f| s.created_at >= f)
+            && request
+                .stale_session_hash
+                .as_ref()
+                .is_none_or(|stale| !stale.is_empty() && *stale != s.id_hash)
     })
 }
 
@@ -349,11 +357,17 @@ async fn authorize(
     let answer = state
         .db
         .write(move |conn| -> Result<Answer, AppError> {
-            let asked = match check(&st, conn, params, now)? {
+            let mut asked = match check(&st, conn, params, now)? {
                 Ok(a) => a,
                 Err(res) => return Ok(res),
             };
-            if usable(signed.as_ref(), asked.request.fresh_after) {
+            if let Some(stale) = asked.request.stale_session_hash.as_mut() {
+                // prompt=login: whatever session the browser has now must not answer.
+                *stale = signed
+                    .as_ref()
+                    .map(|s| s.id_hash.clone())
+                    .unwrap_or_else(|| "-".into());
+            } else if usable(signed.as_ref(), &asked.request) {
                 if let Some(s) = &signed {
                     return Ok(finish(&st, conn, &asked.app, s, &asked.request, now)?);
                 }
@@ -451,7 +465,7 @@ pub async fn resume(
                     "The app is no longer registered with gatehouse, or it is disabled.",
                 ));
             };
-            if !usable(signed.as_ref(), request.fresh_after) {
+            if !usable(signed.as_ref(), &request) {
                 let back = format!("/sso/oauth2/continue/{id}");
                 return Ok(see_other(&format!("/sso/login?return_to={}", enc(&back))));
             }

@@ -48,6 +48,7 @@ pub struct AuthRequest {
     pub code_challenge: Option<String>,
     pub response_mode: String,
     pub fresh_after: Option<i64>,
+    pub stale_session_hash: Option<String>,
     pub created_at: i64,
     pub expires_at: i64,
     pub consumed_at: Option<i64>,

@@ -225,19 +225,24 @@ pub async fn token(
     }
     let now = crate::clock::now();
     let st = state.clone();
+    let source = crate::http::client::client_key(&req, &state.settings.trusted_proxies);
     let outcome = state
         .db
         .write(move |conn| -> Result<TokenOutcome, AppError> {
             let app = match authenticate(conn, &p, now)? {
                 Ok(app) => app,
                 Err(why) => {
-                    let event = Event::new(None, "anonymous", "oauth.token")
-                        .outcome(Outcome::Failure)
-                        .payload(json!({
-                            "client_id": p.client_id, "grant_type": grant_type,
-                            "auth_method": p.method, "cause": why,
-                        }));
-                    audit::record(conn, &event, now)?;
+                    // Anyone can send these: one event per source a minute, with a count.
+                    if let Some(refused) = st.oauth_refusals.note(&source) {
+                        let event = Event::new(None, "anonymous", "oauth.token")
+                            .outcome(Outcome::Failure)
+                            .payload(json!({
+                                "client_id": p.client_id, "grant_type": grant_type,
+                                "auth_method": p.method, "cause": why, "source": source,
+                                "refused_since_last_event": refused,
+                            }));
+                        audit::record(conn, &event, now)?;
+                    }
                     return Ok(TokenOutcome::BadClient(why));
                 }
             };

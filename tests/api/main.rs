@@ -11,6 +11,7 @@ mod helpers;
 mod identity;
 mod oidc;
 mod op;
+mod op_django;
 mod platform;
 mod provider;
 mod saml;

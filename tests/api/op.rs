@@ -996,3 +996,106 @@ async fn what_the_provider_keeps_is_purged() {
     let (status, _) = op.refresh(t["refresh_token"].as_str().unwrap()).await;
     assert_eq!(status, 400);
 }
+
+/// `prompt=login` and `max_age` ask for a new sign-in even with a live session (and
+/// `auth_time` says when it happened); `organization` goes straight to that org's IdP; an app
+/// can have ES256 ID tokens; a sign-in request works once.
+#[tokio::test]
+async fn prompts_hints_and_es256() {
+    let op = op_setup(&[], &["--id-token-alg", "ES256"]).await;
+    let app = &op.s.app;
+    let t = op.sign_in("ann").await;
+    let id_token = t["id_token"].as_str().unwrap();
+    let header: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(id_token.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["alg"], "ES256");
+    let first = verified_by_pyjwt(&op, id_token).unwrap();
+
+    // A live session, but prompt=login and max_age=0 want a new sign-in.
+    for extra in [("prompt", "login"), ("max_age", "0")] {
+        let (verifier, challenge) = pkce();
+        let start = op.authorize_url(&[
+            extra,
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ]);
+        let res = app.client.get(&start).send().await.unwrap();
+        assert_eq!(res.status(), 303);
+        let to = res.headers()["location"].to_str().unwrap().to_string();
+        assert!(
+            to.starts_with("/sso/login?return_to=%2Fsso%2Foauth2%2Fcontinue%2F"),
+            "{extra:?}: {to}"
+        );
+        // The e-mail page; the sign-in goes to the IdP and comes back with a new session.
+        let choices = app
+            .sso_choices(
+                "ann@acme.test",
+                &url::form_urlencoded::parse(to.split_once('?').unwrap().1.as_bytes())
+                    .find(|(k, _)| k == "return_to")
+                    .unwrap()
+                    .1,
+            )
+            .await;
+        assert_eq!(choices.len(), 1);
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        let back = op.browse(&app.url(&choices[0]), "ann").await;
+        let q = query_of(&back);
+        let (status, t2) = op.exchange(&q["code"], &verifier).await;
+        assert_eq!(status, 200, "{t2}");
+        let c = claims_of(t2["id_token"].as_str().unwrap());
+        assert!(
+            c["auth_time"].as_i64() > first["auth_time"].as_i64(),
+            "{extra:?}: a new sign-in"
+        );
+        // The continue URL works once.
+        let cont = url::form_urlencoded::parse(to.split_once('?').unwrap().1.as_bytes())
+            .find(|(k, _)| k == "return_to")
+            .unwrap()
+            .1
+            .into_owned();
+        let again = app.client.get(app.url(&cont)).send().await.unwrap();
+        assert_eq!(again.status(), 400);
+        assert!(again
+            .text()
+            .await
+            .unwrap()
+            .contains("already used or it expired"));
+    }
+    // max_age the session satisfies: a code at once.
+    let (_, challenge) = pkce();
+    let res = app
+        .client
+        .get(op.authorize_url(&[
+            ("max_age", "3600"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers()["location"]
+        .to_str()
+        .unwrap()
+        .starts_with(REDIRECT));
+
+    // organization=<slug> from a fresh browser: straight to the org's IdP.
+    let fresh = browser();
+    let res = fresh
+        .get(op.authorize_url(&[
+            ("organization", "acme"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    let to = res.headers()["location"].to_str().unwrap();
+    assert!(
+        to.starts_with(&format!("/sso/saml/{}/login", op.s.connection)),
+        "{to}"
+    );
+}
