@@ -30,6 +30,11 @@ pub(crate) fn key_pair(cn: &str) -> KeyPair {
     let name = name.build();
     let mut b = X509::builder().unwrap();
     b.set_version(2).unwrap();
+    // A positive random serial (RFC 5280): PyPI cryptography warns it will refuse serial 0.
+    let mut serial = openssl::bn::BigNum::new().unwrap();
+    serial.rand(64, openssl::bn::MsbOption::ONE, false).unwrap();
+    b.set_serial_number(&serial.to_asn1_integer().unwrap())
+        .unwrap();
     b.set_subject_name(&name).unwrap();
     b.set_issuer_name(&name).unwrap();
     b.set_pubkey(&pkey).unwrap();
