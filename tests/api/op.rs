@@ -27,9 +27,17 @@ pub(crate) struct Op {
 }
 
 pub(crate) async fn op_setup(env_extra: &[(&str, String)], app_extra: &[&str]) -> Op {
-    let s = saml::setup_with(Backend::Sqlite, &[], env_extra)
+    op_setup_on(Backend::Sqlite, env_extra, app_extra)
         .await
-        .unwrap();
+        .unwrap()
+}
+
+pub(crate) async fn op_setup_on(
+    backend: Backend,
+    env_extra: &[(&str, String)],
+    app_extra: &[&str],
+) -> Option<Op> {
+    let s = saml::setup_with(backend, &[], env_extra).await?;
     let mut args = vec![
         "app",
         "add",
@@ -44,14 +52,14 @@ pub(crate) async fn op_setup(env_extra: &[(&str, String)], app_extra: &[&str]) -
     ];
     args.extend_from_slice(app_extra);
     let created: Value = serde_json::from_str(s.app.cli_ok(&args).trim()).unwrap();
-    Op {
+    Some(Op {
         client_id: created["client_id"].as_str().unwrap().to_string(),
         secret: created["client_secret"]
             .as_str()
             .unwrap_or_default()
             .to_string(),
         s,
-    }
+    })
 }
 
 pub(crate) fn pkce() -> (String, String) {
@@ -1098,4 +1106,62 @@ async fn prompts_hints_and_es256() {
         to.starts_with(&format!("/sso/saml/{}/login", op.s.connection)),
         "{to}"
     );
+}
+
+/// The same on PostgreSQL: exchange, refresh rotation and reuse, code replay, and the sweep
+/// that ends a deactivated user's grants and queues the back-channel logout.
+#[tokio::test]
+async fn the_provider_on_postgres() {
+    let Some(op) = op_setup_on(
+        Backend::Postgres,
+        &[],
+        &[
+            "--backchannel-logout-uri",
+            "https://crm.example.com/backchannel",
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let t = op.sign_in("ann").await;
+    let (status, r1) = op.refresh(t["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, 200, "{r1}");
+    let (status, _) = op.refresh(t["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, 400);
+    let (status, _) = op.refresh(r1["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, 400, "family revoked");
+    let t = op.sign_in("ann").await;
+    let (status, info) = op.userinfo(t["access_token"].as_str().unwrap()).await;
+    assert_eq!(status, 200, "{info}");
+    let sub = claims_of(t["id_token"].as_str().unwrap())["sub"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, _) =
+        op.s.app
+            .scim("acme")
+            .patch(
+                &format!("/Users/{sub}"),
+                patch_op(json!([{"op": "replace", "path": "active", "value": false}])),
+            )
+            .await;
+    assert_eq!(status, 200);
+    let (status, _) = op.refresh(t["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, 400);
+    let db = op.s.app.db();
+    gatehouse::provider::logout::sweep(&mut db.conn().unwrap(), gatehouse::clock::now()).unwrap();
+    let queued: Vec<String> = {
+        use diesel::prelude::*;
+        use gatehouse::db::schema::oidc_logouts;
+        oidc_logouts::table
+            .select(oidc_logouts::cause)
+            .load(&mut *db.conn().unwrap())
+            .unwrap()
+    };
+    assert_eq!(queued, vec!["the user was deactivated".to_string()]);
+    let p = gatehouse::sso::purge::all(&db, gatehouse::clock::now() + 7200)
+        .await
+        .unwrap();
+    assert!(p.provider > 0, "{p:?}");
 }
