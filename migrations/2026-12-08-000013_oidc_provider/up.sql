@@ -18,6 +18,8 @@ CREATE TABLE oidc_auth_requests (
     -- prompt=login (or max_age=0): the session the browser had when it asked, which cannot
     -- be the one that answers (times are in seconds; sessions are new at every sign-in).
     stale_session_hash TEXT,
+    -- SHA-256 of the browser cookie set at authorize: only that browser may come back.
+    browser_hash TEXT NOT NULL,
     created_at BIGINT NOT NULL,
     expires_at BIGINT NOT NULL,
     consumed_at BIGINT

@@ -375,6 +375,7 @@ diesel::table! {
         response_mode -> Text,
         fresh_after -> Nullable<BigInt>,
         stale_session_hash -> Nullable<Text>,
+        browser_hash -> Text,
         created_at -> BigInt,
         expires_at -> BigInt,
         consumed_at -> Nullable<BigInt>,

@@ -160,9 +160,23 @@ pub fn create(
             )
         }
     };
+    let id_hash = sha256_hex(&id);
+    // The same user signing in again in this browser (an app's prompt=login, a new tab): the
+    // apps signed in through the old session stay signed in, now through this one.
+    if let (Some(old), Some(user)) = (replaces, user_id) {
+        use crate::db::schema::oidc_grants;
+        diesel::update(
+            oidc_grants::table
+                .filter(oidc_grants::session_hash.eq(old))
+                .filter(oidc_grants::user_id.eq(user))
+                .filter(oidc_grants::ended_at.is_null()),
+        )
+        .set(oidc_grants::session_hash.eq(&id_hash))
+        .execute(conn)?;
+    }
     diesel::insert_into(sessions::table)
         .values(&NewSession {
-            id_hash: sha256_hex(&id),
+            id_hash,
             org_id,
             user_id,
             admin_id,

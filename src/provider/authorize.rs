@@ -263,6 +263,8 @@ fn check(
         fresh_after,
         // Filled in by the caller, who knows the browser's session.
         stale_session_hash: new_sign_in.then(String::new),
+        // Filled in by the caller too.
+        browser_hash: String::new(),
         created_at: now,
         expires_at: now + REQUEST_LIFETIME_SECS,
         consumed_at: None,
@@ -338,11 +340,29 @@ fn finish(
     ))
 }
 
+/// The cookie that ties a waiting request to the browser that started it.
+fn browser_cookie_name(settings: &crate::config::Settings) -> &'static str {
+    if settings.is_https() {
+        "__Host-gatehouse_op_browser"
+    } else {
+        "gatehouse_op_browser"
+    }
+}
+
 async fn authorize(
     state: web::Data<AppState>,
     req: HttpRequest,
     pairs: Vec<(String, String)>,
 ) -> Result<HttpResponse, PageError> {
+    let cookie = browser_cookie_name(&state.settings);
+    let existing = req
+        .cookie(cookie)
+        .map(|c| c.value().to_string())
+        .filter(|v| v.len() >= 43);
+    let browser = existing
+        .clone()
+        .unwrap_or_else(|| crate::crypto::random_token(32));
+    let browser_hash = crate::crypto::sha256_hex(&browser);
     let params = match crate::provider::token::single_params(pairs) {
         Ok(p) => p,
         Err(e) => {
@@ -381,6 +401,7 @@ async fn authorize(
                     "the user is not signed in",
                 ));
             }
+            asked.request.browser_hash = browser_hash;
             let id = grants::save_request(conn, asked.request)?;
             let back = format!("/sso/oauth2/continue/{id}");
             Ok(see_other(&sign_in_url(
@@ -392,7 +413,12 @@ async fn authorize(
             )?))
         })
         .await?;
-    Ok(answer.response())
+    let mut res = answer.response();
+    if existing.is_none() {
+        let c = crate::login::session::build_cookie(&state.settings, cookie, browser);
+        let _ = res.add_cookie(&c);
+    }
+    Ok(res)
 }
 
 fn enc(s: &str) -> String {
@@ -448,6 +474,9 @@ pub async fn resume(
 ) -> Result<HttpResponse, PageError> {
     let id = path.into_inner();
     let signed = SignedIn::extract(&req).await.ok();
+    let browser_hash = req
+        .cookie(browser_cookie_name(&state.settings))
+        .map(|c| crate::crypto::sha256_hex(c.value()));
     let now = crate::clock::now();
     let st = state.clone();
     let answer = state
@@ -460,11 +489,21 @@ pub async fn resume(
                         .into(),
                 ));
             };
+            if browser_hash.as_deref() != Some(request.browser_hash.as_str()) {
+                return Ok(error_page(
+                    "This sign-in was started in another browser. Go back to the app and sign in again from here.",
+                ));
+            }
             let Some(app) = apps::all_by_id(conn, &request.app_id)?.filter(|a| a.enabled) else {
                 return Ok(error_page(
                     "The app is no longer registered with gatehouse, or it is disabled.",
                 ));
             };
+            if !app.redirect_uris().contains(&request.redirect_uri) {
+                return Ok(error_page(
+                    "The app no longer accepts sign-ins at the address it asked for. Go back to the app and sign in again.",
+                ));
+            }
             if !usable(signed.as_ref(), &request) {
                 let back = format!("/sso/oauth2/continue/{id}");
                 return Ok(see_other(&format!("/sso/login?return_to={}", enc(&back))));

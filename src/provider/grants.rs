@@ -49,6 +49,7 @@ pub struct AuthRequest {
     pub response_mode: String,
     pub fresh_after: Option<i64>,
     pub stale_session_hash: Option<String>,
+    pub browser_hash: String,
     pub created_at: i64,
     pub expires_at: i64,
     pub consumed_at: Option<i64>,
@@ -308,7 +309,7 @@ pub fn redeem_code(
     if now >= expires_at {
         return Ok(Err(invalid_grant("the code has expired", &grant)));
     }
-    if redirect_uri != Some(bound_uri.as_str()) {
+    if redirect_uri != Some(bound_uri.as_str()) || !app.redirect_uris().contains(&bound_uri) {
         return Ok(Err(invalid_grant(
             "redirect_uri is not the one of the authorization request",
             &grant,
@@ -378,10 +379,13 @@ pub fn valid_pkce_value(v: &str) -> bool {
 
 /// `grant_type=refresh_token`: rotated at every use; a used token presented again revokes the
 /// whole grant (its family), since one of the two holders is not the app.
+/// `scope`, when given, may narrow the grant's scope but not widen it; a refusal leaves the
+/// token as it was (RFC 6749 §5.2: the client may retry with it).
 pub fn refresh(
     conn: &mut DbConn,
     app: &App,
     token: &str,
+    scope: Option<&str>,
     now: i64,
 ) -> Result<std::result::Result<Issued, Refusal>> {
     let hash = sha256_hex(token);
@@ -408,6 +412,13 @@ pub fn refresh(
     }
     if now >= expires_at {
         return Ok(Err(invalid_grant("the refresh token has expired", &grant)));
+    }
+    if scope.is_some_and(|s| !within(s, &grant.scope)) {
+        return Ok(Err(Refusal {
+            error: "invalid_scope",
+            description: "a refresh cannot widen the granted scope".into(),
+            grant: Some(grant),
+        }));
     }
     let (user, org) = match live(conn, &grant, app, now, true)? {
         Ok(v) => v,
@@ -442,6 +453,15 @@ pub fn refresh(
     }))
 }
 
+/// Whether every scope in `asked` is in `granted`.
+fn within(asked: &str, granted: &str) -> bool {
+    let granted: Vec<&str> = granted.split(' ').collect();
+    asked
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .all(|s| granted.contains(&s))
+}
+
 /// The grant a refresh token belongs to (for revocation and introspection), with whether the
 /// token itself is still usable.
 pub fn by_refresh_token(conn: &mut DbConn, token: &str, now: i64) -> Result<Option<(Grant, bool)>> {
@@ -464,11 +484,19 @@ fn refresh_row(conn: &mut DbConn, hash: &str) -> Result<Option<(i64, Option<i64>
 }
 
 /// The claims gatehouse says about a user (ID token and userinfo alike).
+///
+/// `email` (with `email_verified: true`) only for the `email` scope and only when the address
+/// is inside the org's verified domains: an app that matches accounts by e-mail (most do, and
+/// many ignore `email_verified`) must never be handed another org's address. Names and
+/// `preferred_username` only for `profile`, the latter left out when it looks like an
+/// unverified e-mail address. `org`, `org_id`, `role` and `groups` always.
 pub fn user_claims(
     conn: &mut DbConn,
     user: &User,
     org: &Organization,
+    scope: &str,
 ) -> Result<Map<String, Value>> {
+    let scopes: Vec<&str> = scope.split(' ').collect();
     let (mut groups, role, email_verified) = crate::sso::resolve::app_view(conn, user, org)?;
     let name = user.display_name.clone().or_else(|| {
         match (user.given_name.as_deref(), user.family_name.as_deref()) {
@@ -482,20 +510,28 @@ pub fn user_claims(
     groups.truncate(GROUPS_CLAIM_MAX);
     let mut m = Map::new();
     m.insert("sub".into(), json!(user.id.to_string()));
-    if let Some(email) = &user.email {
-        m.insert("email".into(), json!(email));
-        m.insert("email_verified".into(), json!(email_verified));
+    let verified_email = user.email.as_deref().filter(|_| email_verified);
+    if scopes.contains(&"email") {
+        if let Some(email) = verified_email {
+            m.insert("email".into(), json!(email));
+            m.insert("email_verified".into(), json!(true));
+        }
     }
-    if let Some(n) = name {
-        m.insert("name".into(), json!(n));
+    if scopes.contains(&"profile") {
+        if let Some(n) = name {
+            m.insert("name".into(), json!(n));
+        }
+        if let Some(g) = &user.given_name {
+            m.insert("given_name".into(), json!(g));
+        }
+        if let Some(f) = &user.family_name {
+            m.insert("family_name".into(), json!(f));
+        }
+        let email_like = user.user_name.contains('@');
+        if !email_like || verified_email.is_some_and(|e| e.eq_ignore_ascii_case(&user.user_name)) {
+            m.insert("preferred_username".into(), json!(user.user_name));
+        }
     }
-    if let Some(g) = &user.given_name {
-        m.insert("given_name".into(), json!(g));
-    }
-    if let Some(f) = &user.family_name {
-        m.insert("family_name".into(), json!(f));
-    }
-    m.insert("preferred_username".into(), json!(user.user_name));
     m.insert("org".into(), json!(org.slug));
     m.insert("org_id".into(), json!(org.id.to_string()));
     m.insert("role".into(), json!(role));
@@ -546,16 +582,24 @@ pub fn owner(grant: &Grant) -> (OrgId, UserId) {
 
 /// Deletes up to `batch` rows of each kind nothing can use any more (`old`: an hour ago, so
 /// "expired" and "already used" answers stay exact for late callers): waiting requests and
-/// codes past their expiry, grants ended or revoked (with their codes and refresh tokens: a
-/// used refresh token is kept while its grant lives, so its reuse is still caught), and
-/// back-channel deliveries done or given up. Returns how many rows went.
-pub fn purge(conn: &mut DbConn, old: i64, batch: i64) -> diesel::QueryResult<usize> {
+/// codes past their expiry; grants an hour after their session ended (with their codes and
+/// refresh tokens; a revoked grant is kept until then, so the app still gets its
+/// back-channel logout and a reused refresh token is still recognised), and grants whose code
+/// expired unredeemed (the app never had a token); back-channel deliveries done or given up.
+/// Returns how many rows went, and whether some kind filled its batch (call again).
+pub fn purge(conn: &mut DbConn, old: i64, batch: i64) -> diesel::QueryResult<(usize, bool)> {
     use crate::db::schema::oidc_logouts;
+    let mut full = false;
+    let mut note = |n: usize| {
+        full |= n as i64 >= batch;
+        n
+    };
     let ids: Vec<String> = oidc_auth_requests::table
         .filter(oidc_auth_requests::expires_at.lt(old))
         .select(oidc_auth_requests::id_hash)
         .limit(batch)
         .load(conn)?;
+    note(ids.len());
     let mut n =
         diesel::delete(oidc_auth_requests::table.filter(oidc_auth_requests::id_hash.eq_any(&ids)))
             .execute(conn)?;
@@ -564,17 +608,22 @@ pub fn purge(conn: &mut DbConn, old: i64, batch: i64) -> diesel::QueryResult<usi
         .select(oidc_codes::code_hash)
         .limit(batch)
         .load(conn)?;
+    note(ids.len());
     n += diesel::delete(oidc_codes::table.filter(oidc_codes::code_hash.eq_any(&ids)))
         .execute(conn)?;
+    let never_redeemed = diesel::dsl::not(diesel::dsl::exists(
+        oidc_refresh_tokens::table.filter(oidc_refresh_tokens::grant_id.eq(oidc_grants::id)),
+    ));
     let ids: Vec<String> = oidc_grants::table
         .filter(
-            oidc_grants::ended_at
-                .lt(old)
-                .or(oidc_grants::revoked_at.lt(old)),
+            oidc_grants::ended_at.lt(old).or(oidc_grants::created_at
+                .lt(old - CODE_LIFETIME_SECS)
+                .and(never_redeemed)),
         )
         .select(oidc_grants::id)
         .limit(batch)
         .load(conn)?;
+    note(ids.len());
     n += diesel::delete(
         oidc_refresh_tokens::table.filter(oidc_refresh_tokens::grant_id.eq_any(&ids)),
     )
@@ -591,6 +640,21 @@ pub fn purge(conn: &mut DbConn, old: i64, batch: i64) -> diesel::QueryResult<usi
         .select(oidc_logouts::id)
         .limit(batch)
         .load(conn)?;
+    note(ids.len());
     n += diesel::delete(oidc_logouts::table.filter(oidc_logouts::id.eq_any(&ids))).execute(conn)?;
-    Ok(n)
+    Ok((n, full))
+}
+
+/// Whether `sid` names a sign-in through this session (a grant keeps its `sid` when the same
+/// user signs in again and the grant moves to the new session).
+pub fn sid_of_session(conn: &mut DbConn, session_hash: &str, sid: &str) -> Result<bool> {
+    if sid_for(session_hash) == sid {
+        return Ok(true);
+    }
+    let n: i64 = oidc_grants::table
+        .filter(oidc_grants::session_hash.eq(session_hash))
+        .filter(oidc_grants::sid.eq(sid))
+        .count()
+        .get_result(conn)?;
+    Ok(n > 0)
 }

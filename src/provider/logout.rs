@@ -26,7 +26,6 @@ use crate::http::pages::{render, render_error_page};
 use crate::identity::IdentityError;
 use crate::login::session::{self, Principal, SignedIn};
 use crate::provider::apps::{self, App};
-use crate::provider::grants::sid_for;
 use crate::provider::{issuer, jwt};
 use crate::startup::AppState;
 
@@ -478,11 +477,11 @@ async fn end_session_request(
                     }
                 }
                 let app = match aud.or(client_id) {
-                    Some(c) => match apps::by_client_id(conn, &c)? {
+                    Some(c) => match apps::by_client_id(conn, &c)?.filter(|a| a.enabled) {
                         Some(app) => Some(app),
-                        None => {
-                            return Ok(Err("The app asking to sign you out is not registered."))
-                        }
+                        None => return Ok(Err(
+                            "The app asking to sign you out is not registered, or it is disabled.",
+                        )),
                     },
                     None => None,
                 };
@@ -513,7 +512,20 @@ async fn end_session_request(
     let Some(signed) = signed else {
         return Ok(after_logout(&after));
     };
-    if hint_sid.as_deref() == Some(sid_for(&signed.id_hash).as_str()) {
+    let hinted = match hint_sid {
+        Some(sid) => {
+            let hash = signed.id_hash.clone();
+            state
+                .db
+                .run(move |conn| {
+                    crate::provider::grants::sid_of_session(conn, &hash, &sid)
+                        .map_err(AppError::from)
+                })
+                .await?
+        }
+        None => false,
+    };
+    if hinted {
         end_session(&state, &signed, after.app.clone(), "id_token_hint").await?;
         let mut res = after_logout(&after);
         let _ = res.add_removal_cookie(&session::session_removal(&state.settings));

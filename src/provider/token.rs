@@ -16,7 +16,7 @@ use crate::db::DbConn;
 use crate::http::errors::AppError;
 use crate::identity::IdentityError;
 use crate::provider::apps::{self, App};
-use crate::provider::grants::{self, Issued, Refusal, TOKEN_LIFETIME_SECS};
+use crate::provider::grants::{self, Issued, TOKEN_LIFETIME_SECS};
 use crate::provider::{issuer, jwt};
 use crate::startup::AppState;
 
@@ -163,7 +163,7 @@ fn tokens(
     });
     let access_token =
         jwt::sign(&access_claims, "at+jwt", &key, &state.key).map_err(AppError::Internal)?;
-    let mut claims = grants::user_claims(conn, &issued.user, &issued.org)?;
+    let mut claims = grants::user_claims(conn, &issued.user, &issued.org, &g.scope)?;
     claims.insert("iss".into(), json!(iss));
     claims.insert("aud".into(), json!(app.client_id));
     claims.insert("azp".into(), json!(app.client_id));
@@ -268,17 +268,13 @@ pub async fn token(
                         "refresh_token is missing".into(),
                     ));
                 };
-                match grants::refresh(conn, &app, token, now)? {
-                    Ok(issued) => match form.get("scope") {
-                        Some(s) if !narrower(s, &issued.grant.scope) => Err(Refusal {
-                            error: "invalid_scope",
-                            description: "a refresh cannot widen the granted scope".into(),
-                            grant: Some(issued.grant),
-                        }),
-                        _ => Ok(issued),
-                    },
-                    Err(r) => Err(r),
-                }
+                grants::refresh(
+                    conn,
+                    &app,
+                    token,
+                    form.get("scope").map(String::as_str),
+                    now,
+                )?
             };
             let action = if grant_type == "authorization_code" {
                 "oauth.token"
@@ -321,15 +317,6 @@ pub async fn token(
             oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", why)
         }
     })
-}
-
-/// Whether every scope in `asked` is in `granted`.
-fn narrower(asked: &str, granted: &str) -> bool {
-    let granted: Vec<&str> = granted.split(' ').collect();
-    asked
-        .split(' ')
-        .filter(|s| !s.is_empty())
-        .all(|s| granted.contains(&s))
 }
 
 /// An access token's grant, while the token, the grant, its session and its user are all
@@ -408,9 +395,12 @@ pub async fn userinfo(
         .db
         .run(move |conn| -> Result<Result<Value, String>, AppError> {
             match bearer(conn, &st, &token, now)? {
-                Ok((_, _, _, user, org)) => {
-                    Ok(Ok(Value::Object(grants::user_claims(conn, &user, &org)?)))
-                }
+                Ok((_, grant, _, user, org)) => Ok(Ok(Value::Object(grants::user_claims(
+                    conn,
+                    &user,
+                    &org,
+                    &grant.scope,
+                )?))),
                 Err(why) => Ok(Err(why)),
             }
         })

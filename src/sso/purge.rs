@@ -25,6 +25,8 @@ pub struct Purged {
     pub sessions: usize,
     /// The OpenID Provider's requests, codes, refresh tokens, ended grants and deliveries.
     pub provider: usize,
+    /// Whether one of the provider's kinds filled its batch (more may be left).
+    pub provider_full: bool,
 }
 
 impl Purged {
@@ -52,6 +54,7 @@ impl std::ops::AddAssign for Purged {
         self.handoffs += p.handoffs;
         self.sessions += p.sessions;
         self.provider += p.provider;
+        self.provider_full = p.provider_full;
     }
 }
 
@@ -109,7 +112,7 @@ pub fn batch(conn: &mut DbConn, now: i64) -> QueryResult<Purged> {
     crate::admin::once::purge(conn, now)?;
     // Form ids of admin pages (a few per admin change).
     crate::admin::submit::purge(conn, now)?;
-    let provider = crate::provider::grants::purge(conn, old, BATCH)?;
+    let (provider, provider_full) = crate::provider::grants::purge(conn, old, BATCH)?;
     Ok(Purged {
         saml_requests: saml,
         oidc_requests: oidc,
@@ -117,6 +120,7 @@ pub fn batch(conn: &mut DbConn, now: i64) -> QueryResult<Purged> {
         handoffs,
         sessions,
         provider,
+        provider_full,
     })
 }
 
@@ -128,7 +132,7 @@ pub async fn all(db: &crate::db::Db, now: i64) -> Result<Purged, crate::db::DbEr
             .write(move |c| batch(c, now).map_err(crate::db::DbError::from))
             .await?;
         total += p;
-        if !p.counts().iter().any(|n| *n as i64 == BATCH) {
+        if !p.provider_full && !p.counts()[..5].iter().any(|n| *n as i64 == BATCH) {
             return Ok(total);
         }
     }

@@ -1165,3 +1165,309 @@ async fn the_provider_on_postgres() {
         .unwrap();
     assert!(p.provider > 0, "{p:?}");
 }
+
+/// Claims follow the scope (`email` for e-mail, `profile` for names), and an e-mail outside
+/// the user's org's verified domains is never given as the user's: another org's user named
+/// `ann@acme.test` gets neither `email` nor an e-mail-shaped `preferred_username`, so an app
+/// that matches accounts by e-mail cannot be led into acme's ann.
+#[tokio::test]
+async fn claims_follow_the_scope_and_only_verified_emails() {
+    let op = op_setup(&[], &[]).await;
+    let app = &op.s.app;
+    // acme's ann with scope=openid only: no e-mail, no names; org and role always.
+    let (verifier, challenge) = pkce();
+    let back = op
+        .browse(
+            &op.authorize_url(&[
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+                ("login_hint", "ann@acme.test"),
+            ])
+            .replace("scope=openid+email+profile", "scope=openid"),
+            "ann",
+        )
+        .await;
+    let (_, t) = op.exchange(&query_of(&back)["code"], &verifier).await;
+    let c = claims_of(t["id_token"].as_str().unwrap());
+    assert!(c.get("email").is_none() && c.get("name").is_none(), "{c}");
+    assert_eq!(c["org"], "acme");
+    let (_, info) = op.userinfo(t["access_token"].as_str().unwrap()).await;
+    assert!(info.get("email").is_none(), "{info}");
+
+    // beta's user who calls herself ann@acme.test.
+    app.cli_ok(&["org", "create", "beta", "--domain", "beta.test"]);
+    app.cli_env(
+        &[("GH_TEST_PW", PASSWORD)],
+        &[
+            "user",
+            "add",
+            "beta",
+            "ann@acme.test",
+            "--password-env",
+            "GH_TEST_PW",
+        ],
+    )
+    .ok();
+    let mallory = browser();
+    let csrf = csrf_of(app, &mallory, "/sso/login").await;
+    let res = mallory
+        .post(app.url("/sso/login"))
+        .form(&[
+            ("email", "ann@acme.test"),
+            ("password", PASSWORD),
+            ("csrf", &csrf),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let (verifier, challenge) = pkce();
+    let res = mallory
+        .get(op.authorize_url(&[
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    let to = res.headers()["location"].to_str().unwrap().to_string();
+    let (status, t) = op.exchange(&query_of(&to)["code"], &verifier).await;
+    assert_eq!(status, 200, "{t}");
+    let c = claims_of(t["id_token"].as_str().unwrap());
+    assert_eq!(c["org"], "beta");
+    assert!(c.get("email").is_none(), "{c}");
+    assert!(c.get("preferred_username").is_none(), "{c}");
+    let (_, info) = op.userinfo(t["access_token"].as_str().unwrap()).await;
+    assert!(
+        info.get("email").is_none() && info.get("preferred_username").is_none(),
+        "{info}"
+    );
+}
+
+/// A refused refresh (a wider scope) leaves the refresh token as it was (RFC 6749 §5.2): the
+/// retry works and does not count as reuse.
+#[tokio::test]
+async fn a_refused_refresh_keeps_the_token() {
+    let op = op_setup(&[], &[]).await;
+    let t = op.sign_in("ann").await;
+    let rt = t["refresh_token"].as_str().unwrap();
+    let (status, e) = op
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", rt),
+            ("scope", "openid offline_access"),
+        ])
+        .await;
+    assert_eq!((status, e["error"].as_str()), (400, Some("invalid_scope")));
+    let (status, e) = op.refresh(rt).await;
+    assert_eq!(status, 200, "{e}");
+}
+
+/// Signing in again in the same browser (one app's prompt=login) keeps the user's other
+/// apps signed in: their grants move to the new session.
+#[tokio::test]
+async fn a_new_sign_in_keeps_the_other_apps_signed_in() {
+    let op = op_setup(&[], &[]).await;
+    let app = &op.s.app;
+    let t = op.sign_in("ann").await;
+    let (verifier, challenge) = pkce();
+    let start = op.authorize_url(&[
+        ("prompt", "login"),
+        ("login_hint", "ann@acme.test"),
+        ("code_challenge", &challenge),
+        ("code_challenge_method", "S256"),
+    ]);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let back = op.browse(&start, "ann").await;
+    let (status, _) = op.exchange(&query_of(&back)["code"], &verifier).await;
+    assert_eq!(status, 200);
+    let (status, e) = op.refresh(t["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, 200, "the first sign-in's tokens still work: {e}");
+    // And they still end with the (new) session.
+    app.cli_ok(&["user", "revoke-sessions", "acme", "ann@acme.test"]);
+    let (status, _) = op.refresh(e["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, 400);
+}
+
+/// A redirect URI the operator removed gets no code from a request that was already waiting;
+/// a disabled app's post-logout redirect is not followed; a continue URL works only in the
+/// browser that started the request (another signed-in browser cannot finish it for its own
+/// account: login CSRF).
+#[tokio::test]
+async fn removed_uris_disabled_apps_and_other_browsers_get_nothing() {
+    let op = op_setup(&[], &[]).await;
+    let app = &op.s.app;
+    let continue_of = |to: &str| {
+        url::form_urlencoded::parse(to.split_once('?').unwrap().1.as_bytes())
+            .find(|(k, _)| k == "return_to")
+            .unwrap()
+            .1
+            .into_owned()
+    };
+    // Another browser, signed in as someone else, opens the victim's continue URL.
+    app.cli_ok(&["org", "create", "beta", "--domain", "beta.test"]);
+    app.cli_env(
+        &[("GH_TEST_PW", PASSWORD)],
+        &[
+            "user",
+            "add",
+            "beta",
+            "mallory@beta.test",
+            "--password-env",
+            "GH_TEST_PW",
+        ],
+    )
+    .ok();
+    let victim = browser();
+    let (_, challenge) = pkce();
+    let res = victim
+        .get(op.authorize_url(&[
+            ("state", "victim-state"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    let cont = continue_of(res.headers()["location"].to_str().unwrap());
+    let attacker = signed_in_browser(app, "mallory@beta.test").await;
+    let res = attacker.get(app.url(&cont)).send().await.unwrap();
+    assert_eq!(res.status(), 400, "{:?}", res.headers().get("location"));
+
+    // A request waiting while its redirect URI is removed.
+    let (_, challenge) = pkce();
+    let res = app
+        .client
+        .get(op.authorize_url(&[
+            ("login_hint", "ann@acme.test"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    app.cli_ok(&[
+        "app",
+        "update",
+        "crm",
+        "--redirect-uri",
+        "https://crm.example.com/new",
+    ]);
+    let cont = continue_of(res.headers()["location"].to_str().unwrap());
+    op.s.app.sql("SELECT 1");
+    let t_back = {
+        // Sign in (SAML) as the browser would, then come back to the continue URL.
+        let to = res.headers()["location"].to_str().unwrap().to_string();
+        let r = app.client.get(app.url(&to)).send().await.unwrap();
+        let idp = r.headers()["location"].to_str().unwrap().to_string();
+        let saml = op.s.response(json!({"in_response_to": request_id(&idp)}));
+        let acs =
+            op.s.post_acs(saml["saml_response"].as_str().unwrap(), None)
+                .await;
+        let done = app
+            .client
+            .get(app.url(acs.headers()["location"].to_str().unwrap()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(done.headers()["location"].to_str().unwrap(), cont);
+        app.client.get(app.url(&cont)).send().await.unwrap()
+    };
+    assert_eq!(
+        t_back.status(),
+        400,
+        "{:?}",
+        t_back.headers().get("location")
+    );
+
+    // A disabled app's post-logout redirect is not followed.
+    app.cli_ok(&["app", "update", "crm", "--redirect-uri", REDIRECT]);
+    let t = op.sign_in("ann").await;
+    app.cli_ok(&["app", "update", "crm", "--disable"]);
+    let mut url = url::Url::parse(&app.url("/sso/oauth2/logout")).unwrap();
+    url.query_pairs_mut()
+        .append_pair("id_token_hint", t["id_token"].as_str().unwrap())
+        .append_pair("post_logout_redirect_uri", BYE);
+    let res = app.client.get(url.as_str()).send().await.unwrap();
+    assert_eq!(res.status(), 400, "{:?}", res.headers().get("location"));
+    assert!(res.headers().get("location").is_none());
+}
+
+/// The purge finishes however many rows there are, drops grants whose code was never
+/// redeemed, and keeps a revoked grant while its session lives, so the app still gets its
+/// back-channel logout when the session ends.
+#[tokio::test]
+async fn the_purge_is_complete_and_keeps_what_a_logout_needs() {
+    let op = op_setup(
+        &[],
+        &[
+            "--backchannel-logout-uri",
+            "https://crm.example.com/backchannel",
+        ],
+    )
+    .await;
+    let app = &op.s.app;
+    let shown: Value =
+        serde_json::from_str(app.cli_ok(&["app", "show", "crm", "--json"]).trim()).unwrap();
+    let app_id = shown["id"].as_str().unwrap();
+    let rows: Vec<String> = (0..2500)
+        .map(|i| format!("('h{i}', '{app_id}', '{REDIRECT}', 'openid', 'query', 'b', 0, 1)"))
+        .collect();
+    app.sql(&format!(
+        "INSERT INTO oidc_auth_requests (id_hash, app_id, redirect_uri, scope, response_mode, browser_hash, created_at, expires_at) VALUES {}",
+        rows.join(",")
+    ));
+    // A grant revoked by refresh-token reuse while its session lives on.
+    let t = op.sign_in("ann").await;
+    let (status, _) = op.refresh(t["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, 200);
+    let (status, _) = op.refresh(t["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, 400);
+    // An authorization whose code is never redeemed.
+    let (_, challenge) = pkce();
+    let res = app
+        .client
+        .get(op.authorize_url(&[
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers()["location"]
+        .to_str()
+        .unwrap()
+        .contains("code="));
+    let db = app.db();
+    let count = |sql: &str| -> i64 {
+        use diesel::prelude::*;
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        diesel::sql_query(sql)
+            .get_result::<N>(&mut *db.conn().unwrap())
+            .unwrap()
+            .n
+    };
+    assert_eq!(count("SELECT COUNT(*) AS n FROM oidc_grants"), 2);
+    let later = gatehouse::clock::now() + 7200;
+    // The session outlives the purge's clock here (its idle limit is moved out of the way).
+    app.sql("UPDATE sessions SET idle_timeout_secs = 86400, expires_at = expires_at + 86400");
+    gatehouse::sso::purge::all(&db, later).await.unwrap();
+    assert_eq!(count("SELECT COUNT(*) AS n FROM oidc_auth_requests"), 0);
+    assert_eq!(
+        count("SELECT COUNT(*) AS n FROM oidc_grants"),
+        1,
+        "the unredeemed grant went; the revoked one stays while its session lives"
+    );
+    app.cli_ok(&["user", "revoke-sessions", "acme", "ann@acme.test"]);
+    gatehouse::provider::logout::sweep(&mut db.conn().unwrap(), gatehouse::clock::now()).unwrap();
+    assert_eq!(
+        count("SELECT COUNT(*) AS n FROM oidc_logouts"),
+        1,
+        "the app hears of it"
+    );
+}
