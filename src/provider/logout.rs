@@ -35,8 +35,50 @@ pub const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 const SWEEP_BATCH: i64 = 500;
 /// Waits between attempts; after the last one the delivery is given up (about 28 hours).
 const BACKOFF_SECS: &[i64] = &[5, 30, 120, 600, 1800, 3600, 7200, 14_400, 28_800, 43_200];
-/// A delivery claimed by a replica is retried by another after this long.
-const LEASE_SECS: i64 = 60;
+/// A delivery claimed by a replica is retried by another after this long (well past
+/// [`DELIVERY_TIMEOUT`]).
+const LEASE_SECS: i64 = 120;
+/// One delivery's whole time (resolving, connecting, the app's answer).
+const DELIVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Deliveries in flight at once, per replica and per app: a slow app delays only its own.
+const MAX_IN_FLIGHT: usize = 32;
+const MAX_IN_FLIGHT_PER_APP: usize = 4;
+
+/// Deliveries in flight on this replica, per app id.
+fn in_flight() -> &'static std::sync::Mutex<std::collections::HashMap<String, usize>> {
+    static MAP: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, usize>>> =
+        std::sync::OnceLock::new();
+    MAP.get_or_init(Default::default)
+}
+
+/// Holds an app's in-flight slot until dropped.
+struct Slot(String);
+
+impl Slot {
+    fn take(app: &str) -> Option<Slot> {
+        let mut map = in_flight().lock().ok()?;
+        let total: usize = map.values().sum();
+        let mine = map.entry(app.to_string()).or_default();
+        if total >= MAX_IN_FLIGHT || *mine >= MAX_IN_FLIGHT_PER_APP {
+            return None;
+        }
+        *mine += 1;
+        Some(Slot(app.to_string()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut map) = in_flight().lock() {
+            if let Some(n) = map.get_mut(&self.0) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    map.remove(&self.0);
+                }
+            }
+        }
+    }
+}
 /// The logout token's lifetime (the RP checks `iat`; `exp` bounds replays).
 const LOGOUT_TOKEN_SECS: i64 = 120;
 const BACKCHANNEL_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
@@ -147,16 +189,16 @@ struct Claimed {
     attempts: i32,
 }
 
-/// Claims up to `limit` due deliveries (a lease: another replica retries after
-/// [`LEASE_SECS`] if this one dies).
-fn claim(conn: &mut DbConn, now: i64, limit: i64) -> Result<Vec<Claimed>, IdentityError> {
+/// Claims due deliveries this replica has room for (a lease: another replica retries after
+/// [`LEASE_SECS`] if this one dies), each with its app's in-flight slot.
+fn claim(conn: &mut DbConn, now: i64) -> Result<Vec<(Claimed, Slot)>, IdentityError> {
     type Row = (String, String, String, String, String, String, i32, i64);
     let due: Vec<Row> = oidc_logouts::table
         .filter(oidc_logouts::sent_at.is_null())
         .filter(oidc_logouts::gave_up_at.is_null())
         .filter(oidc_logouts::next_attempt_at.le(now))
         .order(oidc_logouts::next_attempt_at.asc())
-        .limit(limit)
+        .limit(200)
         .select((
             oidc_logouts::id,
             oidc_logouts::app_id,
@@ -170,6 +212,9 @@ fn claim(conn: &mut DbConn, now: i64, limit: i64) -> Result<Vec<Claimed>, Identi
         .load(conn)?;
     let mut out = Vec::new();
     for (id, app_id, sid, org_id, user_id, cause, attempts, at) in due {
+        let Some(slot) = Slot::take(&app_id) else {
+            continue;
+        };
         let won = diesel::update(
             oidc_logouts::table
                 .find(&id)
@@ -181,15 +226,18 @@ fn claim(conn: &mut DbConn, now: i64, limit: i64) -> Result<Vec<Claimed>, Identi
             continue;
         }
         if let Some(app) = apps::all_by_id(conn, &app_id)? {
-            out.push(Claimed {
-                id,
-                app,
-                sid,
-                org_id,
-                user_id,
-                cause,
-                attempts,
-            });
+            out.push((
+                Claimed {
+                    id,
+                    app,
+                    sid,
+                    org_id,
+                    user_id,
+                    cause,
+                    attempts,
+                },
+                slot,
+            ));
         }
     }
     Ok(out)
@@ -226,11 +274,18 @@ pub async fn run_once(state: &web::Data<AppState>) -> Result<(usize, usize), App
         .await?;
     let claimed = state
         .db
-        .write(move |conn| claim(conn, now, 20).map_err(AppError::from))
+        .write(move |conn| claim(conn, now).map_err(AppError::from))
         .await?;
     let tried = claimed.len();
-    for d in claimed {
-        deliver(state, d).await?;
+    // Each on its own: a slow app holds only its own slots, never the sweep.
+    for (d, slot) in claimed {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            if let Err(e) = deliver(&state, d).await {
+                tracing::warn!(error = %e, "a back-channel logout delivery could not be recorded; it is retried after its lease");
+            }
+        });
     }
     Ok((ended, tried))
 }
@@ -238,7 +293,21 @@ pub async fn run_once(state: &web::Data<AppState>) -> Result<(usize, usize), App
 async fn deliver(state: &web::Data<AppState>, d: Claimed) -> Result<(), AppError> {
     let now = crate::clock::now();
     let Some(uri) = d.app.backchannel_logout_uri.clone() else {
-        return Ok(());
+        // The app's URI was removed after the logout was queued: nothing to send it to.
+        let id = d.id.clone();
+        return state
+            .db
+            .write(move |conn| -> Result<(), AppError> {
+                diesel::update(oidc_logouts::table.find(&id))
+                    .set((
+                        oidc_logouts::gave_up_at.eq(Some(now)),
+                        oidc_logouts::last_error
+                            .eq(Some("the app no longer has a back-channel logout URI")),
+                    ))
+                    .execute(conn)?;
+                Ok(())
+            })
+            .await;
     };
     let st = state.clone();
     let (token, d) = state
@@ -253,26 +322,30 @@ async fn deliver(state: &web::Data<AppState>, d: Claimed) -> Result<(), AppError
         url::form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>()
     );
     let target = uri.clone();
-    let sent = tokio::task::spawn_blocking(move || {
-        crate::outbound::send(
-            crate::outbound::Request {
-                method: reqwest::Method::POST,
-                url: &target,
-                headers: vec![(
-                    "content-type".into(),
-                    "application/x-www-form-urlencoded".into(),
-                )],
-                body: Some(body.into_bytes()),
-            },
-            allow_private,
-        )
-    })
-    .await
-    .map_err(|e| AppError::Internal(anyhow::anyhow!("delivery task failed: {e}")))?;
+    let sent = tokio::time::timeout(
+        DELIVERY_TIMEOUT,
+        tokio::task::spawn_blocking(move || {
+            crate::outbound::send(
+                crate::outbound::Request {
+                    method: reqwest::Method::POST,
+                    url: &target,
+                    headers: vec![(
+                        "content-type".into(),
+                        "application/x-www-form-urlencoded".into(),
+                    )],
+                    body: Some(body.into_bytes()),
+                },
+                allow_private,
+            )
+        }),
+    )
+    .await;
     let outcome: Result<u16, String> = match sent {
-        Ok(res) if (200..300).contains(&res.status) => Ok(res.status),
-        Ok(res) => Err(format!("the app answered HTTP {}", res.status)),
-        Err(e) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {} s", DELIVERY_TIMEOUT.as_secs())),
+        Ok(Err(e)) => Err(format!("the delivery task failed: {e}")),
+        Ok(Ok(Ok(res))) if (200..300).contains(&res.status) => Ok(res.status),
+        Ok(Ok(Ok(res))) => Err(format!("the app answered HTTP {}", res.status)),
+        Ok(Ok(Err(e))) => Err(e.to_string()),
     };
     let attempt = d.attempts + 1;
     let done_at = crate::clock::now();

@@ -1471,3 +1471,80 @@ async fn the_purge_is_complete_and_keeps_what_a_logout_needs() {
         "the app hears of it"
     );
 }
+
+/// A slow back-channel endpoint delays only its own app: another app's logout arrives at
+/// once, and the sweep goes on.
+#[tokio::test]
+async fn a_slow_back_channel_endpoint_delays_no_one_else() {
+    let op = op_setup(&[("GATEHOUSE_OUTBOUND_ALLOW_PRIVATE", "true".into())], &[]).await;
+    let app = &op.s.app;
+    let receiver = Receiver::start(&op, 0);
+    app.cli_ok(&[
+        "app",
+        "update",
+        "crm",
+        "--backchannel-logout-uri",
+        &format!("http://127.0.0.1:{}/backchannel", receiver.port),
+    ]);
+    // An endpoint that accepts connections and never answers.
+    let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hang_port = hang.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = hang.accept().await {
+            held.push(socket);
+        }
+    });
+    let slow: Value = serde_json::from_str(
+        app.cli_ok(&[
+            "app",
+            "add",
+            "slow",
+            "--redirect-uri",
+            REDIRECT,
+            "--backchannel-logout-uri",
+            &format!("http://127.0.0.1:{hang_port}/backchannel"),
+            "--json",
+        ])
+        .trim(),
+    )
+    .unwrap();
+    let slow_id = slow["client_id"].as_str().unwrap();
+    // Signed in to the slow app, then signed out: its delivery hangs.
+    let _ = op.sign_in("ann").await;
+    let (_, challenge) = pkce();
+    let res = app
+        .client
+        .get(
+            op.authorize_url(&[
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+            ])
+            .replace(&op.client_id, slow_id),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers()["location"]
+        .to_str()
+        .unwrap()
+        .contains("code="));
+    app.cli_ok(&["user", "revoke-sessions", "acme", "ann@acme.test"]);
+    let first = receiver.next(10).await.expect("crm's first logout");
+    assert_eq!(first["ok"], true);
+    // A new session signed in to crm only, signed out while the slow delivery still hangs.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let _ = op.sign_in("ann").await;
+    app.cli_ok(&["user", "revoke-sessions", "acme", "ann@acme.test"]);
+    let started = std::time::Instant::now();
+    let got = receiver
+        .next(8)
+        .await
+        .expect("crm's logout, not behind the slow app's");
+    assert_eq!(got["ok"], true);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
