@@ -61,6 +61,20 @@ impl App {
             .map(|o| serde_json::from_str(o).unwrap_or_default())
     }
 
+    /// Whether `uri` is one of the app's redirect URIs: exactly, or for a plain-http loopback
+    /// one with any port (RFC 8252 §7.3: native apps listen on an ephemeral port).
+    pub fn accepts_redirect(&self, uri: &str) -> bool {
+        self.redirect_uris()
+            .iter()
+            .any(|r| r == uri || same_but_loopback_port(r, uri))
+    }
+
+    /// Whether the app is a native one that receives its code on a loopback address: nothing
+    /// proves which program listens there, so the user confirms every sign-in (RFC 8252 §8.6).
+    pub fn loopback_redirect(&self, uri: &str) -> bool {
+        self.public && url::Url::parse(uri).is_ok_and(|u| u.scheme() == "http" && is_loopback(&u))
+    }
+
     pub fn allows_org(&self, org: &OrgId) -> bool {
         self.orgs()
             .is_none_or(|orgs| orgs.iter().any(|o| o == org.as_str()))
@@ -121,6 +135,32 @@ pub struct Created {
     pub client_secret: Option<String>,
 }
 
+fn is_loopback(u: &url::Url) -> bool {
+    match u.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    }
+}
+
+/// `registered` and `given` are the same plain-http loopback URI but for the port.
+fn same_but_loopback_port(registered: &str, given: &str) -> bool {
+    let (Ok(mut r), Ok(mut g)) = (url::Url::parse(registered), url::Url::parse(given)) else {
+        return false;
+    };
+    if r.scheme() != "http"
+        || !is_loopback(&r)
+        || g.fragment().is_some()
+        || !g.username().is_empty()
+    {
+        return false;
+    }
+    let _ = r.set_port(None);
+    let _ = g.set_port(None);
+    r == g
+}
+
 /// An exact-match URI an app registers: `https`, or `http` to a loopback address only; no
 /// fragment, no user info.
 pub fn check_uri(what: &str, uri: &str) -> Result<String> {
@@ -141,12 +181,7 @@ pub fn check_uri(what: &str, uri: &str) -> Result<String> {
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err(bad("no user name or password in the URL"));
     }
-    let loopback = match parsed.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d == "localhost",
-        None => false,
-    };
+    let loopback = is_loopback(&parsed);
     match parsed.scheme() {
         "https" => {}
         "http" if loopback => {}

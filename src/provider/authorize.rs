@@ -34,6 +34,22 @@ const MAX_STATE: usize = 2048;
 pub enum Answer {
     Page(&'static str, String),
     Redirect(String),
+    /// "Continue to <app> as <user>?" (a native app on a loopback address).
+    Confirm {
+        app: String,
+        user: String,
+        csrf: String,
+        action: String,
+    },
+}
+
+#[derive(askama::Template)]
+#[template(path = "provider/continue.html")]
+struct ConfirmPage<'a> {
+    app: &'a str,
+    user: &'a str,
+    csrf: &'a str,
+    action: &'a str,
 }
 
 impl Answer {
@@ -48,6 +64,20 @@ impl Answer {
                 .insert_header(("location", location))
                 .insert_header(("cache-control", "no-store"))
                 .finish(),
+            Answer::Confirm {
+                app,
+                user,
+                csrf,
+                action,
+            } => crate::admin::once::no_store(crate::http::pages::render(
+                StatusCode::OK,
+                &ConfirmPage {
+                    app: &app,
+                    user: &user,
+                    csrf: &csrf,
+                    action: &action,
+                },
+            )),
         }
     }
 }
@@ -150,7 +180,7 @@ fn check(
             "The app did not say where to send you back (redirect_uri is missing).",
         )));
     };
-    if !app.redirect_uris().iter().any(|u| u == redirect_uri) {
+    if !app.accepts_redirect(redirect_uri) {
         return Ok(Err(error_page(
             "The app asked to send you back to an address it has not registered. Tell the app's administrators.",
         )));
@@ -388,8 +418,26 @@ async fn authorize(
                     .map(|s| s.id_hash.clone())
                     .unwrap_or_else(|| "-".into());
             } else if usable(signed.as_ref(), &asked.request) {
-                if let Some(s) = &signed {
-                    return Ok(finish(&st, conn, &asked.app, s, &asked.request, now)?);
+                let native = asked.app.loopback_redirect(&asked.request.redirect_uri);
+                match &signed {
+                    Some(s) if !native => {
+                        return Ok(finish(&st, conn, &asked.app, s, &asked.request, now)?);
+                    }
+                    // A native app: the user confirms on the continue page.
+                    _ if asked.prompt_none => {
+                        return Ok(error_redirect(
+                            &st,
+                            &asked.request.redirect_uri,
+                            asked.request.state.as_deref(),
+                            "interaction_required",
+                            "the user must confirm the sign-in to this app",
+                        ));
+                    }
+                    _ => {
+                        asked.request.browser_hash = browser_hash;
+                        let id = grants::save_request(conn, asked.request)?;
+                        return Ok(see_other(&format!("/sso/oauth2/continue/{id}")));
+                    }
                 }
             }
             if asked.prompt_none {
@@ -472,7 +520,30 @@ pub async fn resume(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, PageError> {
-    let id = path.into_inner();
+    resume_with(state, req, path.into_inner(), None).await
+}
+
+#[derive(serde::Deserialize)]
+pub struct ConfirmForm {
+    csrf: String,
+}
+
+/// `POST /sso/oauth2/continue/{id}`: the user confirmed a native app's sign-in.
+pub async fn confirm(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    form: web::Form<ConfirmForm>,
+) -> Result<HttpResponse, PageError> {
+    resume_with(state, req, path.into_inner(), Some(form.into_inner().csrf)).await
+}
+
+async fn resume_with(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: String,
+    confirmed: Option<String>,
+) -> Result<HttpResponse, PageError> {
     let signed = SignedIn::extract(&req).await.ok();
     let browser_hash = req
         .cookie(browser_cookie_name(&state.settings))
@@ -499,7 +570,7 @@ pub async fn resume(
                     "The app is no longer registered with gatehouse, or it is disabled.",
                 ));
             };
-            if !app.redirect_uris().contains(&request.redirect_uri) {
+            if !app.accepts_redirect(&request.redirect_uri) {
                 return Ok(error_page(
                     "The app no longer accepts sign-ins at the address it asked for. Go back to the app and sign in again.",
                 ));
@@ -511,6 +582,28 @@ pub async fn resume(
             let Some(signed) = signed else {
                 return Ok(error_page("Sign in to continue."));
             };
+            if app.loopback_redirect(&request.redirect_uri) {
+                match &confirmed {
+                    None => {
+                        let user = match &signed.principal {
+                            Principal::User { user, .. } => user.user_name.clone(),
+                            _ => String::new(),
+                        };
+                        return Ok(Answer::Confirm {
+                            app: app.name.clone(),
+                            user,
+                            csrf: signed.csrf_token.clone(),
+                            action: format!("/sso/oauth2/continue/{id}"),
+                        });
+                    }
+                    Some(csrf) if !crate::login::csrf::tokens_equal(&signed.csrf_token, csrf) => {
+                        return Ok(error_page(
+                            "This confirmation expired. Go back to the app and sign in again.",
+                        ));
+                    }
+                    Some(_) => {}
+                }
+            }
             if !grants::consume_request(conn, &request.id_hash, now)? {
                 return Ok(error_page(
                     "This sign-in was already used. Go back to the app.",

@@ -309,7 +309,7 @@ pub fn redeem_code(
     if now >= expires_at {
         return Ok(Err(invalid_grant("the code has expired", &grant)));
     }
-    if redirect_uri != Some(bound_uri.as_str()) || !app.redirect_uris().contains(&bound_uri) {
+    if redirect_uri != Some(bound_uri.as_str()) || !app.accepts_redirect(&bound_uri) {
         return Ok(Err(invalid_grant(
             "redirect_uri is not the one of the authorization request",
             &grant,

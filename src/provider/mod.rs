@@ -43,6 +43,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/sso/oauth2/continue/{id}",
             web::get().to(authorize::resume),
         )
+        .route(
+            "/sso/oauth2/continue/{id}",
+            web::post().to(authorize::confirm),
+        )
         .route("/sso/oauth2/token", web::post().to(token::token))
         .route("/sso/oauth2/userinfo", web::get().to(token::userinfo))
         .route("/sso/oauth2/userinfo", web::post().to(token::userinfo))

@@ -1548,3 +1548,105 @@ async fn a_slow_back_channel_endpoint_delays_no_one_else() {
         started.elapsed()
     );
 }
+
+/// A native app (public, loopback redirect URI): any port is accepted (RFC 8252 §7.3), and
+/// since nothing proves which program listens there, a live session is not enough: the user
+/// confirms (`prompt=none` answers interaction_required); the confirmation works once.
+#[tokio::test]
+async fn native_apps_on_loopback_ask_the_user_first() {
+    let op = op_setup(&[], &[]).await;
+    let app = &op.s.app;
+    let _ = op.sign_in("ann").await;
+    let cli: Value = serde_json::from_str(
+        app.cli_ok(&[
+            "app",
+            "add",
+            "desktop",
+            "--public",
+            "--redirect-uri",
+            "http://127.0.0.1:7777/cb",
+            "--json",
+        ])
+        .trim(),
+    )
+    .unwrap();
+    let client_id = cli["client_id"].as_str().unwrap();
+    let redirect = "http://127.0.0.1:54321/cb";
+    let (verifier, challenge) = pkce();
+    let url = |extra: &[(&str, &str)]| {
+        let mut u = url::Url::parse(&app.url("/sso/oauth2/authorize")).unwrap();
+        {
+            let mut q = u.query_pairs_mut();
+            q.append_pair("client_id", client_id)
+                .append_pair("redirect_uri", redirect)
+                .append_pair("response_type", "code")
+                .append_pair("scope", "openid")
+                .append_pair("code_challenge", &challenge)
+                .append_pair("code_challenge_method", "S256");
+            for (k, v) in extra {
+                q.append_pair(k, v);
+            }
+        }
+        u.to_string()
+    };
+    let res = app
+        .client
+        .get(url(&[("prompt", "none"), ("state", "n")]))
+        .send()
+        .await
+        .unwrap();
+    let q = query_of(res.headers()["location"].to_str().unwrap());
+    assert_eq!(q["error"], "interaction_required");
+    let res = app.client.get(url(&[("state", "s")])).send().await.unwrap();
+    let to = res.headers()["location"].to_str().unwrap().to_string();
+    assert!(to.starts_with("/sso/oauth2/continue/"), "{to}");
+    let page = app.client.get(app.url(&to)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("Continue to desktop"), "{page}");
+    let csrf = form_field(&page, "csrf");
+    let post = || {
+        app.client
+            .post(app.url(&to))
+            .form(&[("csrf", csrf.as_str())])
+            .send()
+    };
+    let res = post().await.unwrap();
+    assert_eq!(res.status(), 303);
+    let back = res.headers()["location"].to_str().unwrap().to_string();
+    assert!(back.starts_with(redirect), "{back}");
+    assert_eq!(
+        post().await.unwrap().status(),
+        400,
+        "a second submit makes nothing twice"
+    );
+    let res = reqwest::Client::new()
+        .post(app.url("/sso/oauth2/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &query_of(&back)["code"]),
+            ("redirect_uri", redirect),
+            ("code_verifier", &verifier),
+            ("client_id", client_id),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // A forged confirmation (no or another CSRF value) is refused.
+    let res = app.client.get(url(&[])).send().await.unwrap();
+    let to = res.headers()["location"].to_str().unwrap().to_string();
+    let res = app
+        .client
+        .post(app.url(&to))
+        .form(&[("csrf", "forged")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    // An https redirect URI matches exactly, port included.
+    let bad = op
+        .authorize_url(&[])
+        .replace("crm.example.com%2Fcb", "crm.example.com%3A8443%2Fcb");
+    assert_eq!(app.client.get(&bad).send().await.unwrap().status(), 400);
+}
