@@ -189,6 +189,22 @@ pub async fn login(
         .append_pair("nonce", &nonce)
         .append_pair("code_challenge", challenge.as_str())
         .append_pair("code_challenge_method", "S256");
+    // An app asked for a new sign-in (prompt=login, max_age): so does the IdP.
+    let back = q.return_to.clone();
+    let fresh = state
+        .db
+        .run(move |conn| {
+            crate::provider::grants::fresh_sign_in_for(conn, back.as_deref(), now)
+                .map_err(AppError::from)
+        })
+        .await?;
+    if let Some(max_age) = fresh {
+        let mut q = url.query_pairs_mut();
+        if max_age == 0 {
+            q.append_pair("prompt", "login");
+        }
+        q.append_pair("max_age", &max_age.to_string());
+    }
     let row = (
         oidc_requests::state_hash.eq(sha256_hex(&state_token)),
         oidc_requests::connection_id.eq(c.id.clone()),

@@ -187,6 +187,18 @@ pub async fn login(
         .make_authentication_request(&cfg.sso_url)
         .map_err(|e| AppError::Internal(anyhow::anyhow!("AuthnRequest: {e}")))?;
     request.id = format!("_{}", hex::encode(random_bytes()));
+    // An app asked for a new sign-in (prompt=login, max_age): the IdP must authenticate again.
+    let back = q.return_to.clone();
+    let fresh = state
+        .db
+        .run(move |conn| {
+            crate::provider::grants::fresh_sign_in_for(conn, back.as_deref(), crate::clock::now())
+                .map_err(AppError::from)
+        })
+        .await?;
+    if fresh.is_some() {
+        request.force_authn = Some(true);
+    }
     let url = if cfg.sign_requests {
         let k = ctx
             .key

@@ -854,3 +854,48 @@ async fn forged_id_tokens_are_refused_with_the_cause() {
     let me: Value = app.me_json().await.json().await.unwrap();
     assert_eq!(me["user_name"], "fay@acme.test");
 }
+
+/// An app's `prompt=login` or `max_age` (gatehouse as OpenID Provider) reaches the customer's
+/// OIDC IdP as `prompt=login` / `max_age`, so a live IdP session does not answer silently.
+#[tokio::test]
+async fn an_apps_request_for_a_new_sign_in_reaches_the_idp() {
+    let Some(s) = setup(Backend::Sqlite).await else {
+        return;
+    };
+    let created: Value = serde_json::from_str(
+        s.app
+            .cli_ok(&[
+                "app",
+                "add",
+                "crm",
+                "--redirect-uri",
+                "https://crm.example.com/cb",
+                "--json",
+            ])
+            .trim(),
+    )
+    .unwrap();
+    let client_id = created["client_id"].as_str().unwrap();
+    for (extra, prompt, max_age) in [
+        ("&prompt=login", Some("login"), Some("0")),
+        ("&max_age=300", None, Some("300")),
+        ("", None, None),
+    ] {
+        let res = s
+            .app
+            .get(&format!(
+                "/sso/oauth2/authorize?client_id={client_id}&redirect_uri=https%3A%2F%2Fcrm.example.com%2Fcb&response_type=code&scope=openid&organization=acme{extra}"
+            ))
+            .await;
+        let to = location(&res);
+        assert!(
+            to.starts_with(&format!("/sso/oidc/{}/login", s.connection)),
+            "{to}"
+        );
+        let res = s.app.get(&to).await;
+        let auth = url::Url::parse(&location(&res)).unwrap();
+        let q: std::collections::HashMap<_, _> = auth.query_pairs().into_owned().collect();
+        assert_eq!(q.get("prompt").map(String::as_str), prompt, "{extra}");
+        assert_eq!(q.get("max_age").map(String::as_str), max_age, "{extra}");
+    }
+}

@@ -228,6 +228,22 @@ impl Op {
     }
 }
 
+/// The AuthnRequest XML inside an HTTP-Redirect URL (base64 of raw DEFLATE).
+pub(crate) fn authn_request_xml(location: &str) -> String {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let code = "import sys,zlib,base64,urllib.parse\n\
+                q=urllib.parse.urlparse(sys.stdin.read()).query\n\
+                print(zlib.decompress(base64.b64decode(urllib.parse.parse_qs(q)['SAMLRequest'][0]),-15).decode())";
+    let mut child = Command::new(root.join("tests/.venv/bin/python"))
+        .args(["-c", code])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), location.as_bytes()).unwrap();
+    String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
+}
+
 /// Verifies `token` with PyJWT against the JWKS (RS256 or ES256 only).
 pub(crate) fn verified_by_pyjwt(op: &Op, token: &str) -> Result<Value, String> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -294,6 +310,12 @@ async fn an_app_signs_a_user_in_with_the_code_flow() {
     assert!(
         to.starts_with(&format!("/sso/saml/{}/login?return_to=", op.s.connection)),
         "{to}"
+    );
+    let to_idp = app.client.get(app.url(to)).send().await.unwrap();
+    let xml = authn_request_xml(to_idp.headers()["location"].to_str().unwrap());
+    assert!(
+        !xml.contains(r#"ForceAuthn="true""#),
+        "an ordinary sign-in: {xml}"
     );
     let back = op.browse(&start, "ann").await;
     assert!(back.starts_with(REDIRECT), "{back}");
@@ -1050,6 +1072,10 @@ async fn prompts_hints_and_es256() {
             .await;
         assert_eq!(choices.len(), 1);
         tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        // The IdP is asked to authenticate again (a live IdP session must not answer).
+        let to_idp = app.client.get(app.url(&choices[0])).send().await.unwrap();
+        let xml = authn_request_xml(to_idp.headers()["location"].to_str().unwrap());
+        assert!(xml.contains(r#"ForceAuthn="true""#), "{xml}");
         let back = op.browse(&app.url(&choices[0]), "ann").await;
         let q = query_of(&back);
         let (status, t2) = op.exchange(&q["code"], &verifier).await;
