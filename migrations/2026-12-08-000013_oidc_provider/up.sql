@@ -67,7 +67,7 @@ CREATE TABLE oidc_refresh_tokens (
 );
 CREATE INDEX oidc_refresh_tokens_grant ON oidc_refresh_tokens (grant_id);
 
--- Back-channel logout deliveries: one per app and ended session, retried with back-off.
+-- Back-channel logout deliveries: one per app, ended session and sid, retried with back-off.
 CREATE TABLE oidc_logouts (
     id TEXT PRIMARY KEY NOT NULL,
     app_id TEXT NOT NULL REFERENCES oidc_apps (id) ON DELETE CASCADE,
@@ -83,6 +83,7 @@ CREATE TABLE oidc_logouts (
     sent_at BIGINT,
     gave_up_at BIGINT,
     last_error TEXT,
-    UNIQUE (app_id, session_hash)
+    -- A grant keeps its sid when it moves to the user's new session: one logout per sid.
+    UNIQUE (app_id, session_hash, sid)
 );
 CREATE INDEX oidc_logouts_due ON oidc_logouts (next_attempt_at) WHERE sent_at IS NULL AND gave_up_at IS NULL;

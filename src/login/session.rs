@@ -126,6 +126,10 @@ pub fn create(
     replaces: Option<&str>,
     now: i64,
 ) -> Result<String, IdentityError> {
+    let old_was_live = match replaces {
+        Some(old) => load_row(conn, old, now, false)?.is_some(),
+        None => false,
+    };
     if let Some(old) = replaces {
         diesel::update(sessions::table.find(old))
             .set(sessions::revoked_at.eq(Some(now)))
@@ -163,7 +167,8 @@ pub fn create(
     let id_hash = sha256_hex(&id);
     // The same user signing in again in this browser (an app's prompt=login, a new tab): the
     // apps signed in through the old session stay signed in, now through this one.
-    if let (Some(old), Some(user)) = (replaces, user_id) {
+    // Only from a session still live (one just revoked or deactivated passes nothing on).
+    if let (Some(old), Some(user)) = (replaces.filter(|_| old_was_live), user_id) {
         use crate::db::schema::oidc_grants;
         diesel::update(
             oidc_grants::table

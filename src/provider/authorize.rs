@@ -463,7 +463,12 @@ async fn authorize(
         .await?;
     let mut res = answer.response();
     if existing.is_none() {
-        let c = crate::login::session::build_cookie(&state.settings, cookie, browser);
+        let mut c = crate::login::session::build_cookie(&state.settings, cookie, browser);
+        // It carries no authority: sent on cross-site POSTs too (an app's form-posted
+        // request must not replace it and strand the browser's other waiting sign-ins).
+        if state.settings.is_https() {
+            c.set_same_site(actix_web::cookie::SameSite::None);
+        }
         let _ = res.add_cookie(&c);
     }
     Ok(res)

@@ -527,8 +527,7 @@ pub fn user_claims(
         if let Some(f) = &user.family_name {
             m.insert("family_name".into(), json!(f));
         }
-        let email_like = user.user_name.contains('@');
-        if !email_like || verified_email.is_some_and(|e| e.eq_ignore_ascii_case(&user.user_name)) {
+        if username_shown(user, verified_email) {
             m.insert("preferred_username".into(), json!(user.user_name));
         }
     }
@@ -540,6 +539,21 @@ pub fn user_claims(
         m.insert("groups_truncated".into(), json!(true));
     }
     Ok(m)
+}
+
+/// Whether the user name may be shown as the user's: not when it looks like an e-mail address
+/// other than the verified one (it could name another org's account).
+fn username_shown(user: &User, verified_email: Option<&str>) -> bool {
+    !user.user_name.contains('@')
+        || verified_email.is_some_and(|e| e.eq_ignore_ascii_case(&user.user_name))
+}
+
+/// The user name as introspection says it (`username`), under the same rule as
+/// `preferred_username`.
+pub fn safe_username(conn: &mut DbConn, user: &User) -> Result<Option<String>> {
+    let verified = crate::identity::users::email_verified(conn, user)?;
+    let email = user.email.as_deref().filter(|_| verified);
+    Ok(username_shown(user, email).then(|| user.user_name.clone()))
 }
 
 /// RFC 8176 `amr` values for a gatehouse sign-in method.

@@ -41,7 +41,7 @@ const LEASE_SECS: i64 = 120;
 /// One delivery's whole time (resolving, connecting, the app's answer).
 const DELIVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Deliveries in flight at once, per replica and per app: a slow app delays only its own.
-const MAX_IN_FLIGHT: usize = 32;
+const MAX_IN_FLIGHT: usize = 64;
 const MAX_IN_FLIGHT_PER_APP: usize = 4;
 
 /// Deliveries in flight on this replica, per app id.
@@ -151,10 +151,12 @@ pub fn sweep(conn: &mut DbConn, now: i64) -> Result<usize, IdentityError> {
             }
             _ => "the session expired",
         };
-        // One logout per app and session, however many times the app signed in through it.
+        // One logout per app, session and sid, however many times the app signed in through
+        // it (a grant moved from the user's previous session keeps its own sid).
         let queued: i64 = oidc_logouts::table
             .filter(oidc_logouts::app_id.eq(&app))
             .filter(oidc_logouts::session_hash.eq(&session_hash))
+            .filter(oidc_logouts::sid.eq(&sid))
             .count()
             .get_result(conn)?;
         if queued > 0 {
@@ -193,10 +195,22 @@ struct Claimed {
 /// [`LEASE_SECS`] if this one dies), each with its app's in-flight slot.
 fn claim(conn: &mut DbConn, now: i64) -> Result<Vec<(Claimed, Slot)>, IdentityError> {
     type Row = (String, String, String, String, String, String, i32, i64);
+    // Apps with no free slot are left out in the query itself: one app's backlog cannot fill
+    // the page and starve the others.
+    let busy: Vec<String> = in_flight()
+        .lock()
+        .map(|m| {
+            m.iter()
+                .filter(|(_, n)| **n >= MAX_IN_FLIGHT_PER_APP)
+                .map(|(app, _)| app.clone())
+                .collect()
+        })
+        .unwrap_or_default();
     let due: Vec<Row> = oidc_logouts::table
         .filter(oidc_logouts::sent_at.is_null())
         .filter(oidc_logouts::gave_up_at.is_null())
         .filter(oidc_logouts::next_attempt_at.le(now))
+        .filter(oidc_logouts::app_id.ne_all(&busy))
         .order(oidc_logouts::next_attempt_at.asc())
         .limit(200)
         .select((
@@ -312,40 +326,20 @@ async fn deliver(state: &web::Data<AppState>, d: Claimed) -> Result<(), AppError
     let st = state.clone();
     let (token, d) = state
         .db
-        .run(move |conn| -> Result<(String, Claimed), AppError> {
-            Ok((logout_token(conn, &st, &d, now)?, d))
-        })
+        .run(
+            move |conn| -> Result<(Result<String, String>, Claimed), AppError> {
+                let token = logout_token(conn, &st, &d, now).map_err(|e| e.to_string());
+                Ok((token, d))
+            },
+        )
         .await?;
-    let allow_private = state.settings.outbound_allow_private;
-    let body = format!(
-        "logout_token={}",
-        url::form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>()
-    );
-    let target = uri.clone();
-    let sent = tokio::time::timeout(
-        DELIVERY_TIMEOUT,
-        tokio::task::spawn_blocking(move || {
-            crate::outbound::send(
-                crate::outbound::Request {
-                    method: reqwest::Method::POST,
-                    url: &target,
-                    headers: vec![(
-                        "content-type".into(),
-                        "application/x-www-form-urlencoded".into(),
-                    )],
-                    body: Some(body.into_bytes()),
-                },
-                allow_private,
-            )
-        }),
-    )
-    .await;
-    let outcome: Result<u16, String> = match sent {
-        Err(_) => Err(format!("no answer within {} s", DELIVERY_TIMEOUT.as_secs())),
-        Ok(Err(e)) => Err(format!("the delivery task failed: {e}")),
-        Ok(Ok(Ok(res))) if (200..300).contains(&res.status) => Ok(res.status),
-        Ok(Ok(Ok(res))) => Err(format!("the app answered HTTP {}", res.status)),
-        Ok(Ok(Err(e))) => Err(e.to_string()),
+    let outcome = match token {
+        Ok(token) => post(&uri, &token, state.settings.outbound_allow_private).await,
+        // Counted and audited as an attempt, then retried with the back-off.
+        Err(e) => {
+            tracing::error!(error = %e, "no logout token could be made");
+            Err("gatehouse could not make the logout token (see its log)".into())
+        }
     };
     let attempt = d.attempts + 1;
     let done_at = crate::clock::now();
@@ -390,6 +384,41 @@ async fn deliver(state: &web::Data<AppState>, d: Claimed) -> Result<(), AppError
             Ok(())
         })
         .await
+}
+
+/// POSTs a logout token through the guarded outbound client within [`DELIVERY_TIMEOUT`]:
+/// the app's status, or why not.
+async fn post(uri: &str, token: &str, allow_private: bool) -> Result<u16, String> {
+    let body = format!(
+        "logout_token={}",
+        url::form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>()
+    );
+    let target = uri.to_string();
+    let sent = tokio::time::timeout(
+        DELIVERY_TIMEOUT,
+        tokio::task::spawn_blocking(move || {
+            crate::outbound::send(
+                crate::outbound::Request {
+                    method: reqwest::Method::POST,
+                    url: &target,
+                    headers: vec![(
+                        "content-type".into(),
+                        "application/x-www-form-urlencoded".into(),
+                    )],
+                    body: Some(body.into_bytes()),
+                },
+                allow_private,
+            )
+        }),
+    )
+    .await;
+    match sent {
+        Err(_) => Err(format!("no answer within {} s", DELIVERY_TIMEOUT.as_secs())),
+        Ok(Err(e)) => Err(format!("the delivery task failed: {e}")),
+        Ok(Ok(Ok(res))) if (200..300).contains(&res.status) => Ok(res.status),
+        Ok(Ok(Ok(res))) => Err(format!("the app answered HTTP {}", res.status)),
+        Ok(Ok(Err(e))) => Err(e.to_string()),
+    }
 }
 
 /// Every [`SWEEP_EVERY`], for as long as the process runs.

@@ -42,6 +42,13 @@ fn no_store_json(body: Value) -> HttpResponse {
 pub fn single_params(pairs: Vec<(String, String)>) -> Result<HashMap<String, String>, String> {
     let mut map = HashMap::new();
     for (k, v) in pairs {
+        // No text column takes a NUL (PostgreSQL refuses it), and no parameter needs one.
+        if k.contains('\0') || v.contains('\0') {
+            return Err(format!(
+                "`{}` contains a NUL character",
+                k.replace('\0', "")
+            ));
+        }
         if map.insert(k.clone(), v).is_some() {
             return Err(format!("`{k}` is given more than once"));
         }
@@ -531,7 +538,7 @@ pub async fn introspect(
                 return Ok(Ok(match grants::live(conn, &g, &app, now, false)? {
                     Ok((user, org)) => json!({
                         "active": true, "token_type": "refresh_token", "client_id": app.client_id,
-                        "sub": user.id.to_string(), "username": user.user_name, "scope": g.scope,
+                        "sub": user.id.to_string(), "username": grants::safe_username(conn, &user)?, "scope": g.scope,
                         "iss": issuer(&st.settings), "sid": g.sid, "org": org.slug,
                     }),
                     Err(_) => inactive,
@@ -542,7 +549,7 @@ pub async fn introspect(
                     let mut c = claims;
                     c["active"] = json!(true);
                     c["token_type"] = json!("Bearer");
-                    c["username"] = json!(user.user_name);
+                    c["username"] = json!(grants::safe_username(conn, &user)?);
                     c
                 }
                 _ => inactive,

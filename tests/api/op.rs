@@ -1150,6 +1150,28 @@ async fn the_provider_on_postgres() {
     else {
         return;
     };
+    // A NUL anywhere is a bad request, not a database error.
+    let res = op.s.app.get("/sso/oauth2/authorize?client_id=%00").await;
+    assert_eq!(res.status(), 400);
+    let res =
+        op.s.app
+            .client
+            .get(op.authorize_url(&[("state", "a\0b")]))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(res.status(), 400);
+    let res = reqwest::Client::new()
+        .post(op.s.app.url("/sso/oauth2/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", "x"),
+            ("client_id", "a\0"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
     let t = op.sign_in("ann").await;
     let (status, r1) = op.refresh(t["refresh_token"].as_str().unwrap()).await;
     assert_eq!(status, 200, "{r1}");
@@ -1268,6 +1290,18 @@ async fn claims_follow_the_scope_and_only_verified_emails() {
         info.get("email").is_none() && info.get("preferred_username").is_none(),
         "{info}"
     );
+    let introspected: Value = reqwest::Client::new()
+        .post(app.url("/sso/oauth2/introspect"))
+        .basic_auth(&op.client_id, Some(&op.secret))
+        .form(&[("token", t["access_token"].as_str().unwrap())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(introspected["active"], true);
+    assert!(introspected["username"].is_null(), "{introspected}");
 }
 
 /// A refused refresh (a wider scope) leaves the refresh token as it was (RFC 6749 §5.2): the
@@ -1293,9 +1327,18 @@ async fn a_refused_refresh_keeps_the_token() {
 /// apps signed in: their grants move to the new session.
 #[tokio::test]
 async fn a_new_sign_in_keeps_the_other_apps_signed_in() {
-    let op = op_setup(&[], &[]).await;
+    let op = op_setup(&[("GATEHOUSE_OUTBOUND_ALLOW_PRIVATE", "true".into())], &[]).await;
     let app = &op.s.app;
+    let receiver = Receiver::start(&op, 0);
+    app.cli_ok(&[
+        "app",
+        "update",
+        "crm",
+        "--backchannel-logout-uri",
+        &format!("http://127.0.0.1:{}/backchannel", receiver.port),
+    ]);
     let t = op.sign_in("ann").await;
+    let sid1 = claims_of(t["id_token"].as_str().unwrap())["sid"].clone();
     let (verifier, challenge) = pkce();
     let start = op.authorize_url(&[
         ("prompt", "login"),
@@ -1305,14 +1348,23 @@ async fn a_new_sign_in_keeps_the_other_apps_signed_in() {
     ]);
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let back = op.browse(&start, "ann").await;
-    let (status, _) = op.exchange(&query_of(&back)["code"], &verifier).await;
+    let (status, t2) = op.exchange(&query_of(&back)["code"], &verifier).await;
     assert_eq!(status, 200);
+    let sid2 = claims_of(t2["id_token"].as_str().unwrap())["sid"].clone();
     let (status, e) = op.refresh(t["refresh_token"].as_str().unwrap()).await;
     assert_eq!(status, 200, "the first sign-in's tokens still work: {e}");
-    // And they still end with the (new) session.
+    // And they still end with the (new) session; the app hears of both its sessions.
     app.cli_ok(&["user", "revoke-sessions", "acme", "ann@acme.test"]);
     let (status, _) = op.refresh(e["refresh_token"].as_str().unwrap()).await;
     assert_eq!(status, 400);
+    let mut sids = vec![
+        receiver.next(10).await.expect("a logout")["claims"]["sid"].clone(),
+        receiver.next(10).await.expect("a second logout")["claims"]["sid"].clone(),
+    ];
+    sids.sort_by_key(|v| v.to_string());
+    let mut want = vec![sid1, sid2];
+    want.sort_by_key(|v| v.to_string());
+    assert_eq!(sids, want);
 }
 
 /// A redirect URI the operator removed gets no code from a request that was already waiting;
@@ -1558,6 +1610,22 @@ async fn a_slow_back_channel_endpoint_delays_no_one_else() {
     app.cli_ok(&["user", "revoke-sessions", "acme", "ann@acme.test"]);
     let first = receiver.next(10).await.expect("crm's first logout");
     assert_eq!(first["ok"], true);
+    // A backlog of the slow app's deliveries, all due.
+    let slow_row: Value =
+        serde_json::from_str(app.cli_ok(&["app", "show", "slow", "--json"]).trim()).unwrap();
+    let org_id = app.first_org_id();
+    let rows: Vec<String> = (0..300)
+        .map(|i| {
+            format!(
+                "('l{i}', '{}', 's{i}', 'sid{i}', '{org_id}', 'u', 'test', 0, 0, 0)",
+                slow_row["id"].as_str().unwrap()
+            )
+        })
+        .collect();
+    app.sql(&format!(
+        "INSERT INTO oidc_logouts (id, app_id, session_hash, sid, org_id, user_id, cause, created_at, attempts, next_attempt_at) VALUES {}",
+        rows.join(",")
+    ));
     // A new session signed in to crm only, signed out while the slow delivery still hangs.
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let _ = op.sign_in("ann").await;
