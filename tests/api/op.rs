@@ -714,6 +714,22 @@ impl Receiver {
     }
 }
 
+impl Op {
+    /// A back-channel receiver (its first `fail_first` POSTs answered 503), set as crm's
+    /// back-channel logout URI.
+    pub(crate) fn receiver(&self, fail_first: u32) -> Receiver {
+        let receiver = Receiver::start(self, fail_first);
+        self.s.app.cli_ok(&[
+            "app",
+            "update",
+            "crm",
+            "--backchannel-logout-uri",
+            &format!("http://127.0.0.1:{}/backchannel", receiver.port),
+        ]);
+        receiver
+    }
+}
+
 impl Drop for Receiver {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -726,14 +742,7 @@ impl Drop for Receiver {
 #[tokio::test]
 async fn session_ends_reach_the_app_by_back_channel_logout() {
     let mut op = op_setup(&[("GATEHOUSE_OUTBOUND_ALLOW_PRIVATE", "true".into())], &[]).await;
-    let receiver = Receiver::start(&op, 1);
-    op.s.app.cli_ok(&[
-        "app",
-        "update",
-        "crm",
-        "--backchannel-logout-uri",
-        &format!("http://127.0.0.1:{}/backchannel", receiver.port),
-    ]);
+    let receiver = op.receiver(1);
     let _ = &mut op;
 
     // 1. SCIM deactivation.
@@ -1329,14 +1338,7 @@ async fn a_refused_refresh_keeps_the_token() {
 async fn a_new_sign_in_keeps_the_other_apps_signed_in() {
     let op = op_setup(&[("GATEHOUSE_OUTBOUND_ALLOW_PRIVATE", "true".into())], &[]).await;
     let app = &op.s.app;
-    let receiver = Receiver::start(&op, 0);
-    app.cli_ok(&[
-        "app",
-        "update",
-        "crm",
-        "--backchannel-logout-uri",
-        &format!("http://127.0.0.1:{}/backchannel", receiver.port),
-    ]);
+    let receiver = op.receiver(0);
     let t = op.sign_in("ann").await;
     let sid1 = claims_of(t["id_token"].as_str().unwrap())["sid"].clone();
     let (verifier, challenge) = pkce();
@@ -1556,14 +1558,7 @@ async fn the_purge_is_complete_and_keeps_what_a_logout_needs() {
 async fn a_slow_back_channel_endpoint_delays_no_one_else() {
     let op = op_setup(&[("GATEHOUSE_OUTBOUND_ALLOW_PRIVATE", "true".into())], &[]).await;
     let app = &op.s.app;
-    let receiver = Receiver::start(&op, 0);
-    app.cli_ok(&[
-        "app",
-        "update",
-        "crm",
-        "--backchannel-logout-uri",
-        &format!("http://127.0.0.1:{}/backchannel", receiver.port),
-    ]);
+    let receiver = op.receiver(0);
     // An endpoint that accepts connections and never answers.
     let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let hang_port = hang.local_addr().unwrap().port();
