@@ -1739,3 +1739,119 @@ async fn native_apps_on_loopback_ask_the_user_first() {
         .replace("crm.example.com%2Fcb", "crm.example.com%3A8443%2Fcb");
     assert_eq!(app.client.get(&bad).send().await.unwrap().status(), 400);
 }
+
+/// The provider's pages in Chromium: see `tests/peers/browser_op_pages.mjs`. Screenshots are
+/// kept in `target/test-artifacts/op-pages/` (not committed).
+#[tokio::test]
+async fn the_providers_pages_in_a_browser() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let op = op_setup(&[], &[]).await;
+    let app = &op.s.app;
+    app.cli_ok(&["org", "create", "beta", "--domain", "beta.test"]);
+    app.cli_env(
+        &[("GH_TEST_PW", PASSWORD)],
+        &[
+            "user",
+            "add",
+            "beta",
+            "bob@beta.test",
+            "--password-env",
+            "GH_TEST_PW",
+        ],
+    )
+    .ok();
+    let uri = add_instance_admin(app, "ops@operator.test");
+    // The apps' own pages: one loopback server answers for both (the native app's ephemeral
+    // port, and crm's page after sign-out).
+    let apps_page = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let apps_port = apps_page.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in apps_page.incoming().map_while(Result::ok) {
+            let mut buf = [0u8; 4096];
+            let _ = std::io::Read::read(&mut stream, &mut buf);
+            let body = "<h1>The app's own page</h1>";
+            let _ = std::io::Write::write_all(
+                &mut stream,
+                format!("HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).as_bytes(),
+            );
+        }
+    });
+    let bye = format!("http://127.0.0.1:{apps_port}/bye");
+    app.cli_ok(&["app", "update", "crm", "--post-logout-redirect-uri", &bye]);
+    let desktop: Value = serde_json::from_str(
+        app.cli_ok(&[
+            "app",
+            "add",
+            "desktop",
+            "--name",
+            "Acme Desktop",
+            "--public",
+            "--redirect-uri",
+            "http://127.0.0.1:7777/cb",
+            "--json",
+        ])
+        .trim(),
+    )
+    .unwrap();
+    let (_, challenge) = pkce();
+    let mut native = url::Url::parse(&app.url("/sso/oauth2/authorize")).unwrap();
+    native
+        .query_pairs_mut()
+        .append_pair("client_id", desktop["client_id"].as_str().unwrap())
+        .append_pair("redirect_uri", &format!("http://127.0.0.1:{apps_port}/cb"))
+        .append_pair("response_type", "code")
+        .append_pair("scope", "openid")
+        .append_pair("state", "desk")
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256");
+    let mut logout = url::Url::parse(&app.url("/sso/oauth2/logout")).unwrap();
+    logout
+        .query_pairs_mut()
+        .append_pair("client_id", &op.client_id)
+        .append_pair("post_logout_redirect_uri", &bye)
+        .append_pair("state", "bye-2");
+    let shots = root.join("target/test-artifacts/op-pages");
+    let _ = std::fs::remove_dir_all(&shots);
+    let out = run_browser_script(
+        "browser_op_pages.mjs",
+        vec![
+            app.address.clone(),
+            "bob@beta.test".into(),
+            PASSWORD.into(),
+            native.to_string(),
+            logout.to_string(),
+            "ops@operator.test".into(),
+            totp_code(&uri, 0),
+            "desktop".into(),
+        ],
+        vec![("SCREENSHOT_DIR".into(), shots.display().to_string())],
+    )
+    .await;
+    assert_eq!(out["confirm_title"], "Continue to Acme Desktop?", "{out}");
+    let to_app = out["to_app"].as_str().unwrap();
+    assert!(
+        to_app.contains("code=") && to_app.contains("state=desk"),
+        "{to_app}"
+    );
+    assert_eq!(out["again_title"], "This sign-in has ended", "{out}");
+    assert_eq!(out["logout_title"], "Sign out?");
+    assert!(
+        out["logout_text"]
+            .as_str()
+            .unwrap()
+            .contains("Acme CRM asks to sign you out"),
+        "{out}"
+    );
+    assert_eq!(out["bye"], format!("{bye}?state=bye-2"));
+    assert_eq!(
+        out["back_title"], "The app's own page",
+        "back after signing out: nobody to sign out, straight on to the app"
+    );
+    assert_eq!(out["me_status"], 401, "signed out");
+    let rows = out["sign_ins"].as_str().unwrap();
+    assert!(
+        rows.contains("bob@beta.test") && rows.contains("signed out"),
+        "{rows}"
+    );
+    assert_eq!(out["issuer"], op.issuer());
+}
