@@ -595,7 +595,38 @@ async fn the_provider_refuses_what_the_specs_forbid() {
     for bad in [none, hs, tampered] {
         let (status, _) = op.userinfo(&bad).await;
         assert_eq!(status, 401, "{bad}");
+        let introspected: Value = reqwest::Client::new()
+            .post(app.url("/sso/oauth2/introspect"))
+            .basic_auth(&op.client_id, Some(&op.secret))
+            .form(&[("token", bad.as_str())])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(introspected, json!({"active": false}), "{bad}");
     }
+    // Nor as an id_token_hint at logout: an unsigned ID token names no session.
+    let id_parts: Vec<String> = op.sign_in("ann").await["id_token"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .map(str::to_string)
+        .collect();
+    let unsigned_hint = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT", "kid": kid})),
+        id_parts[1]
+    );
+    let mut url = url::Url::parse(&app.url("/sso/oauth2/logout")).unwrap();
+    url.query_pairs_mut()
+        .append_pair("id_token_hint", &unsigned_hint)
+        .append_pair("post_logout_redirect_uri", BYE);
+    let res = app.client.get(url.as_str()).send().await.unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(res.headers().get("location").is_none());
+    assert_eq!(app.me_json().await.status(), 200, "still signed in");
 
     // A public client must use PKCE; a confidential one cannot skip its secret.
     app.cli_ok(&["app", "add", "spa", "--public", "--redirect-uri", REDIRECT]);
