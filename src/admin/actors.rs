@@ -235,6 +235,24 @@ pub fn names<'a>(
             },
         );
     }
+    // Apps signing users in (the token endpoint's events). No link: an app's page is for
+    // instance admins, and org admins read these pages too.
+    let found: Vec<(String, String)> = crate::db::schema::oidc_apps::table
+        .filter(crate::db::schema::oidc_apps::id.eq_any(ids("app")))
+        .select((
+            crate::db::schema::oidc_apps::id,
+            crate::db::schema::oidc_apps::name,
+        ))
+        .load(conn)?;
+    for (id, name) in found {
+        out.insert(
+            format!("app:{id}"),
+            Named {
+                text: format!("app {name}"),
+                href: None,
+            },
+        );
+    }
     Ok(out)
 }
 
@@ -249,7 +267,7 @@ pub fn show(names: &HashMap<String, Named>, r: &str) -> Named {
     names.get(r).cloned().unwrap_or_else(|| Named {
         text: match r {
             "cli" => "gatehouse CLI".into(),
-            "system" => "gatehouse".into(),
+            "system" | "gatehouse" => "gatehouse".into(),
             _ => r.to_string(),
         },
         href: None,

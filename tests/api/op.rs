@@ -400,7 +400,12 @@ async fn an_app_signs_a_user_in_with_the_code_flow() {
         .await;
     assert_eq!(status, 200, "{again}");
 
-    // Audited, with no code or token in any payload.
+    // Audited, with no code or token in any payload; the org's audit page names the app.
+    app.add_org_admin("acme", "root@acme.test");
+    let admin = signed_in_browser(app, "root@acme.test").await;
+    let (status, audit_page) = crate::admin::get(&admin, app, "/sso/admin/orgs/acme/audit").await;
+    assert_eq!(status, 200);
+    assert!(audit_page.contains("app Acme CRM"), "{audit_page}");
     assert!(!op.events("oauth.authorize").is_empty());
     assert_eq!(op.events("oauth.token").len(), 2);
     assert_eq!(op.events("oauth.refresh").len(), 2);
