@@ -48,6 +48,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::post().to(authorize::confirm),
         )
         .route("/sso/oauth2/token", web::post().to(token::token))
+        .route(
+            "/sso/oauth2/token",
+            web::method(actix_web::http::Method::OPTIONS).to(token::preflight),
+        )
+        .route(
+            "/sso/oauth2/userinfo",
+            web::method(actix_web::http::Method::OPTIONS).to(token::preflight),
+        )
+        .route(
+            "/sso/oauth2/revoke",
+            web::method(actix_web::http::Method::OPTIONS).to(token::preflight),
+        )
         .route("/sso/oauth2/userinfo", web::get().to(token::userinfo))
         .route("/sso/oauth2/userinfo", web::post().to(token::userinfo))
         .route("/sso/oauth2/revoke", web::post().to(token::revoke))
@@ -89,7 +101,7 @@ pub async fn discovery(state: web::Data<AppState>) -> HttpResponse {
     let s = &state.settings;
     let iss = issuer(s);
     let at = |p: &str| s.url_for(p);
-    HttpResponse::Ok()
+    token::cors(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
         .json(json!({
             "issuer": iss,
@@ -119,7 +131,7 @@ pub async fn discovery(state: web::Data<AppState>) -> HttpResponse {
             "backchannel_logout_supported": true,
             "backchannel_logout_session_supported": true,
             "frontchannel_logout_supported": false,
-        }))
+        })))
 }
 
 /// `GET /sso/oauth2/jwks`: the OpenID Provider's public keys (RS256 and ES256; current and
@@ -135,7 +147,9 @@ pub async fn jwks(state: web::Data<AppState>) -> Result<HttpResponse, AppError> 
         .map(crate::gateway::identity::jwk)
         .collect::<anyhow::Result<Vec<_>>>()
         .map_err(AppError::Internal)?;
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
-        .json(json!({ "keys": keys })))
+    Ok(token::cors(
+        HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+            .json(json!({ "keys": keys })),
+    ))
 }

@@ -20,6 +20,62 @@ use crate::provider::grants::{self, Issued, TOKEN_LIFETIME_SECS};
 use crate::provider::{issuer, jwt};
 use crate::startup::AppState;
 
+/// Browser apps (SPAs) call the token, userinfo and revocation endpoints from their own
+/// origin: any origin may read the answers, never with credentials (these endpoints take no
+/// cookie; the client's secret or PKCE verifier, or the bearer token, is the proof).
+pub fn cors(mut res: HttpResponse) -> HttpResponse {
+    let h = res.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        header::HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        header::HeaderValue::from_static("www-authenticate"),
+    );
+    res
+}
+
+/// `OPTIONS` on those endpoints: the CORS preflight.
+pub async fn preflight() -> HttpResponse {
+    cors(
+        HttpResponse::NoContent()
+            .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST"))
+            .insert_header((
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                "authorization, content-type, dpop",
+            ))
+            .insert_header((header::ACCESS_CONTROL_MAX_AGE, "600"))
+            .finish(),
+    )
+}
+
+/// `POST /sso/oauth2/token`
+pub async fn token(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<Vec<(String, String)>>,
+) -> Result<HttpResponse, AppError> {
+    token_inner(state, req, form).await.map(cors)
+}
+
+/// `GET`/`POST /sso/oauth2/userinfo`
+pub async fn userinfo(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, AppError> {
+    userinfo_inner(state, req).await.map(cors)
+}
+
+/// `POST /sso/oauth2/revoke`
+pub async fn revoke(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<Vec<(String, String)>>,
+) -> Result<HttpResponse, AppError> {
+    revoke_inner(state, req, form).await.map(cors)
+}
+
 /// An OAuth error answer (RFC 6749 §5.2).
 pub fn oauth_error(status: StatusCode, error: &str, description: &str) -> HttpResponse {
     let mut res = HttpResponse::build(status);
@@ -222,8 +278,8 @@ enum TokenOutcome {
     BadClient(&'static str),
 }
 
-/// `POST /sso/oauth2/token`
-pub async fn token(
+/// The token endpoint itself.
+async fn token_inner(
     state: web::Data<AppState>,
     req: HttpRequest,
     form: web::Form<Vec<(String, String)>>,
@@ -411,8 +467,8 @@ fn invalid_token(description: &str) -> HttpResponse {
         .json(json!({"error": "invalid_token", "error_description": description}))
 }
 
-/// `GET`/`POST /sso/oauth2/userinfo` with `Authorization: Bearer <access token>`.
-pub async fn userinfo(
+/// The userinfo endpoint itself, with `Authorization: Bearer <access token>`.
+async fn userinfo_inner(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, AppError> {
@@ -459,9 +515,9 @@ fn token_request(
     Ok((p, token))
 }
 
-/// `POST /sso/oauth2/revoke` (RFC 7009): a refresh or access token of the calling client
+/// Revocation itself (RFC 7009): a refresh or access token of the calling client
 /// revokes its whole sign-in. Unknown tokens get 200 as well, as the RFC asks.
-pub async fn revoke(
+async fn revoke_inner(
     state: web::Data<AppState>,
     req: HttpRequest,
     form: web::Form<Vec<(String, String)>>,

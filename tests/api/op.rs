@@ -364,6 +364,42 @@ async fn an_app_signs_a_user_in_with_the_code_flow() {
     let (status, info) = op.userinfo(access).await;
     assert_eq!(status, 200, "{info}");
     assert_eq!(info["sub"], sub);
+    // Browser apps may call these endpoints from their own origin (never with cookies).
+    for path in [
+        "/sso/oauth2/token",
+        "/sso/oauth2/userinfo",
+        "/sso/oauth2/revoke",
+    ] {
+        let res = reqwest::Client::new()
+            .request(reqwest::Method::OPTIONS, app.url(path))
+            .header("origin", "https://spa.example.com")
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type",
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 204, "{path}");
+        assert_eq!(res.headers()["access-control-allow-origin"], "*");
+        assert!(res
+            .headers()
+            .get("access-control-allow-credentials")
+            .is_none());
+        assert!(res.headers()["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .contains("authorization"));
+    }
+    let res = reqwest::Client::new()
+        .get(app.url("/sso/oauth2/userinfo"))
+        .bearer_auth(access)
+        .header("origin", "https://spa.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["access-control-allow-origin"], "*");
     assert_eq!(info["email"], "ann@acme.test");
     assert_eq!(info["role"], "developer");
 
