@@ -27,6 +27,8 @@ use crate::sso::handoff;
 use crate::sso::resolve::Asserted;
 use crate::startup::AppState;
 
+/// How far the IdP's clock may be behind ours when its `auth_time` is checked.
+const FRESH_SKEW_SECS: i64 = 60;
 const REQUEST_TTL_SECS: i64 = 600;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -198,7 +200,8 @@ pub async fn login(
                 .map_err(AppError::from)
         })
         .await?;
-    if let Some(max_age) = fresh {
+    if let Some(f) = fresh {
+        let max_age = f.max_age;
         let mut q = url.query_pairs_mut();
         if max_age == 0 {
             q.append_pair("prompt", "login");
@@ -616,6 +619,30 @@ pub async fn callback(
             now,
         )
         .await;
+    }
+
+    // An app asked for a new sign-in (prompt=login, max_age, passed on to the IdP): the ID
+    // token's auth_time must show the IdP authenticated the user again.
+    let back = pending.return_to.clone();
+    let fresh = state
+        .db
+        .run(move |conn| {
+            crate::provider::grants::fresh_sign_in_for(conn, back.as_deref(), now)
+                .map_err(AppError::from)
+        })
+        .await?;
+    if let Some(f) = fresh {
+        let refusal = match claims.get("auth_time").and_then(Value::as_i64) {
+            Some(t) if t + FRESH_SKEW_SECS >= f.not_before => None,
+            Some(t) => Some(format!(
+                "the app asked for a new sign-in, but the IdP's auth_time ({}) is older than that request: the IdP answered from its session",
+                crate::clock::rfc3339(t)
+            )),
+            None => Some("the app asked for a new sign-in, but the ID token has no auth_time".into()),
+        };
+        if let Some(cause) = refusal {
+            return fail(&state, &c, &attempt, cause, Some(claims), now).await;
+        }
     }
 
     let (conn_id, org_id) = (c.id.clone(), c.org_id.clone());

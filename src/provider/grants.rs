@@ -673,24 +673,29 @@ pub fn sid_of_session(conn: &mut DbConn, session_hash: &str, sid: &str) -> Resul
     Ok(n > 0)
 }
 
-/// When a sign-in comes back to an app's waiting request that asked for a new sign-in
-/// (`prompt=login`, `max_age`): the age the customer's IdP is asked to honour (0: authenticate
-/// again now), so a live IdP session does not answer silently. `None`: no such request.
+/// What an app's waiting request asks of the customer's IdP when it wanted a new sign-in
+/// (`prompt=login`, `max_age`).
+#[derive(Debug, Clone, Copy)]
+pub struct Fresh {
+    /// The IdP's authentication must be this recent (Unix seconds).
+    pub not_before: i64,
+    /// The `max_age` to pass on (0: authenticate again now).
+    pub max_age: i64,
+}
+
+/// The [`Fresh`] demand of the waiting request a sign-in returns to, if any.
 pub fn fresh_sign_in_for(
     conn: &mut DbConn,
     return_to: Option<&str>,
     now: i64,
-) -> Result<Option<i64>> {
+) -> Result<Option<Fresh>> {
     let Some(id) = return_to.and_then(|r| r.strip_prefix("/sso/oauth2/continue/")) else {
         return Ok(None);
     };
     Ok(find_request(conn, id, now)?.and_then(|r| {
-        r.fresh_after.map(|after| {
-            if r.stale_session_hash.is_some() {
-                0
-            } else {
-                (r.created_at - after).max(0)
-            }
+        r.fresh_after.map(|after| Fresh {
+            not_before: after,
+            max_age: (r.created_at - after).max(0),
         })
     }))
 }

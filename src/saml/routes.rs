@@ -610,6 +610,22 @@ async fn verify_and_finish(
                         return Ok(Err("InResponseTo names a sign-in request that was already used (replay)".into()));
                     }
                 }
+                // An app asked for a new sign-in: the IdP must have authenticated the user
+                // again, not answered from its own session (it was sent ForceAuthn).
+                if let Some(fresh) = crate::provider::grants::fresh_sign_in_for(conn, return_to.as_deref(), now)? {
+                    match verified.authn_instant {
+                        Some(at) if at + skew >= fresh.not_before => {}
+                        Some(at) => {
+                            return Ok(Err(format!(
+                                "the app asked for a new sign-in, but the IdP's AuthnInstant ({}) is older than that request: the IdP answered from its session",
+                                crate::clock::rfc3339(at)
+                            )))
+                        }
+                        None => {
+                            return Ok(Err("the app asked for a new sign-in, but the assertion has no AuthnInstant".into()))
+                        }
+                    }
+                }
                 let org = orgs::get(conn, &org_id)?;
                 if let Some(test_session) = &test {
                     return Ok(handoff::test_sign_in(conn, &org.id, &conn_id, &validated_config, "saml", &asserted, json!({"attributes": verified.attributes, "response_xml": xml_audit}), test_session.as_deref(), now)?.map(|()| String::new()));

@@ -54,6 +54,8 @@ pub struct Verified {
     pub transient: bool,
     pub not_on_or_after: Option<i64>,
     pub attributes: Vec<(String, Vec<String>)>,
+    /// When the IdP authenticated the user (the first AuthnStatement's AuthnInstant).
+    pub authn_instant: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -632,7 +634,14 @@ fn check_assertion(
             Some((name, values))
         })
         .collect();
+    let authn_instant = a
+        .authn_statements
+        .iter()
+        .flatten()
+        .find_map(|s| s.authn_instant)
+        .map(|t: DateTime<Utc>| t.timestamp());
     Ok(Verified {
+        authn_instant,
         assertion_id: a.id.clone(),
         subject: name_id.value.trim().to_string(),
         transient: name_id.format.as_deref() == Some(TRANSIENT),

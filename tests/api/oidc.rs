@@ -244,6 +244,10 @@ impl Setup {
         last_failure(&self.app)
     }
 
+    fn last_event_text(&self) -> String {
+        last_event(&self.app)
+    }
+
     fn op_log(&self) -> String {
         std::fs::read_to_string(self.op._dir.path().join("op.log")).unwrap_or_default()
     }
@@ -898,4 +902,19 @@ async fn an_apps_request_for_a_new_sign_in_reaches_the_idp() {
         assert_eq!(q.get("prompt").map(String::as_str), prompt, "{extra}");
         assert_eq!(q.get("max_age").map(String::as_str), max_age, "{extra}");
     }
+    // The IdP authenticates again and says so (auth_time): the sign-in goes on to the app.
+    let res = s
+        .app
+        .get(&format!(
+            "/sso/oauth2/authorize?client_id={client_id}&redirect_uri=https%3A%2F%2Fcrm.example.com%2Fcb&response_type=code&scope=openid&organization=acme&prompt=login"
+        ))
+        .await;
+    let res = s.app.get(&location(&res)).await;
+    let callback = at_provider(&s.op.issuer, &location(&res), "ann", &s.app).await;
+    let done = s.finish(&callback).await;
+    assert_eq!(done.status(), 303, "{}", s.last_event_text());
+    let cont = location(&done);
+    assert!(cont.starts_with("/sso/oauth2/continue/"), "{cont}");
+    let back = s.app.get(&cont).await;
+    assert!(location(&back).starts_with("https://crm.example.com/cb?code="));
 }

@@ -1155,8 +1155,29 @@ async fn prompts_hints_and_es256() {
         tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
         // The IdP is asked to authenticate again (a live IdP session must not answer).
         let to_idp = app.client.get(app.url(&choices[0])).send().await.unwrap();
-        let xml = authn_request_xml(to_idp.headers()["location"].to_str().unwrap());
+        let idp_url = to_idp.headers()["location"].to_str().unwrap().to_string();
+        let xml = authn_request_xml(&idp_url);
         assert!(xml.contains(r#"ForceAuthn="true""#), "{xml}");
+        // An IdP that answers from its own session anyway (an AuthnInstant from before the
+        // app's request) is refused: the app asked for a new sign-in.
+        let stale = op.s.response(json!({
+            "in_response_to": request_id(&idp_url),
+            "name_id": "00u-ann",
+            "authn_instant_offset": -600,
+        }));
+        let res =
+            op.s.post_acs(stale["saml_response"].as_str().unwrap(), None)
+                .await;
+        assert_eq!(res.status(), 400, "{extra:?}");
+        let refusal = op.events("login.saml");
+        assert!(
+            refusal[0]["payload"]
+                .as_str()
+                .unwrap()
+                .contains("answered from its session"),
+            "{:?}",
+            refusal[0]
+        );
         let back = op.browse(&app.url(&choices[0]), "ann").await;
         let q = query_of(&back);
         let (status, t2) = op.exchange(&q["code"], &verifier).await;

@@ -21,6 +21,8 @@ Input: one JSON object on stdin (see ``KNOWN_KEYS`` / ``parse_request``):
             sign_alg "rsa-sha256"|"rsa-sha1", digest_alg "sha256"|"sha1",
             issue_instant_offset (0), not_before_offset (-60),
             not_on_or_after_offset (300)           [seconds relative to now;
+              authn_instant_offset (default: issue_instant_offset) sets AuthnInstant alone
+              (an IdP answering from its own session);
               issue_instant_offset sets Response/Assertion IssueInstant and
               AuthnInstant, not_on_or_after_offset sets both Conditions and
               SubjectConfirmationData NotOnOrAfter],
@@ -190,7 +192,7 @@ OPTIONAL_BOOL = [
     "omit_destination",
     "encrypt_assertion",
 ]
-OPTIONAL_INT = ["issue_instant_offset", "not_before_offset", "not_on_or_after_offset"]
+OPTIONAL_INT = ["issue_instant_offset", "not_before_offset", "not_on_or_after_offset", "authn_instant_offset"]
 KNOWN_KEYS = set(REQUIRED_STR + OPTIONAL_STR + OPTIONAL_BOOL + OPTIONAL_INT + ["in_response_to", "attributes"])
 
 
@@ -355,7 +357,7 @@ def build_assertion(r, now, assertion_id, sig_template):
         conditions.audience_restriction = [saml.AudienceRestriction(audience=[saml.Audience(text=r["audience"])])]
 
     authn = saml.AuthnStatement(
-        authn_instant=ts(now, r["issue_instant_offset"]),
+        authn_instant=ts(now, r.get("authn_instant_offset", r["issue_instant_offset"])),
         session_index=r.get("session_index") or new_id(),
         authn_context=saml.AuthnContext(
             authn_context_class_ref=saml.AuthnContextClassRef(text=saml.AUTHN_PASSWORD_PROTECTED)
