@@ -192,14 +192,7 @@ pub async fn login(
         .append_pair("code_challenge", challenge.as_str())
         .append_pair("code_challenge_method", "S256");
     // An app asked for a new sign-in (prompt=login, max_age): so does the IdP.
-    let back = q.return_to.clone();
-    let fresh = state
-        .db
-        .run(move |conn| {
-            crate::provider::grants::fresh_sign_in_for(conn, back.as_deref(), now)
-                .map_err(AppError::from)
-        })
-        .await?;
+    let fresh = crate::provider::grants::fresh_for(&state.db, q.return_to.clone(), now).await?;
     if let Some(f) = fresh {
         let max_age = f.max_age;
         let mut q = url.query_pairs_mut();
@@ -623,14 +616,8 @@ pub async fn callback(
 
     // An app asked for a new sign-in (prompt=login, max_age, passed on to the IdP): the ID
     // token's auth_time must show the IdP authenticated the user again.
-    let back = pending.return_to.clone();
-    let fresh = state
-        .db
-        .run(move |conn| {
-            crate::provider::grants::fresh_sign_in_for(conn, back.as_deref(), now)
-                .map_err(AppError::from)
-        })
-        .await?;
+    let fresh =
+        crate::provider::grants::fresh_for(&state.db, pending.return_to.clone(), now).await?;
     if let Some(f) = fresh {
         let refusal = match claims.get("auth_time").and_then(Value::as_i64) {
             Some(t) if t + FRESH_SKEW_SECS >= f.not_before => None,

@@ -683,6 +683,26 @@ pub struct Fresh {
     pub max_age: i64,
 }
 
+/// [`fresh_sign_in_for`] off the async workers; no database trip unless `return_to` is an
+/// app's continue URL.
+pub async fn fresh_for(
+    db: &crate::db::Db,
+    return_to: Option<String>,
+    now: i64,
+) -> std::result::Result<Option<Fresh>, crate::http::errors::AppError> {
+    if !return_to
+        .as_deref()
+        .is_some_and(|r| r.starts_with("/sso/oauth2/continue/"))
+    {
+        return Ok(None);
+    }
+    db.run(move |conn| {
+        fresh_sign_in_for(conn, return_to.as_deref(), now)
+            .map_err(crate::http::errors::AppError::from)
+    })
+    .await
+}
+
 /// The [`Fresh`] demand of the waiting request a sign-in returns to, if any.
 pub fn fresh_sign_in_for(
     conn: &mut DbConn,

@@ -188,14 +188,9 @@ pub async fn login(
         .map_err(|e| AppError::Internal(anyhow::anyhow!("AuthnRequest: {e}")))?;
     request.id = format!("_{}", hex::encode(random_bytes()));
     // An app asked for a new sign-in (prompt=login, max_age): the IdP must authenticate again.
-    let back = q.return_to.clone();
-    let fresh = state
-        .db
-        .run(move |conn| {
-            crate::provider::grants::fresh_sign_in_for(conn, back.as_deref(), crate::clock::now())
-                .map_err(AppError::from)
-        })
-        .await?;
+    let fresh =
+        crate::provider::grants::fresh_for(&state.db, q.return_to.clone(), crate::clock::now())
+            .await?;
     if fresh.is_some() {
         request.force_authn = Some(true);
     }
