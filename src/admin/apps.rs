@@ -142,13 +142,7 @@ struct SignInRow {
     state: String,
 }
 
-fn sign_in_row(
-    (g, user, org): (
-        crate::provider::grants::Grant,
-        Option<String>,
-        Option<String>,
-    ),
-) -> SignInRow {
+fn sign_in_row((g, user, org, live): crate::provider::grants::RecentSignIn) -> SignInRow {
     let state = match (g.revoked_at, g.ended_at) {
         (Some(t), _) => format!(
             "revoked {}: {}",
@@ -156,6 +150,8 @@ fn sign_in_row(
             g.revoked_reason.unwrap_or_default()
         ),
         (None, Some(t)) => format!("signed out {}", super::time(t)),
+        // Ended a moment ago; the sweep has not marked it yet.
+        (None, None) if !live => "signed out".into(),
         (None, None) => "signed in".into(),
     };
     SignInRow {
@@ -419,7 +415,7 @@ pub async fn show(
         .run(move |conn| -> Result<_, IdentityError> {
             let app = apps::get(conn, &slug)?;
             let slugs = org_slugs(conn, &app)?;
-            let recent = crate::provider::grants::recent(conn, &app.id, 20)?;
+            let recent = crate::provider::grants::recent(conn, &app.id, 20, crate::clock::now())?;
             Ok((app, slugs, recent))
         })
         .await

@@ -566,13 +566,14 @@ pub fn amr(auth_method: &str) -> Vec<&'static str> {
     }
 }
 
-/// A grant with its user's name and org slug (`None` once deleted).
-pub type RecentSignIn = (Grant, Option<String>, Option<String>);
+/// A grant with its user's name and org slug (`None` once deleted), and whether its session
+/// is still live right now (the sweep marks `ended_at` within a second or so).
+pub type RecentSignIn = (Grant, Option<String>, Option<String>, bool);
 
-/// Grants of `app`, newest first (its recent sign-ins), with the user's name and org slug.
-pub fn recent(conn: &mut DbConn, app_id: &str, limit: i64) -> Result<Vec<RecentSignIn>> {
+/// Grants of `app`, newest first (its recent sign-ins).
+pub fn recent(conn: &mut DbConn, app_id: &str, limit: i64, now: i64) -> Result<Vec<RecentSignIn>> {
     use crate::db::schema::{organizations as o, users as u};
-    Ok(oidc_grants::table
+    let rows: Vec<(Grant, Option<String>, Option<String>)> = oidc_grants::table
         .left_join(u::table.on(u::id.eq(oidc_grants::user_id)))
         .left_join(o::table.on(o::id.eq(oidc_grants::org_id)))
         .filter(oidc_grants::app_id.eq(app_id))
@@ -583,7 +584,14 @@ pub fn recent(conn: &mut DbConn, app_id: &str, limit: i64) -> Result<Vec<RecentS
             u::user_name.nullable(),
             o::slug.nullable(),
         ))
-        .load(conn)?)
+        .load(conn)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (g, user, org) in rows {
+        let live = g.ended_at.is_none()
+            && session::load_by_hash(conn, &g.session_hash, now, false)?.is_some();
+        out.push((g, user, org, live));
+    }
+    Ok(out)
 }
 
 /// The org and user of a grant, typed.
