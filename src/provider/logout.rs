@@ -86,6 +86,15 @@ const BACKCHANNEL_EVENT: &str = "http://schemas.openid.net/event/backchannel-log
 /// Marks grants whose session ended and queues their apps' back-channel logouts. Returns
 /// how many grants ended.
 pub fn sweep(conn: &mut DbConn, now: i64) -> Result<usize, IdentityError> {
+    // One sweep at a time across replicas: two of them checking and queueing the same
+    // session's logout would both insert it.
+    crate::db::write_tx(conn, |conn| {
+        crate::db::lock_named(conn, "oidc_logout_sweep")?;
+        sweep_locked(conn, now)
+    })
+}
+
+fn sweep_locked(conn: &mut DbConn, now: i64) -> Result<usize, IdentityError> {
     type Row = (
         String,
         String,
