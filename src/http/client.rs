@@ -116,6 +116,22 @@ pub fn forwarded_header<'a>(
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
+/// The credentials of an `Authorization: <scheme> <credentials>` header, scheme matched without
+/// regard to case (`Bearer` for SCIM tokens and access tokens, `Basic` for client secrets);
+/// `None` when absent, of another scheme, or empty.
+pub fn authorization<'h>(
+    headers: &'h actix_web::http::header::HeaderMap,
+    scheme: &str,
+) -> Option<&'h str> {
+    let value = headers
+        .get(actix_web::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (given, credentials) = value.trim().split_once(' ')?;
+    let credentials = credentials.trim();
+    (given.eq_ignore_ascii_case(scheme) && !credentials.is_empty()).then_some(credentials)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -176,6 +176,13 @@ fn invalid_grant(description: impl Into<String>, grant: &Grant) -> Refusal {
     }
 }
 
+/// A code or refresh token presented again: one of its two holders is not the app, so the whole
+/// grant goes, and the client is told `told`.
+fn reused(conn: &mut DbConn, grant: &Grant, reason: &str, told: &str, now: i64) -> Result<Refusal> {
+    revoke(conn, &grant.id, reason, now)?;
+    Ok(invalid_grant(told, grant))
+}
+
 /// Revokes a grant (and so its refresh tokens and access tokens).
 pub fn revoke(conn: &mut DbConn, grant_id: &str, reason: &str, now: i64) -> Result<bool> {
     Ok(diesel::update(
@@ -300,11 +307,13 @@ pub fn redeem_code(
         )));
     }
     if used_at.is_some() {
-        revoke(conn, &grant.id, "authorization code used twice", now)?;
-        return Ok(Err(invalid_grant(
-            "the code was already used; the tokens it gave are revoked",
+        return Ok(Err(reused(
+            conn,
             &grant,
-        )));
+            "authorization code used twice",
+            "the code was already used; the tokens it gave are revoked",
+            now,
+        )?));
     }
     if now >= expires_at {
         return Ok(Err(invalid_grant("the code has expired", &grant)));
@@ -343,8 +352,13 @@ pub fn redeem_code(
     .set(oidc_codes::used_at.eq(Some(now)))
     .execute(conn)?;
     if claimed != 1 {
-        revoke(conn, &grant.id, "authorization code used twice", now)?;
-        return Ok(Err(invalid_grant("the code was already used", &grant)));
+        return Ok(Err(reused(
+            conn,
+            &grant,
+            "authorization code used twice",
+            "the code was already used",
+            now,
+        )?));
     }
     let (user, org) = match live(conn, &grant, app, now, false)? {
         Ok(v) => v,
@@ -399,16 +413,13 @@ pub fn refresh(
         )));
     }
     if used_at.is_some() {
-        revoke(
+        return Ok(Err(reused(
             conn,
-            &grant.id,
-            "a used refresh token was presented again",
-            now,
-        )?;
-        return Ok(Err(invalid_grant(
-            "the refresh token was already used; every token of this sign-in is revoked",
             &grant,
-        )));
+            "a used refresh token was presented again",
+            "the refresh token was already used; every token of this sign-in is revoked",
+            now,
+        )?));
     }
     if now >= expires_at {
         return Ok(Err(invalid_grant("the refresh token has expired", &grant)));
@@ -432,16 +443,13 @@ pub fn refresh(
     .set(oidc_refresh_tokens::used_at.eq(Some(now)))
     .execute(conn)?;
     if claimed != 1 {
-        revoke(
+        return Ok(Err(reused(
             conn,
-            &grant.id,
-            "a used refresh token was presented again",
-            now,
-        )?;
-        return Ok(Err(invalid_grant(
-            "the refresh token was already used",
             &grant,
-        )));
+            "a used refresh token was presented again",
+            "the refresh token was already used",
+            now,
+        )?));
     }
     let refresh_token = new_refresh_token(conn, &grant, now)?;
     Ok(Ok(Issued {

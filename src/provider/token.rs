@@ -120,14 +120,7 @@ struct Presented {
 }
 
 fn presented(req: &HttpRequest, form: &HashMap<String, String>) -> Result<Presented, String> {
-    let basic = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let (scheme, rest) = v.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("basic").then(|| rest.trim())
-        });
+    let basic = crate::http::client::authorization(req.headers(), "basic");
     let form_secret = form.get("client_secret").filter(|s| !s.is_empty());
     if let Some(b64) = basic {
         if form_secret.is_some() {
@@ -446,14 +439,6 @@ fn bearer(
     }
 }
 
-fn bearer_token(req: &HttpRequest) -> Option<String> {
-    let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_string())
-}
-
 fn invalid_token(description: &str) -> HttpResponse {
     HttpResponse::Unauthorized()
         .insert_header((
@@ -472,7 +457,9 @@ async fn userinfo_inner(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, AppError> {
-    let Some(token) = bearer_token(&req) else {
+    let Some(token) =
+        crate::http::client::authorization(req.headers(), "bearer").map(str::to_string)
+    else {
         return Ok(HttpResponse::Unauthorized()
             .insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"gatehouse\""))
             .insert_header((header::CACHE_CONTROL, "no-store"))

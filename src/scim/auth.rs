@@ -42,11 +42,9 @@ impl FromRequest for ScimClient {
 }
 
 fn bearer(req: &ServiceRequest) -> Option<String> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.trim().split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && token.len() <= 512)
-        .then(|| token.to_string())
+    crate::http::client::authorization(req.headers(), "bearer")
+        .filter(|token| token.len() <= 512)
+        .map(str::to_string)
 }
 
 /// The live token a bearer secret belongs to: from the one-second cache, else the database
