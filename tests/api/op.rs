@@ -15,7 +15,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use crate::helpers::*;
-use crate::saml::{self, request_id, Setup, IDP_SSO};
+use crate::saml::{self, authn_request_xml, request_id, Setup, IDP_SSO};
 
 pub(crate) const REDIRECT: &str = "https://crm.example.com/cb";
 pub(crate) const BYE: &str = "https://crm.example.com/bye";
@@ -147,6 +147,26 @@ impl Op {
         panic!("too many redirects from {start}");
     }
 
+    /// Asks for a code with PKCE (and `extra`) in `browser`: the verifier and the answer.
+    pub(crate) async fn authorize_with(
+        &self,
+        browser: &reqwest::Client,
+        extra: &[(&str, &str)],
+    ) -> (String, reqwest::Response) {
+        let (verifier, challenge) = pkce();
+        let mut params = extra.to_vec();
+        params.extend([
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+        ]);
+        let res = browser
+            .get(self.authorize_url(&params))
+            .send()
+            .await
+            .unwrap();
+        (verifier, res)
+    }
+
     pub(crate) async fn token(&self, form: &[(&str, &str)]) -> (u16, Value) {
         let res = reqwest::Client::new()
             .post(self.s.app.url("/sso/oauth2/token"))
@@ -226,22 +246,6 @@ impl Op {
             .cloned()
             .collect()
     }
-}
-
-/// The AuthnRequest XML inside an HTTP-Redirect URL (base64 of raw DEFLATE).
-pub(crate) fn authn_request_xml(location: &str) -> String {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let code = "import sys,zlib,base64,urllib.parse\n\
-                q=urllib.parse.urlparse(sys.stdin.read()).query\n\
-                print(zlib.decompress(base64.b64decode(urllib.parse.parse_qs(q)['SAMLRequest'][0]),-15).decode())";
-    let mut child = Command::new(root.join("tests/.venv/bin/python"))
-        .args(["-c", code])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), location.as_bytes()).unwrap();
-    String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
 }
 
 /// Verifies `token` with PyJWT against the JWKS (RS256 or ES256 only).
@@ -575,16 +579,7 @@ async fn the_provider_refuses_what_the_specs_forbid() {
     assert_eq!(status, 401, "and its access token");
 
     // Expired code.
-    let (verifier, challenge) = pkce();
-    let res = app
-        .client
-        .get(op.authorize_url(&[
-            ("code_challenge", &challenge),
-            ("code_challenge_method", "S256"),
-        ]))
-        .send()
-        .await
-        .unwrap();
+    let (verifier, res) = op.authorize_with(&app.client, &[]).await;
     let code = query_of(res.headers()["location"].to_str().unwrap())["code"].clone();
     app.sql("UPDATE oidc_codes SET expires_at = expires_at - 61");
     let (status, e) = op.exchange(&code, &verifier).await;
@@ -695,17 +690,7 @@ async fn the_provider_refuses_what_the_specs_forbid() {
     // An app open to another org only refuses acme's users (after sign-in, back to the app).
     app.cli_ok(&["org", "create", "beta", "--domain", "beta.test"]);
     app.cli_ok(&["app", "update", "crm", "--orgs", "beta"]);
-    let (_, challenge) = pkce();
-    let res = app
-        .client
-        .get(op.authorize_url(&[
-            ("state", "o"),
-            ("code_challenge", &challenge),
-            ("code_challenge_method", "S256"),
-        ]))
-        .send()
-        .await
-        .unwrap();
+    let (_, res) = op.authorize_with(&app.client, &[("state", "o")]).await;
     let q = query_of(res.headers()["location"].to_str().unwrap());
     assert_eq!(q["error"], "access_denied");
     assert_eq!(q["state"], "o");
@@ -1202,33 +1187,16 @@ async fn prompts_hints_and_es256() {
             .contains("already used or it expired"));
     }
     // max_age the session satisfies: a code at once.
-    let (_, challenge) = pkce();
-    let res = app
-        .client
-        .get(op.authorize_url(&[
-            ("max_age", "3600"),
-            ("code_challenge", &challenge),
-            ("code_challenge_method", "S256"),
-        ]))
-        .send()
-        .await
-        .unwrap();
+    let (_, res) = op.authorize_with(&app.client, &[("max_age", "3600")]).await;
     assert!(res.headers()["location"]
         .to_str()
         .unwrap()
         .starts_with(REDIRECT));
 
     // organization=<slug> from a fresh browser: straight to the org's IdP.
-    let fresh = browser();
-    let res = fresh
-        .get(op.authorize_url(&[
-            ("organization", "acme"),
-            ("code_challenge", &challenge),
-            ("code_challenge_method", "S256"),
-        ]))
-        .send()
-        .await
-        .unwrap();
+    let (_, res) = op
+        .authorize_with(&browser(), &[("organization", "acme")])
+        .await;
     let to = res.headers()["location"].to_str().unwrap();
     assert!(
         to.starts_with(&format!("/sso/saml/{}/login", op.s.connection)),
@@ -1371,15 +1339,7 @@ async fn claims_follow_the_scope_and_only_verified_emails() {
         .await
         .unwrap();
     assert_eq!(res.status(), 303);
-    let (verifier, challenge) = pkce();
-    let res = mallory
-        .get(op.authorize_url(&[
-            ("code_challenge", &challenge),
-            ("code_challenge_method", "S256"),
-        ]))
-        .send()
-        .await
-        .unwrap();
+    let (verifier, res) = op.authorize_with(&mallory, &[]).await;
     let to = res.headers()["location"].to_str().unwrap().to_string();
     let (status, t) = op.exchange(&query_of(&to)["code"], &verifier).await;
     assert_eq!(status, 200, "{t}");
@@ -1492,33 +1452,18 @@ async fn removed_uris_disabled_apps_and_other_browsers_get_nothing() {
     )
     .ok();
     let victim = browser();
-    let (_, challenge) = pkce();
-    let res = victim
-        .get(op.authorize_url(&[
-            ("state", "victim-state"),
-            ("code_challenge", &challenge),
-            ("code_challenge_method", "S256"),
-        ]))
-        .send()
-        .await
-        .unwrap();
+    let (_, res) = op
+        .authorize_with(&victim, &[("state", "victim-state")])
+        .await;
     let cont = continue_of(res.headers()["location"].to_str().unwrap());
     let attacker = signed_in_browser(app, "mallory@beta.test").await;
     let res = attacker.get(app.url(&cont)).send().await.unwrap();
     assert_eq!(res.status(), 400, "{:?}", res.headers().get("location"));
 
     // A request waiting while its redirect URI is removed.
-    let (_, challenge) = pkce();
-    let res = app
-        .client
-        .get(op.authorize_url(&[
-            ("login_hint", "ann@acme.test"),
-            ("code_challenge", &challenge),
-            ("code_challenge_method", "S256"),
-        ]))
-        .send()
-        .await
-        .unwrap();
+    let (_, res) = op
+        .authorize_with(&app.client, &[("login_hint", "ann@acme.test")])
+        .await;
     assert_eq!(res.status(), 303);
     app.cli_ok(&[
         "app",
@@ -1598,16 +1543,7 @@ async fn the_purge_is_complete_and_keeps_what_a_logout_needs() {
     let (status, _) = op.refresh(t["refresh_token"].as_str().unwrap()).await;
     assert_eq!(status, 400);
     // An authorization whose code is never redeemed.
-    let (_, challenge) = pkce();
-    let res = app
-        .client
-        .get(op.authorize_url(&[
-            ("code_challenge", &challenge),
-            ("code_challenge_method", "S256"),
-        ]))
-        .send()
-        .await
-        .unwrap();
+    let (_, res) = op.authorize_with(&app.client, &[]).await;
     assert!(res.headers()["location"]
         .to_str()
         .unwrap()

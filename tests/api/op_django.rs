@@ -9,7 +9,6 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use serde_json::{json, Value};
 
 use crate::helpers::*;
-use crate::saml::{key_pair, start_idp_server, IDP_ENTITY};
 
 /// The child processes of a test, killed when it ends (passing or not).
 struct Children(Vec<Child>);
@@ -42,46 +41,13 @@ async fn a_django_app_signs_users_in_with_mozilla_django_oidc() {
     app.cli_ok(&["role", "add", "acme", "developer", "--rank", "5"]);
     app.cli_ok(&["role", "map", "acme", "Engineering", "developer"]);
 
-    // The SAML connection to pysaml2, as in saml::a_browser_signs_in_end_to_end.
-    let idp = key_pair("django idp");
-    let config = app.data_dir.path().join("idp.json");
-    let cert = app.data_dir.path().join("idp.pem");
-    std::fs::write(&cert, &idp.cert_pem).unwrap();
-    let out: Value = serde_json::from_str(
-        app.cli_ok(&[
-            "connection",
-            "add-saml",
-            "acme",
-            "--entity-id",
-            IDP_ENTITY,
-            "--sso-url",
-            "http://127.0.0.1:1/sso",
-            "--cert-file",
-            cert.to_str().unwrap(),
-            "--preset",
-            "okta",
-            "--json",
-        ])
-        .trim(),
-    )
-    .unwrap();
-    let connection = out["id"].as_str().unwrap().to_string();
-    std::fs::write(
-        &config,
-        json!({
-            "idp_entity_id": IDP_ENTITY, "idp_key_pem": idp.key_pem, "idp_cert_pem": idp.cert_pem,
-            "sp_entity_id": out["sp_entity_id"], "name_id": "00u-ann",
-            "name_id_format": "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
-            "attributes": {"email": ["ann@acme.test"], "firstName": ["Ann"], "lastName": ["Lee"], "groups": ["Engineering"]}
-        })
-        .to_string(),
-    )
-    .unwrap();
-    let (server, idp_port) = start_idp_server(&config);
+    // The SAML connection to a browser-facing pysaml2 IdP.
+    let (server, _connection) = crate::saml::browser_idp(
+        &app,
+        "ann",
+        json!({"email": ["ann@acme.test"], "firstName": ["Ann"], "lastName": ["Lee"], "groups": ["Engineering"]}),
+    );
     children.0.push(server);
-    app.sql(&format!(
-        "UPDATE connections SET config = REPLACE(config, 'http://127.0.0.1:1/sso', 'http://127.0.0.1:{idp_port}/sso') WHERE id = '{connection}'"
-    ));
 
     // Django binds its port first; the app is registered with that redirect URI, and Django
     // gets its credentials on stdin.

@@ -77,6 +77,57 @@ pub(crate) fn add_saml_connection(
 }
 
 /// `tests/peers/saml_idp_server.py` with this config: the child and its port.
+/// A browser-facing pysaml2 IdP (`saml_idp_server.py`) for org acme, and the SAML connection
+/// to it: the connection is created first (its SP entity ID goes into the IdP's config), then
+/// pointed at the server's port. Returns the server (kill it at the end) and the connection id.
+pub(crate) fn browser_idp(
+    app: &TestApp,
+    name_id: &str,
+    attributes: Value,
+) -> (std::process::Child, String) {
+    let idp = key_pair("browser idp");
+    let config = app.data_dir.path().join("idp.json");
+    let cert = app.data_dir.path().join("idp.pem");
+    std::fs::write(&cert, &idp.cert_pem).unwrap();
+    // The SP entity ID is known only once the connection exists; the server reads its config
+    // at start, so create the connection with a provisional SSO URL and fix it after.
+    let out: Value = serde_json::from_str(
+        app.cli_ok(&[
+            "connection",
+            "add-saml",
+            "acme",
+            "--entity-id",
+            IDP_ENTITY,
+            "--sso-url",
+            "http://127.0.0.1:1/sso",
+            "--cert-file",
+            cert.to_str().unwrap(),
+            "--preset",
+            "okta",
+            "--json",
+        ])
+        .trim(),
+    )
+    .unwrap();
+    let connection = out["id"].as_str().unwrap().to_string();
+    std::fs::write(
+        &config,
+        json!({
+            "idp_entity_id": IDP_ENTITY, "idp_key_pem": idp.key_pem, "idp_cert_pem": idp.cert_pem,
+            "sp_entity_id": out["sp_entity_id"], "name_id": format!("00u-{name_id}"),
+            "name_id_format": "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
+            "attributes": attributes,
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let (server, port) = start_idp_server(&config);
+    app.sql(&format!(
+        "UPDATE connections SET config = REPLACE(config, 'http://127.0.0.1:1/sso', 'http://127.0.0.1:{port}/sso') WHERE id = '{connection}'"
+    ));
+    (server, connection)
+}
+
 pub(crate) fn start_idp_server(config: &std::path::Path) -> (std::process::Child, u64) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut server = Command::new(python())
@@ -134,11 +185,17 @@ fn run_python(script_args: &[&str], input: &str) -> String {
 
 /// The AuthnRequest ID inside an HTTP-Redirect URL (base64 of raw DEFLATE).
 pub(crate) fn request_id(location: &str) -> String {
-    let code = "import sys,zlib,base64,urllib.parse,re\n\
+    let xml = authn_request_xml(location);
+    let start = xml.find(" ID=\"").expect("an AuthnRequest ID") + 5;
+    xml[start..start + xml[start..].find('"').unwrap()].to_string()
+}
+
+/// The AuthnRequest XML inside an HTTP-Redirect URL (base64 of raw DEFLATE).
+pub(crate) fn authn_request_xml(location: &str) -> String {
+    let code = "import sys,zlib,base64,urllib.parse\n\
                 q=urllib.parse.urlparse(sys.stdin.read()).query\n\
-                x=zlib.decompress(base64.b64decode(urllib.parse.parse_qs(q)['SAMLRequest'][0]),-15).decode()\n\
-                print(re.search(r' ID=\"([^\"]+)\"',x).group(1))";
-    run_python(&["-c", code], location).trim().to_string()
+                print(zlib.decompress(base64.b64decode(urllib.parse.parse_qs(q)['SAMLRequest'][0]),-15).decode())";
+    run_python(&["-c", code], location)
 }
 
 pub(crate) struct Setup {
@@ -850,47 +907,11 @@ async fn connections_need_a_signing_certificate() {
 async fn a_browser_signs_in_end_to_end() {
     let app = spawn_app().await;
     app.cli_ok(&["org", "create", "acme", "--domain", "acme.test"]);
-    let idp = key_pair("browser idp");
-    let config = app.data_dir.path().join("idp.json");
-    let cert = app.data_dir.path().join("idp.pem");
-    std::fs::write(&cert, &idp.cert_pem).unwrap();
-    // The SP entity ID is known only once the connection exists; the server reads its config
-    // at start, so create the connection with a provisional SSO URL and fix it after.
-    let out: Value = serde_json::from_str(
-        app.cli_ok(&[
-            "connection",
-            "add-saml",
-            "acme",
-            "--entity-id",
-            IDP_ENTITY,
-            "--sso-url",
-            "http://127.0.0.1:1/sso",
-            "--cert-file",
-            cert.to_str().unwrap(),
-            "--preset",
-            "okta",
-            "--json",
-        ])
-        .trim(),
-    )
-    .unwrap();
-    let connection = out["id"].as_str().unwrap().to_string();
-    std::fs::write(
-        &config,
-        json!({
-            "idp_entity_id": IDP_ENTITY, "idp_key_pem": idp.key_pem, "idp_cert_pem": idp.cert_pem,
-            "sp_entity_id": out["sp_entity_id"], "name_id": "00u-web",
-            "name_id_format": "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
-            "attributes": {"email": ["web.user@acme.test"], "firstName": ["Web"], "lastName": ["User"]}
-        })
-        .to_string(),
-    )
-    .unwrap();
-    let (mut server, port) = start_idp_server(&config);
-    let cfg_sql = format!(
-        "UPDATE connections SET config = REPLACE(config, 'http://127.0.0.1:1/sso', 'http://127.0.0.1:{port}/sso') WHERE id = '{connection}'"
+    let (mut server, _connection) = browser_idp(
+        &app,
+        "web",
+        json!({"email": ["web.user@acme.test"], "firstName": ["Web"], "lastName": ["User"]}),
     );
-    app.sql(&cfg_sql);
 
     let result = run_browser_script(
         "browser_sign_in.mjs",
