@@ -12,7 +12,6 @@ CREATE TABLE oidc_auth_requests (
     state TEXT,
     nonce TEXT,
     code_challenge TEXT,
-    response_mode TEXT NOT NULL,
     -- The sign-in must be newer than this (prompt=login, max_age), NULL: any live session.
     fresh_after BIGINT,
     -- prompt=login (or max_age=0): the session the browser had when it asked, which cannot

@@ -372,7 +372,6 @@ diesel::table! {
         state -> Nullable<Text>,
         nonce -> Nullable<Text>,
         code_challenge -> Nullable<Text>,
-        response_mode -> Text,
         fresh_after -> Nullable<BigInt>,
         stale_session_hash -> Nullable<Text>,
         browser_hash -> Text,

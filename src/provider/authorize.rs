@@ -289,7 +289,6 @@ fn check(
         state: app_state.clone(),
         nonce,
         code_challenge: challenge.map(str::to_string),
-        response_mode: "query".into(),
         fresh_after,
         // Filled in by the caller, who knows the browser's session.
         stale_session_hash: new_sign_in.then(String::new),

@@ -46,7 +46,6 @@ pub struct AuthRequest {
     pub state: Option<String>,
     pub nonce: Option<String>,
     pub code_challenge: Option<String>,
-    pub response_mode: String,
     pub fresh_after: Option<i64>,
     pub stale_session_hash: Option<String>,
     pub browser_hash: String,

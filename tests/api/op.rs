@@ -1530,10 +1530,10 @@ async fn the_purge_is_complete_and_keeps_what_a_logout_needs() {
         serde_json::from_str(app.cli_ok(&["app", "show", "crm", "--json"]).trim()).unwrap();
     let app_id = shown["id"].as_str().unwrap();
     let rows: Vec<String> = (0..2500)
-        .map(|i| format!("('h{i}', '{app_id}', '{REDIRECT}', 'openid', 'query', 'b', 0, 1)"))
+        .map(|i| format!("('h{i}', '{app_id}', '{REDIRECT}', 'openid', 'b', 0, 1)"))
         .collect();
     app.sql(&format!(
-        "INSERT INTO oidc_auth_requests (id_hash, app_id, redirect_uri, scope, response_mode, browser_hash, created_at, expires_at) VALUES {}",
+        "INSERT INTO oidc_auth_requests (id_hash, app_id, redirect_uri, scope, browser_hash, created_at, expires_at) VALUES {}",
         rows.join(",")
     ));
     // A grant revoked by refresh-token reuse while its session lives on.
